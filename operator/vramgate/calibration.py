@@ -1,0 +1,250 @@
+"""Compare the planner with real engine start-up logs.
+
+Reads a CSV of engine starts (the columns of benchmarks/calibration/vllm_startup_logs.csv: model config,
+GPU, fraction, max model len, what the engine printed) and re-plans each row with the engine's own
+settings fixed, so predicted and reported weights and KV-cache capacity can be set side by side. Rows
+are never special-cased: each goes through the same `plan()` a deployment does.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from vramgate.sizing import catalog
+from vramgate.sizing.catalog import GpuType, load_model
+from vramgate.sizing.engines import Engine
+from vramgate.sizing.errors import SizingError
+from vramgate.sizing.planner import Plan, PlanRequest, plan
+from vramgate.sizing.precision import Precision
+from vramgate.sizing.units import GIB
+
+# Acceptance bounds of the calibration (issue: weights within 2%; KV capacity within 5% median and
+# no row off by more than 15% or 0.5 GiB per GPU, whichever is larger).
+WEIGHTS_TOLERANCE = 0.02
+KV_MEDIAN_TOLERANCE = 0.05
+KV_ROW_TOLERANCE = 0.15
+KV_ROW_TOLERANCE_BYTES = GIB // 2
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _first_number(text: str) -> float | None:
+    match = _NUMBER.search(text or "")
+    return float(match[0]) if match else None
+
+
+def _setting(settings: str, *names: str) -> int | None:
+    """`max_num_seqs=192` style settings from the free-text column."""
+    for name in names:
+        match = re.search(rf"{name}\s*[=:]\s*(\d+)", settings or "")
+        if match:
+            return int(match[1])
+    return None
+
+
+def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuType:
+    """The catalog GPU a log names ("NVIDIA A100 80GB", "NVIDIA Tesla T4"); an unnamed one is the GPU
+    whose CUDA total is nearest the logged total."""
+    text = description.lower()
+    best: tuple[int, GpuType] | None = None
+    for gpu in catalog.gpu_catalog().values():
+        tokens = [t for t in re.split(r"[-\s]+", gpu.name.lower()) if t]
+        if all(re.search(rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])", text) for t in tokens) and (
+            best is None or len(tokens) > best[0]
+        ):
+            best = (len(tokens), gpu)
+    if best is not None:
+        return best[1]
+    if cuda_total_gib is None:
+        raise SizingError("gpu_model", f"{description!r} names no catalog GPU and no total memory is logged")
+    return min(catalog.gpu_catalog().values(), key=lambda g: abs(g.cuda_total_bytes - cuda_total_gib * GIB))
+
+
+@dataclass(frozen=True)
+class Reported:
+    """What the engine printed, per GPU."""
+
+    weights_gib: float | None
+    kv_cache_gib: float | None
+    kv_cache_tokens: int | None
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    row_id: str
+    model: str
+    gpu: str
+    tensor_parallel: int
+    engine_version: str
+    predicted: Plan | None
+    reported: Reported
+    skipped: str | None = None
+
+    @property
+    def weights_error(self) -> float | None:
+        if self.predicted is None or not self.reported.weights_gib:
+            return None
+        return self.predicted.weights_bytes_per_gpu / (self.reported.weights_gib * GIB) - 1
+
+    @property
+    def predicted_kv_gib(self) -> float | None:
+        if self.predicted is None:
+            return None
+        per_token = self.predicted.kv_bytes_per_token_per_gpu
+        return self.predicted.kv_capacity_tokens * per_token / GIB
+
+    @property
+    def kv_error(self) -> float | None:
+        """Relative error of KV capacity: in tokens when the engine printed them, else in GiB."""
+        if self.predicted is None:
+            return None
+        if self.reported.kv_cache_tokens:
+            return self.predicted.kv_capacity_tokens / self.reported.kv_cache_tokens - 1
+        if self.reported.kv_cache_gib and self.predicted_kv_gib is not None:
+            return self.predicted_kv_gib / self.reported.kv_cache_gib - 1
+        return None
+
+    @property
+    def kv_error_gib(self) -> float | None:
+        """Absolute error of the KV cache per GPU in GiB."""
+        if self.kv_error is None or self.predicted_kv_gib is None:
+            return None
+        reported = self.reported.kv_cache_gib or self.predicted_kv_gib / (1 + self.kv_error)
+        return self.predicted_kv_gib - reported
+
+    @property
+    def kv_within_bounds(self) -> bool | None:
+        if self.kv_error is None or self.kv_error_gib is None:
+            return None
+        return (
+            abs(self.kv_error) <= KV_ROW_TOLERANCE or abs(self.kv_error_gib) * GIB <= KV_ROW_TOLERANCE_BYTES
+        )
+
+
+def _precision(dtype: str) -> Precision:
+    text = (dtype or "").lower()
+    if "bfloat16" in text or "bf16" in text:
+        return Precision.BF16
+    if "float16" in text or "fp16" in text:
+        return Precision.FP16
+    return Precision.AUTO
+
+
+def _weights_reported(row: dict[str, str]) -> float | None:
+    if row.get("weights_gib_profile"):
+        return _first_number(row["weights_gib_profile"])
+    printed = row.get("weights_loaded_as_printed", "")
+    match = re.search(r"took\s+(\d+(?:\.\d+)?)\s*Gi?B", printed)
+    return float(match[1]) if match else None
+
+
+def _kv_tokens_reported(row: dict[str, str]) -> int | None:
+    if row.get("kv_cache_tokens"):
+        return int(_first_number(row["kv_cache_tokens"]) or 0) or None
+    blocks, block = _first_number(row.get("gpu_blocks", "")), _first_number(row.get("block_size", ""))
+    if blocks and block:
+        return int(blocks * block)
+    return None
+
+
+def _kv_gib_reported(row: dict[str, str]) -> float | None:
+    text = row.get("kv_cache_gib", "")
+    # SGLang prints K and V pools separately ("2.82 (K) + 2.82 (V) GB"); several PP stages print "a / b".
+    if "(K)" in text and "(V)" in text:
+        return sum(float(n) for n in _NUMBER.findall(text.split("GB")[0]))
+    return _first_number(text)
+
+
+def _engine_version(text: str) -> str | None:
+    """The version a row states; "not shown/not stated (...)" states none, though it may say V0."""
+    if text.lower().startswith("not"):
+        return "V0" if re.search(r"\bV0\b", text) else None
+    return text or None
+
+
+def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
+    """Re-plan one logged engine start with its own settings."""
+    reported = Reported(_weights_reported(row), _kv_gib_reported(row), _kv_tokens_reported(row))
+    tensor_parallel = int(_first_number(row["tensor_parallel_size"]) or 1)
+    base = CalibrationRow(
+        row_id=row["row_id"],
+        model=row["model_id"],
+        gpu=row["gpu_model"],
+        tensor_parallel=tensor_parallel,
+        engine_version=row.get("engine_version", ""),
+        predicted=None,
+        reported=reported,
+    )
+    if int(_first_number(row.get("pipeline_parallel_size", "1")) or 1) > 1:
+        return _skip(base, "pipeline parallelism is not modelled")
+    try:
+        logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
+        gpu = gpu_from_description(row["gpu_model"], logged_total)
+        engine = Engine.SGLANG if "sglang" in row["engine"].lower() else Engine.VLLM
+        settings = row.get("other_relevant_settings", "")
+        block = _first_number(row.get("block_size", ""))
+        model = load_model(str(configs_dir / Path(row["config_file"]).name))
+        request = PlanRequest(
+            model=model,
+            model_source=row["model_id"],
+            # The dtype column is the compute dtype; a quantized checkpoint keeps its own format.
+            precision=Precision.AUTO if model.quantization else _precision(row.get("dtype", "")),
+            max_seq_len=int(_first_number(row["max_model_len"]) or 0),
+            concurrency=1,
+            engine=engine,
+            engine_version=_engine_version(row.get("engine_version", "")),
+            gpu=gpu,
+            gpu_count=tensor_parallel,
+            memory_fraction=_first_number(row["gpu_memory_utilization"]),
+            gpu_memory_bytes_override=round(logged_total * GIB) if logged_total else None,
+            max_num_seqs=_setting(settings, "max_num_seqs", "max_running_requests"),
+            max_num_batched_tokens=_setting(settings, "max_num_batched_tokens", "chunked_prefill_size"),
+            block_size=int(block) if block and engine is Engine.VLLM else None,
+        )
+        return CalibrationRow(**{**base.__dict__, "predicted": plan(request)})
+    except (SizingError, ValueError) as exc:
+        return _skip(base, str(exc))
+
+
+def _skip(row: CalibrationRow, why: str) -> CalibrationRow:
+    return CalibrationRow(**{**row.__dict__, "skipped": why})
+
+
+def calibrate(csv_path: Path, configs_dir: Path | None = None) -> list[CalibrationRow]:
+    """Re-plan every row of a start-up log CSV; configs live beside it under configs/ by default."""
+    configs = configs_dir or csv_path.parent / "configs"
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        return [calibrate_row(row, configs) for row in csv.DictReader(handle)]
+
+
+@dataclass(frozen=True)
+class Summary:
+    weights_rows: int
+    weights_max_error: float
+    kv_rows: int
+    kv_median_error: float
+    kv_rows_out_of_bounds: list[str]
+
+    @property
+    def meets_targets(self) -> bool:
+        return (
+            self.weights_max_error <= WEIGHTS_TOLERANCE
+            and self.kv_median_error <= KV_MEDIAN_TOLERANCE
+            and not self.kv_rows_out_of_bounds
+        )
+
+
+def summarize(rows: list[CalibrationRow]) -> Summary:
+    weights = [abs(r.weights_error) for r in rows if r.weights_error is not None]
+    kv = [abs(r.kv_error) for r in rows if r.kv_error is not None]
+    return Summary(
+        weights_rows=len(weights),
+        weights_max_error=max(weights, default=0.0),
+        kv_rows=len(kv),
+        kv_median_error=statistics.median(kv) if kv else 0.0,
+        kv_rows_out_of_bounds=[r.row_id for r in rows if r.kv_within_bounds is False],
+    )

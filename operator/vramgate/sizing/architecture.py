@@ -1,0 +1,446 @@
+"""What a model is made of, as far as GPU memory is concerned, and how to read it from config.json.
+
+One `ModelArchitecture` describes dense, grouped-query, multi-query, MLA, MoE and sliding-window models
+alike. `architecture_from_config` understands the key names of the common Hugging Face families
+(llama, mistral, mixtral, qwen2/3, gemma2/3, phi3, falcon, gpt_neox, gpt_oss, deepseek_v2/v3); a family
+it does not know still works when its config uses the standard keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vramgate.sizing.errors import SizingError
+from vramgate.sizing.precision import Quantization, normalize_torch_dtype
+
+# Families whose MLP is up-projection + activation + down-projection (two matrices, no gate).
+_UNGATED_MLP_FAMILIES = frozenset(
+    {"falcon", "gpt_neox", "gpt2", "gptj", "gpt_bigcode", "bloom", "opt", "phi", "mpt", "starcoder2"}
+)
+# Families whose `sliding_window`, when set, applies to every layer.
+_ALL_LAYERS_SLIDING_FAMILIES = frozenset({"mistral", "mixtral", "phi3", "starcoder2"})
+# Families with q/k/v projection biases (params only; they are tiny but make counts exact).
+_QKV_BIAS_FAMILIES = frozenset({"qwen2", "qwen2_moe"})
+# Defaults of the transformers config classes, for keys their config.json files leave out. Any family
+# not listed inherits PretrainedConfig's tie_word_embeddings=True.
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True},
+    "gemma2": {"head_dim": 256, "tie_word_embeddings": True},
+    "falcon": {"tie_word_embeddings": True},
+    **{
+        family: {"tie_word_embeddings": False}
+        for family in (
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen2_moe",
+            "qwen3",
+            "qwen3_moe",
+            "phi3",
+            "deepseek_v2",
+            "deepseek_v3",
+            "gpt_neox",
+            "gpt_oss",
+        )
+    },
+}
+
+
+class ModelArchitecture(BaseModel):
+    """The memory-relevant shape of a transformer.
+
+    Attention kinds follow from the head counts: `num_kv_heads == num_attention_heads` is multi-head,
+    `1` is multi-query, anything between is grouped-query; `kv_lora_rank > 0` is multi-head latent
+    attention (DeepSeek), whose cache holds one compressed latent per token and layer.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    family: str = "custom"
+    parameters: int | None = Field(default=None, description="official total parameter count, when known")
+    num_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    vocab_size: int = Field(gt=0)
+    intermediate_size: int = Field(ge=0)
+    gated_mlp: bool = True
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    num_experts: int = Field(default=0, ge=0)
+    num_experts_per_token: int = Field(default=0, ge=0)
+    moe_intermediate_size: int = Field(default=0, ge=0)
+    shared_expert_intermediate_size: int = Field(default=0, ge=0, description="all shared experts together")
+    num_moe_layers: int = Field(default=0, ge=0)
+    kv_lora_rank: int = Field(default=0, ge=0)
+    q_lora_rank: int = Field(default=0, ge=0)
+    qk_rope_head_dim: int = Field(default=0, ge=0)
+    qk_nope_head_dim: int = Field(default=0, ge=0)
+    v_head_dim: int = Field(default=0, ge=0)
+    sliding_window: int | None = Field(default=None, gt=0)
+    num_sliding_window_layers: int = Field(default=0, ge=0)
+    native_dtype: str = "bf16"
+    quantization: Quantization | None = None
+    max_position_embeddings: int | None = Field(default=None, gt=0)
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention: the cache stores a latent, not per-head K and V."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        """Mixture of experts: all experts' weights are resident though few are active per token."""
+        return self.num_experts > 0 and self.num_moe_layers > 0
+
+    @property
+    def attention_kind(self) -> str:
+        """MHA, GQA, MQA or MLA, the way model cards name it."""
+        if self.is_mla:
+            return "MLA"
+        if self.num_kv_heads == 1 and self.num_attention_heads > 1:
+            return "MQA"
+        if self.num_kv_heads < self.num_attention_heads:
+            return "GQA"
+        return "MHA"
+
+    @property
+    def num_full_attention_layers(self) -> int:
+        """Layers that keep the whole sequence in the KV cache."""
+        return self.num_layers - self.num_sliding_window_layers
+
+    @property
+    def parameter_count(self) -> int:
+        """The official count when known, else the count computed from the shape."""
+        return self.parameters if self.parameters is not None else parameter_groups(self).total
+
+    @property
+    def active_parameter_count(self) -> int:
+        """Parameters used per token (MoE models route each token through a few experts)."""
+        groups = parameter_groups(self)
+        if not self.is_moe:
+            return groups.total
+        inactive = groups.experts * (self.num_experts - self.num_experts_per_token) // self.num_experts
+        return groups.total - inactive
+
+
+@dataclass(frozen=True)
+class ParameterGroups:
+    """Parameters by the role that decides how they are stored and split over tensor-parallel GPUs.
+
+    Quantizers keep embeddings, lm_head, norms and routers in 16 bits; tensor parallelism splits the
+    vocabulary, heads and MLP columns, replicates norms and routers, and replicates K/V heads when there
+    are fewer of them than GPUs.
+    """
+
+    embedding: int
+    lm_head: int
+    attention_split: int  # q/o projections and biases: split over TP ranks by head
+    attention_kv: int  # k/v projections: one KV head group per rank at least
+    attention_replicated: int  # MLA down-projections (q_a, kv_a): every rank holds them
+    dense_mlp: int
+    experts: int  # routed experts of all MoE layers
+    shared_experts: int
+    router: int
+    norms: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.embedding
+            + self.lm_head
+            + self.attention_split
+            + self.attention_kv
+            + self.attention_replicated
+            + self.dense_mlp
+            + self.experts
+            + self.shared_experts
+            + self.router
+            + self.norms
+        )
+
+
+def parameter_groups(arch: ModelArchitecture) -> ParameterGroups:
+    """Count parameters per group from the architecture alone."""
+    hidden, layers = arch.hidden_size, arch.num_layers
+    mlp_matrices = 3 if arch.gated_mlp else 2
+    if arch.is_mla:
+        qk_head_dim = arch.qk_nope_head_dim + arch.qk_rope_head_dim
+        if arch.q_lora_rank:
+            q_replicated = hidden * arch.q_lora_rank + arch.q_lora_rank
+            q_split = arch.q_lora_rank * arch.num_attention_heads * qk_head_dim
+        else:
+            q_replicated, q_split = 0, hidden * arch.num_attention_heads * qk_head_dim
+        kv_a = hidden * (arch.kv_lora_rank + arch.qk_rope_head_dim) + arch.kv_lora_rank
+        kv_b = arch.kv_lora_rank * arch.num_attention_heads * (arch.qk_nope_head_dim + arch.v_head_dim)
+        out = arch.num_attention_heads * arch.v_head_dim * hidden
+        attention_split, attention_kv, attention_replicated = q_split + kv_b + out, 0, q_replicated + kv_a
+    else:
+        q_dim = arch.num_attention_heads * arch.head_dim
+        kv_dim = arch.num_kv_heads * arch.head_dim
+        attention_split = 2 * hidden * q_dim + (q_dim if arch.qkv_bias else 0)
+        attention_kv = 2 * hidden * kv_dim + (2 * kv_dim if arch.qkv_bias else 0)
+        attention_replicated = 0
+    dense_layers = layers - arch.num_moe_layers
+    experts = arch.num_moe_layers * arch.num_experts * mlp_matrices * hidden * arch.moe_intermediate_size
+    shared = arch.num_moe_layers * mlp_matrices * hidden * arch.shared_expert_intermediate_size
+    return ParameterGroups(
+        embedding=arch.vocab_size * hidden,
+        lm_head=0 if arch.tie_word_embeddings else arch.vocab_size * hidden,
+        attention_split=layers * attention_split,
+        attention_kv=layers * attention_kv,
+        attention_replicated=layers * attention_replicated,
+        dense_mlp=dense_layers * mlp_matrices * hidden * arch.intermediate_size,
+        experts=experts,
+        shared_experts=shared,
+        router=arch.num_moe_layers * hidden * arch.num_experts,
+        norms=(2 * layers + 1) * hidden,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# config.json
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a Hugging Face config.json, with errors that name the file."""
+    field = f"config {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SizingError(field, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SizingError(
+            field, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from None
+    if not isinstance(config, dict):
+        raise SizingError(field, "not a JSON object")
+    return config
+
+
+class _ConfigReader:
+    """Reads integer fields under any of their family-specific names, with errors naming the key."""
+
+    def __init__(self, config: Mapping[str, Any], source: str) -> None:
+        self.config = config
+        self.source = source
+
+    def get(self, *keys: str) -> Any:
+        for key in keys:
+            if self.config.get(key) is not None:
+                return self.config[key]
+        return None
+
+    def integer(self, *keys: str, default: int | None = None, required: bool = True) -> int:
+        value = self.get(*keys)
+        if value is None:
+            if default is not None:
+                return default
+            if required:
+                names = " or ".join(f"'{key}'" for key in keys)
+                raise SizingError(self.source, f"missing {names}, needed to size the model")
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
+            raise SizingError(f"{self.source}: {keys[0]}", f"{value!r} is not a non-negative integer")
+        return int(value)
+
+
+def architecture_from_config(
+    config: Mapping[str, Any], name: str, parameters: int | None = None, source: str = "config.json"
+) -> ModelArchitecture:
+    """Build a ModelArchitecture from a Hugging Face config.json mapping.
+
+    Multimodal wrappers (gemma-3, llava, mistral3) keep the language model under `text_config`; its keys
+    win, the wrapper supplies the quantization.
+    """
+    text_config = config.get("text_config")
+    merged: dict[str, Any] = dict(config)
+    if isinstance(text_config, Mapping) and "num_hidden_layers" not in config:
+        merged.update(text_config)
+    family = str(merged.get("model_type") or "custom")
+    defaults = _FAMILY_DEFAULTS.get(family, {"tie_word_embeddings": True})
+    read = _ConfigReader({**defaults, **{k: v for k, v in merged.items() if v is not None}}, source)
+
+    hidden = read.integer("hidden_size", "n_embd", "d_model", "model_dim")
+    layers = read.integer("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+    heads = read.integer("num_attention_heads", "n_head", "num_heads", "n_heads")
+    if heads == 0 or layers == 0 or hidden == 0:
+        raise SizingError(source, "hidden size, layers and attention heads must be positive")
+    head_dim = read.integer("head_dim", default=hidden // heads)
+    kv_heads = _kv_heads(read, family, heads)
+    vocab = read.integer("vocab_size", "padded_vocab_size")
+    intermediate = read.integer(
+        "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim", default=4 * hidden
+    )
+
+    num_experts = read.integer(
+        "num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", required=False
+    )
+    moe = _moe_shape(read, family, layers, num_experts, intermediate) if num_experts else _NO_MOE
+    window, sliding_layers = _sliding_window(read, family, layers)
+    native_dtype = normalize_torch_dtype(read.get("torch_dtype", "dtype"))
+    return ModelArchitecture(
+        name=name,
+        family=family,
+        parameters=parameters,
+        num_layers=layers,
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        vocab_size=vocab,
+        intermediate_size=intermediate,
+        gated_mlp=family not in _UNGATED_MLP_FAMILIES,
+        tie_word_embeddings=bool(read.get("tie_word_embeddings", "tie_embeddings")),
+        qkv_bias=family in _QKV_BIAS_FAMILIES or bool(read.get("attention_bias", "bias", "qkv_bias")),
+        num_experts=num_experts,
+        num_experts_per_token=moe.experts_per_token,
+        moe_intermediate_size=moe.intermediate_size,
+        shared_expert_intermediate_size=moe.shared_intermediate_size,
+        num_moe_layers=moe.layers,
+        kv_lora_rank=read.integer("kv_lora_rank", required=False),
+        q_lora_rank=read.integer("q_lora_rank", required=False),
+        qk_rope_head_dim=read.integer("qk_rope_head_dim", required=False),
+        qk_nope_head_dim=read.integer("qk_nope_head_dim", required=False),
+        v_head_dim=read.integer("v_head_dim", required=False),
+        sliding_window=window,
+        num_sliding_window_layers=sliding_layers,
+        native_dtype=native_dtype,
+        quantization=quantization_from_config(config.get("quantization_config"), source),
+        max_position_embeddings=read.integer(
+            "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", required=False
+        )
+        or None,
+    )
+
+
+def _kv_heads(read: _ConfigReader, family: str, heads: int) -> int:
+    """KV heads under every family's spelling; Falcon's depends on which decoder it uses."""
+    if family == "falcon" or read.get("multi_query") is not None:
+        if read.get("new_decoder_architecture"):
+            return read.integer("num_kv_heads", "n_head_kv", "num_key_value_heads")
+        if read.get("multi_query"):
+            return 1
+        return heads
+    return read.integer(
+        "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", default=heads
+    )
+
+
+@dataclass(frozen=True)
+class _MoeShape:
+    experts_per_token: int
+    intermediate_size: int
+    shared_intermediate_size: int
+    layers: int
+
+
+_NO_MOE = _MoeShape(0, 0, 0, 0)
+
+
+def _moe_shape(
+    read: _ConfigReader, family: str, layers: int, num_experts: int, intermediate: int
+) -> _MoeShape:
+    """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral and gpt-oss terms."""
+    expert_size = read.integer("moe_intermediate_size", default=intermediate)
+    shared = read.integer("n_shared_experts", required=False) * expert_size
+    shared += read.integer("shared_expert_intermediate_size", required=False)
+    first_dense = read.integer("first_k_dense_replace", required=False)
+    step = read.integer("decoder_sparse_step", "moe_layer_freq", default=1) or 1
+    dense_only = set(read.get("mlp_only_layers") or [])
+    moe_layers = sum(
+        1
+        for index in range(layers)
+        if index >= first_dense and (index + 1) % step == 0 and index not in dense_only
+    )
+    experts_per_token = read.integer("num_experts_per_tok", "experts_per_token", "moe_topk", default=1)
+    return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
+
+
+def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int | None, int]:
+    """The window and how many layers use it: from `layer_types`, the family's pattern, or all layers."""
+    window = read.get("sliding_window")
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        return None, 0
+    layer_types = read.get("layer_types")
+    if isinstance(layer_types, list):
+        sliding = sum(1 for kind in layer_types if kind == "sliding_attention")
+    elif family == "gemma2":
+        sliding = (layers + 1) // 2  # even layers slide, odd layers attend globally
+    elif family in ("gemma3", "gemma3_text"):
+        pattern = read.integer("sliding_window_pattern", default=6)
+        sliding = sum(1 for index in range(layers) if (index + 1) % pattern != 0)
+    elif family in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+        if not read.get("use_sliding_window"):
+            return None, 0
+        sliding = layers - read.integer("max_window_layers", default=layers)
+    elif family in _ALL_LAYERS_SLIDING_FAMILIES:
+        sliding = layers
+    else:
+        return None, 0
+    return (window, sliding) if sliding else (None, 0)
+
+
+def quantization_from_config(raw: Any, source: str = "config.json") -> Quantization | None:
+    """A checkpoint's `quantization_config` as a Quantization, for the formats engines load."""
+    if not isinstance(raw, Mapping):
+        return None
+    method = str(raw.get("quant_method") or raw.get("quantization_method") or "").lower()
+    field = f"{source}: quantization_config"
+    if method in ("gptq", "awq", "gptq_marlin", "awq_marlin", "auto-round", "autoround"):
+        bits = int(raw.get("bits") or raw.get("w_bit") or 4)
+        group = int(raw.get("group_size") or raw.get("q_group_size") or 128)
+        # GPTQ stores packed zero points even when symmetric; AWQ always does.
+        return Quantization(
+            method=method.split("_")[0],
+            bits=bits,
+            group_size=group if group > 0 else None,
+            zero_point_bits=bits,
+        )
+    if method in ("fp8", "fbgemm_fp8", "modelopt"):
+        return Quantization(method="fp8", bits=8)
+    if method == "mxfp4":
+        return Quantization(method="mxfp4", bits=4, group_size=32, scale_bytes=1.0, experts_only=True)
+    if method == "bitsandbytes":
+        if raw.get("load_in_4bit"):
+            return Quantization(method="bitsandbytes", bits=4, group_size=64, scale_bytes=4.0)
+        return Quantization(method="bitsandbytes", bits=8)
+    if method == "compressed-tensors":
+        return _compressed_tensors(raw, field)
+    if method:
+        raise SizingError(
+            field,
+            f"quant_method {method!r} is not supported "
+            "(gptq, awq, fp8, compressed-tensors, mxfp4, bitsandbytes)",
+        )
+    return None
+
+
+def _compressed_tensors(raw: Mapping[str, Any], field: str) -> Quantization:
+    """compressed-tensors keeps the weight format per config group; the first group describes the linears."""
+    groups = raw.get("config_groups")
+    if not isinstance(groups, Mapping) or not groups:
+        raise SizingError(field, "compressed-tensors without config_groups")
+    weights = next(iter(groups.values())).get("weights") or {}
+    bits = int(weights.get("num_bits") or 8)
+    kind = str(weights.get("type") or "int")
+    group = weights.get("group_size")
+    method = "fp8" if kind == "float" and bits == 8 else "compressed-tensors"
+    asymmetric = weights.get("symmetric") is False
+    return Quantization(
+        method=method,
+        bits=bits,
+        group_size=int(group) if group else None,
+        zero_point_bits=bits if asymmetric else 0,
+    )

@@ -1,0 +1,148 @@
+"""The built-in model and GPU catalogs (data files in `vramgate/catalog/`), and look-ups in them."""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from vramgate.sizing.architecture import ModelArchitecture, architecture_from_config, load_config_file
+from vramgate.sizing.errors import SizingError
+from vramgate.sizing.units import MIB
+
+# Share of nvidia-smi's total that the CUDA runtime does not hand out, for GPUs whose CUDA total was
+# never measured (measured ones lose 0.6-1.7%: H100 0.6%, A100 1.1%, L40S 1.3%, T4 1.7%).
+_UNMEASURED_RESERVE = 0.012
+
+
+class GpuType(BaseModel):
+    """One GPU model as a scheduler and an engine see it."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    name: str
+    product: str = Field(description="node label nvidia.com/gpu.product (GPU Feature Discovery)")
+    compute_capability: str = Field(alias="computeCapability", pattern=r"^\d+\.\d+$")
+    memory_mib: int = Field(alias="memoryMiB", gt=0, description="total memory as nvidia-smi reports it")
+    cuda_total_mib: int | None = Field(default=None, alias="cudaTotalMiB", gt=0)
+    price_per_hour: float = Field(alias="pricePerHour", gt=0)
+    source: str = ""
+    note: str = ""
+
+    @property
+    def compute_capability_major(self) -> int:
+        return int(self.compute_capability.split(".")[0])
+
+    @property
+    def memory_bytes(self) -> int:
+        """nvidia-smi's total, the figure people quote."""
+        return self.memory_mib * MIB
+
+    @property
+    def cuda_total_bytes(self) -> int:
+        """What the CUDA runtime reports as total: engines size their fraction from this figure."""
+        if self.cuda_total_mib is not None:
+            return self.cuda_total_mib * MIB
+        return int(self.memory_mib * (1 - _UNMEASURED_RESERVE)) * MIB
+
+
+class CatalogModel(BaseModel):
+    """One catalog entry: a real config.json subset with its provenance."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: str
+    parameters: int | None = None
+    active_parameters: int | None = Field(default=None, alias="activeParameters")
+    parameters_source: str = Field(default="", alias="parametersSource")
+    source: str
+    note: str = ""
+    config: dict[str, Any]
+
+    def architecture(self) -> ModelArchitecture:
+        return architecture_from_config(self.config, self.id, self.parameters, source=f"catalog {self.id}")
+
+
+def _catalog_text(name: str) -> str:
+    return resources.files("vramgate").joinpath("catalog", name).read_text(encoding="utf-8")
+
+
+@cache
+def model_catalog() -> dict[str, CatalogModel]:
+    """Catalog models keyed by lower-cased Hugging Face id."""
+    entries = yaml.safe_load(_catalog_text("models.yaml"))["models"]
+    models = (CatalogModel.model_validate(entry) for entry in entries)
+    return {model.id.lower(): model for model in models}
+
+
+@cache
+def gpu_catalog() -> dict[str, GpuType]:
+    """GPU types keyed by lower-cased short name."""
+    entries = yaml.safe_load(_catalog_text("gpus.yaml"))["gpus"]
+    gpus = (GpuType.model_validate(entry) for entry in entries)
+    return {gpu.name.lower(): gpu for gpu in gpus}
+
+
+def _did_you_mean(wanted: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(wanted.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
+    # A bare name ("falcon-7b") should find its org-qualified id.
+    close += [k for k in known if k.lower().endswith("/" + wanted.lower()) and k.lower() not in close]
+    by_lower = {k.lower(): k for k in known}
+    names = [by_lower.get(c, c) for c in close][:3]
+    return f"; did you mean {', '.join(names)}?" if names else ""
+
+
+def find_model(model_id: str) -> CatalogModel:
+    """A catalog model by Hugging Face id, case-insensitive, with suggestions when unknown."""
+    catalog = model_catalog()
+    found = catalog.get(model_id.lower())
+    if found is None:
+        known = [model.id for model in catalog.values()]
+        raise SizingError(
+            "model",
+            f"{model_id!r} is not in the catalog{_did_you_mean(model_id, known)} "
+            "(give a path to its config.json, or an explicit architecture)",
+        )
+    return found
+
+
+def find_gpu(name: str) -> GpuType:
+    """A GPU type by short name or node-label product value, case-insensitive."""
+    catalog = gpu_catalog()
+    wanted = name.lower()
+    for gpu in catalog.values():
+        if wanted in (gpu.name.lower(), gpu.product.lower()):
+            return gpu
+    known = [gpu.name for gpu in catalog.values()]
+    raise SizingError(
+        "gpu", f"{name!r} is not a known GPU type{_did_you_mean(name, known)} (known: {', '.join(known)})"
+    )
+
+
+def load_model(model: str) -> ModelArchitecture:
+    """A model from a catalog id or a path to a config.json (a directory holding one works too)."""
+    path = Path(model)
+    if path.suffix == ".json" or path.is_dir() or path.exists():
+        config_path = path / "config.json" if path.is_dir() else path
+        config = load_config_file(config_path)
+        parameters = config.get("_param_count") if isinstance(config.get("_param_count"), int) else None
+        return architecture_from_config(
+            config, _name_for_path(config_path, config), parameters, str(config_path)
+        )
+    return find_model(model).architecture()
+
+
+def _name_for_path(path: Path, config: dict[str, Any]) -> str:
+    name = config.get("_name_or_path")
+    return (
+        name
+        if isinstance(name, str) and name
+        else path.parent.name
+        if path.name == "config.json"
+        else path.stem
+    )

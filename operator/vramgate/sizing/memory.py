@@ -1,0 +1,202 @@
+"""Weights and KV-cache bytes: the two figures every engine allocates the same way.
+
+Per-GPU figures assume tensor parallelism the way vLLM, SGLang and TGI shard a model: the vocabulary,
+attention heads and MLP columns are split, norms and routers are replicated, a GPU holds at least one
+KV head (heads replicate when there are fewer KV heads than GPUs), and MLA's latent cache is replicated
+on every GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vramgate.sizing.architecture import ModelArchitecture, parameter_groups
+from vramgate.sizing.errors import SizingError
+from vramgate.sizing.precision import (
+    DTYPE_BYTES,
+    KvCacheDtype,
+    Precision,
+    Quantization,
+    quantization_for_precision,
+)
+from vramgate.sizing.units import ceil_div
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How the weights of one deployment are stored: 16/32-bit tensors plus optionally quantized linears."""
+
+    compute_dtype: str  # fp32/bf16/fp16: activations, and every tensor the quantizer leaves alone
+    quantization: Quantization | None
+
+    @property
+    def compute_bytes(self) -> int:
+        return DTYPE_BYTES[self.compute_dtype]
+
+    @property
+    def label(self) -> str:
+        """What a person calls it: `bf16`, `int4 (gptq, group 128)`, `fp8`."""
+        if self.quantization is None:
+            return self.compute_dtype
+        quant = self.quantization
+        detail = quant.method if quant.group_size is None else f"{quant.method}, group {quant.group_size}"
+        return f"{quant.precision.value} ({detail})" if quant.method != "fp8" else "fp8"
+
+
+def resolve_weight_format(arch: ModelArchitecture, precision: Precision) -> WeightFormat:
+    """The storage a deployment will really have, checking the request against the checkpoint.
+
+    A pre-quantized checkpoint runs in its own format; asking it for another precision is an error, not
+    a silent re-interpretation. Engines load fp32 checkpoints in 16 bits unless fp32 is asked for.
+    """
+    native = arch.native_dtype if arch.native_dtype in ("bf16", "fp16") else "bf16"
+    if arch.quantization is not None:
+        stored = arch.quantization.precision
+        if precision not in (Precision.AUTO, stored):
+            raise SizingError(
+                "precision",
+                f"{arch.name} is a pre-quantized {stored.value} checkpoint ({arch.quantization.method}); "
+                f"use precision 'auto' or '{stored.value}', not {precision.value!r}",
+            )
+        return WeightFormat(native, arch.quantization)
+    if precision is Precision.AUTO:
+        return WeightFormat(native, None)
+    if precision in (Precision.FP32, Precision.BF16, Precision.FP16):
+        return WeightFormat(precision.value, None)
+    return WeightFormat(native, quantization_for_precision(precision))
+
+
+def kv_element_bytes(kv_dtype: KvCacheDtype, weights: WeightFormat) -> int:
+    """Bytes of one cached K or V element; `auto` follows the compute dtype, as the engines do."""
+    if kv_dtype is KvCacheDtype.AUTO:
+        return weights.compute_bytes
+    return DTYPE_BYTES[kv_dtype.value]
+
+
+@dataclass(frozen=True)
+class ExpertPadding:
+    """Engines' MoE kernels want aligned expert matrices: each GPU's slice of the expert intermediate
+    size and the hidden size are rounded up to these multiples (vLLM's MXFP4 Marlin layout: 128 and 256)."""
+
+    intermediate_multiple: int
+    hidden_multiple: int
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return ceil_div(value, multiple) * multiple
+
+
+@dataclass(frozen=True)
+class WeightsBytes:
+    total: int  # all copies summed over the GPUs of one replica
+    per_gpu: int
+
+
+def weights_bytes(
+    arch: ModelArchitecture,
+    weights: WeightFormat,
+    tensor_parallel: int,
+    expert_padding: ExpertPadding | None = None,
+) -> WeightsBytes:
+    """Resident weight bytes per GPU and summed over the tensor-parallel group.
+
+    Quantizers leave embeddings, lm_head, norms and routers in the compute dtype; group-wise formats add
+    their scales and zero points per group; expert-only formats (MXFP4) also leave attention and dense
+    MLPs alone.
+    """
+    groups = parameter_groups(arch)
+    tp = tensor_parallel
+    experts_per_gpu = groups.experts / tp
+    if expert_padding is not None and arch.is_moe:
+        padded_intermediate = _round_up(
+            ceil_div(arch.moe_intermediate_size, tp), expert_padding.intermediate_multiple
+        )
+        padded_hidden = _round_up(arch.hidden_size, expert_padding.hidden_multiple)
+        matrices = 3 if arch.gated_mlp else 2
+        experts_per_gpu = (
+            arch.num_moe_layers * arch.num_experts * matrices * padded_intermediate * padded_hidden
+        )
+    quant = weights.quantization
+    plain = weights.compute_bytes
+    linear = quant.bytes_per_weight() if quant else plain
+    experts = linear
+    if quant is not None and quant.experts_only:
+        linear = plain
+    kv_heads_per_gpu = max(1, arch.num_kv_heads // tp)
+    kv_share = kv_heads_per_gpu / arch.num_kv_heads
+    per_gpu = (
+        (groups.embedding + groups.lm_head) * plain / tp
+        + (groups.attention_split + groups.dense_mlp + groups.shared_experts) * linear / tp
+        + groups.attention_kv * kv_share * linear
+        + groups.attention_replicated * linear
+        + experts_per_gpu * experts
+        + (groups.router + groups.norms) * plain
+    )
+    return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))
+
+
+def kv_bytes_per_token_per_layer(arch: ModelArchitecture, element_bytes: int, tensor_parallel: int) -> int:
+    """KV bytes one token takes in one layer on one GPU.
+
+    MLA caches the compressed latent plus the rotary key, the same on every GPU; others cache K and V for
+    the KV heads the GPU holds.
+    """
+    if arch.is_mla:
+        return (arch.kv_lora_rank + arch.qk_rope_head_dim) * element_bytes
+    kv_heads_per_gpu = max(1, arch.num_kv_heads // tensor_parallel)
+    return 2 * kv_heads_per_gpu * arch.head_dim * element_bytes
+
+
+@dataclass(frozen=True)
+class KvLayout:
+    """The paged KV cache of one deployment on one GPU."""
+
+    bytes_per_token_per_layer: int
+    num_layers: int
+    num_sliding_window_layers: int
+    sliding_window: int | None
+    block_size_tokens: int
+
+    @property
+    def bytes_per_token(self) -> int:
+        """All layers, as engines count capacity ("GPU KV cache size: N tokens")."""
+        return self.bytes_per_token_per_layer * self.num_layers
+
+    @property
+    def bytes_per_block(self) -> int:
+        return self.bytes_per_token * self.block_size_tokens
+
+    def capacity_tokens(self, kv_budget_bytes: int) -> int:
+        """Tokens that whole blocks of a KV budget hold (what the engine reports at start-up)."""
+        if kv_budget_bytes <= 0:
+            return 0
+        return kv_budget_bytes // self.bytes_per_block * self.block_size_tokens
+
+    def bytes_per_sequence(self, sequence_tokens: int, max_batched_tokens: int) -> int:
+        """KV bytes one sequence of `sequence_tokens` takes, in whole blocks.
+
+        Sliding-window layers hold at most the window plus one scheduling step of tokens (vLLM keeps
+        `window - 1 + max_num_batched_tokens` tokens' blocks per sliding layer).
+        """
+        blocks = ceil_div(sequence_tokens, self.block_size_tokens)
+        full_layers = self.num_layers - self.num_sliding_window_layers
+        total = full_layers * blocks
+        if self.num_sliding_window_layers and self.sliding_window is not None:
+            window_tokens = min(sequence_tokens, self.sliding_window - 1 + max_batched_tokens)
+            total += self.num_sliding_window_layers * min(
+                blocks, ceil_div(window_tokens, self.block_size_tokens)
+            )
+        return total * self.block_size_tokens * self.bytes_per_token_per_layer
+
+
+def kv_layout(
+    arch: ModelArchitecture, element_bytes: int, tensor_parallel: int, block_size_tokens: int
+) -> KvLayout:
+    """The KV cache layout of `arch` on each of `tensor_parallel` GPUs."""
+    return KvLayout(
+        bytes_per_token_per_layer=kv_bytes_per_token_per_layer(arch, element_bytes, tensor_parallel),
+        num_layers=arch.num_layers,
+        num_sliding_window_layers=arch.num_sliding_window_layers,
+        sliding_window=arch.sliding_window,
+        block_size_tokens=block_size_tokens,
+    )

@@ -1,0 +1,522 @@
+"""The planner: from a model and a workload to the GPU type, GPU count, memory fraction and max batch.
+
+`plan()` is the one entry point the CLI, the admission webhook and the reconciler share. It evaluates
+every GPU type at every valid tensor-parallel size, picks the cheapest that fits (or the one pinned),
+and, when nothing fits, says why in numbers and what would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from vramgate.sizing.architecture import ModelArchitecture
+from vramgate.sizing.catalog import GpuType, gpu_catalog
+from vramgate.sizing.engines import Engine, EngineModel, Launch, Overhead, Scheduling, engine_model
+from vramgate.sizing.errors import SizingError
+from vramgate.sizing.memory import (
+    KvLayout,
+    WeightFormat,
+    kv_element_bytes,
+    kv_layout,
+    resolve_weight_format,
+    weights_bytes,
+)
+from vramgate.sizing.precision import KvCacheDtype, Precision
+from vramgate.sizing.units import GIB, format_gib
+
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+MAX_SEQUENCE_TOKENS = 10_000_000  # the longest context windows shipped today are 10M tokens
+MAX_CONCURRENCY = 100_000
+MAX_GPUS_PER_REPLICA = 64
+DEFAULT_MAX_MEMORY_FRACTION = 0.95
+
+
+class PlanRequest(BaseModel):
+    """What a deployment asks for. Optional overrides replace a modelled figure with a known one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: ModelArchitecture
+    model_source: str = Field(description="what the engine loads: a Hugging Face id or a path")
+    precision: Precision = Precision.AUTO
+    kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
+    max_seq_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
+    concurrency: int = Field(gt=0, le=MAX_CONCURRENCY)
+    engine: Engine = Engine.VLLM
+    engine_version: str | None = Field(default=None, description="engine release, e.g. from the image tag")
+    gpu: GpuType | None = None
+    gpu_count: int | None = Field(default=None, gt=0, le=MAX_GPUS_PER_REPLICA)
+    max_memory_fraction: float = Field(default=DEFAULT_MAX_MEMORY_FRACTION, gt=0, le=1)
+    memory_fraction: float | None = Field(default=None, gt=0, le=1)
+    weights_bytes_override: int | None = Field(default=None, ge=0)
+    gpu_memory_bytes_override: int | None = Field(default=None, gt=0)
+    overhead_bytes_override: int | None = Field(default=None, ge=0)
+    max_num_batched_tokens: int | None = Field(default=None, gt=0, le=MAX_SEQUENCE_TOKENS)
+    max_num_seqs: int | None = Field(default=None, gt=0, le=MAX_CONCURRENCY)
+    block_size: int | None = Field(default=None, gt=0, le=4096)
+
+
+class _CamelModel(BaseModel):
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class Candidate(_CamelModel):
+    """One GPU type at one count, as a row of the whole field."""
+
+    gpu_type: str
+    gpu_count: int
+    fits: bool
+    memory_fraction: float = Field(description="the fraction this option needs (or the fixed one)")
+    max_batch: int = Field(description="concurrent max-length sequences that fit at the allowed fraction")
+    price_per_hour: float
+    gpu_memory_bytes: int
+    weights_bytes_per_gpu: int
+    kv_cache_bytes_per_gpu: int
+    overhead_bytes_per_gpu: int
+    required_bytes_per_gpu: int
+
+
+class Suggestion(_CamelModel):
+    """A nearest change that would fit, named by the LLMDeployment field it touches."""
+
+    change: str
+    value: str
+    text: str
+
+
+class Plan(_CamelModel):
+    """The planner's answer. Byte figures are per GPU where named so, else summed over the replica."""
+
+    fits: bool
+    model: str
+    attention: str
+    parameters: int
+    weights_format: str
+    engine: Engine
+    gpu_type: str
+    gpu_product: str
+    gpu_count: int
+    memory_fraction: float
+    memory_fraction_cap: float
+    max_batch: int
+    max_model_len: int
+    concurrency: int
+    weights_bytes: int
+    weights_bytes_per_gpu: int
+    kv_bytes_per_token: int = Field(description="one token over all layers, unsplit (the model's figure)")
+    kv_bytes_per_token_per_gpu: int
+    kv_cache_bytes: int = Field(description="KV cache for the target concurrency at max length, in blocks")
+    kv_cache_bytes_per_gpu: int
+    kv_capacity_tokens: int = Field(description="all KV cache the engine gets at the fraction, in tokens")
+    max_concurrency: int = Field(description="max-length sequences the KV cache holds at once")
+    non_torch_bytes_per_gpu: int
+    activation_bytes_per_gpu: int
+    outside_bytes_per_gpu: int = Field(description="CUDA context and graphs, outside the fraction")
+    overhead_bytes: int
+    overhead_bytes_per_gpu: int
+    required_bytes: int
+    required_bytes_per_gpu: int
+    gpu_memory_bytes: int = Field(description="memory the CUDA runtime reports per GPU")
+    engine_args: dict[str, list[str]]
+    alternatives: list[Candidate]
+    reasons: list[str]
+    suggestions: list[Suggestion]
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """The outcome of one GPU type x count for the request, before it becomes a Candidate or a Plan."""
+
+    gpu: GpuType
+    tensor_parallel: int
+    engine: EngineModel
+    weights: WeightFormat
+    gpu_total_bytes: int
+    weights_bytes_per_gpu: int
+    layout: KvLayout
+    sequence_bytes: int
+    scheduling: Scheduling
+    overhead: Overhead
+    fraction: float
+    fraction_cap: float
+    usable_bytes: int
+    max_batch: int
+    max_concurrency: int
+    target_kv_bytes: int
+    fits: bool
+
+    @property
+    def required_bytes(self) -> int:
+        """Per GPU, inside the fraction: weights + runtime overhead + KV cache for the target."""
+        return self.weights_bytes_per_gpu + self.overhead.inside_bytes + self.target_kv_bytes
+
+    @property
+    def kv_budget_bytes(self) -> int:
+        return self.usable_bytes - self.weights_bytes_per_gpu - self.overhead.inside_bytes
+
+    @property
+    def price(self) -> float:
+        return self.gpu.price_per_hour * self.tensor_parallel
+
+
+class _Evaluator:
+    """Evaluates one request on any GPU type and count; holds what does not depend on them."""
+
+    def __init__(self, request: PlanRequest) -> None:
+        self.request = request
+        self.engine = engine_model(request.engine, request.engine_version)
+        self.weights = resolve_weight_format(request.model, request.precision)
+        self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
+
+    def valid_tensor_parallel(self, count: int) -> bool:
+        """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
+        arch = self.request.model
+        if arch.num_attention_heads % count:
+            return False
+        if arch.is_mla:
+            return True
+        kv = arch.num_kv_heads
+        return kv % count == 0 if kv >= count else count % kv == 0
+
+    def evaluate(self, gpu: GpuType, tensor_parallel: int) -> _Evaluation:
+        request, engine, arch = self.request, self.engine, self.request.model
+        total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
+        defaults = engine.default_scheduling(total, gpu, request.max_seq_len)
+        block = request.block_size or defaults.block_size_tokens
+        batched = request.max_num_batched_tokens or defaults.max_num_batched_tokens
+        if request.weights_bytes_override is not None:
+            weights_per_gpu = math.ceil(request.weights_bytes_override / tensor_parallel)
+        else:
+            padding = engine.expert_padding(gpu, self.weights)
+            weights_per_gpu = weights_bytes(arch, self.weights, tensor_parallel, padding).per_gpu
+        layout = kv_layout(arch, self.kv_element_bytes, tensor_parallel, block)
+        if not engine.sliding_window_paged:
+            layout = replace(layout, num_sliding_window_layers=0)
+        sequence_bytes = layout.bytes_per_sequence(request.max_seq_len, batched)
+
+        def overhead_for(num_seqs: int) -> Overhead:
+            if request.overhead_bytes_override is not None:
+                return Overhead(
+                    non_torch_bytes=0, activation_bytes=request.overhead_bytes_override, outside_bytes=0
+                )
+            scheduling = Scheduling(num_seqs, batched, block)
+            return engine.overhead(arch, self.weights, tensor_parallel, scheduling)
+
+        def required(num_seqs: int) -> int:
+            return weights_per_gpu + overhead_for(num_seqs).inside_bytes + num_seqs * sequence_bytes
+
+        full_fraction_bytes = engine.usable_bytes(total, 1.0)
+        target = request.concurrency
+        outside_at_target = overhead_for(target).outside_bytes
+        cap = min(request.max_memory_fraction, _floor_fraction(1 - outside_at_target / total))
+        if request.memory_fraction is not None:
+            fraction = request.memory_fraction
+            allowed = fraction
+        else:
+            fraction = _ceil_fraction(required(target) / full_fraction_bytes)
+            allowed = min(fraction, cap)
+        usable = engine.usable_bytes(total, allowed)
+        if request.memory_fraction is not None:
+            num_seqs = request.max_num_seqs or defaults.max_num_seqs
+            overhead = overhead_for(num_seqs)
+            kv_budget = usable - weights_per_gpu - overhead.inside_bytes
+            max_concurrency = max(0, kv_budget // sequence_bytes)
+            max_batch = min(num_seqs, max_concurrency)
+            fits = max_batch >= target
+        else:
+            max_batch = _largest(lambda n: required(n) <= usable, upper=max(usable // sequence_bytes, 0))
+            overhead = overhead_for(max(max_batch, 1))
+            num_seqs = max(max_batch, 1)
+            max_concurrency = max(0, (usable - weights_per_gpu - overhead.inside_bytes) // sequence_bytes)
+            fits = fraction <= cap and max_batch >= target
+        return _Evaluation(
+            gpu=gpu,
+            tensor_parallel=tensor_parallel,
+            engine=engine,
+            weights=self.weights,
+            gpu_total_bytes=total,
+            weights_bytes_per_gpu=weights_per_gpu,
+            layout=layout,
+            sequence_bytes=sequence_bytes,
+            scheduling=Scheduling(num_seqs, batched, block),
+            overhead=overhead_for(target) if not fits else overhead,
+            fraction=fraction,
+            fraction_cap=cap,
+            usable_bytes=usable,
+            max_batch=max_batch,
+            max_concurrency=max_concurrency,
+            target_kv_bytes=target * sequence_bytes,
+            fits=fits,
+        )
+
+
+def _ceil_fraction(value: float) -> float:
+    """Round a fraction up to the engines' two decimals, so the rounded value still fits."""
+    return math.ceil(round(value * 100, 6)) / 100
+
+
+def _floor_fraction(value: float) -> float:
+    return math.floor(round(value * 100, 6)) / 100
+
+
+def _largest(predicate: Callable[[int], bool], upper: int) -> int:
+    """The largest n in [0, upper] with predicate(n), for a predicate true up to some point."""
+    low, high = 0, upper
+    while low < high:
+        middle = (low + high + 1) // 2
+        if predicate(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _gpu_choices(request: PlanRequest) -> list[GpuType]:
+    return list(gpu_catalog().values())
+
+
+def _counts(request: PlanRequest) -> tuple[int, ...]:
+    if request.gpu_count is not None and request.gpu_count not in TENSOR_PARALLEL_SIZES:
+        return (*TENSOR_PARALLEL_SIZES, request.gpu_count)
+    return TENSOR_PARALLEL_SIZES
+
+
+def _cheapest(evaluations: Iterable[_Evaluation]) -> _Evaluation | None:
+    fitting = [e for e in evaluations if e.fits]
+    return min(fitting, key=lambda e: (e.price, e.tensor_parallel, e.fraction), default=None)
+
+
+def _closest(evaluations: Iterable[_Evaluation]) -> _Evaluation:
+    """Among options that do not fit, the one that misses by the smallest share of what it offers."""
+    return min(evaluations, key=lambda e: (e.required_bytes / max(e.usable_bytes, 1), e.price))
+
+
+def plan(request: PlanRequest) -> Plan:
+    """Plan one deployment: choose GPUs, fraction and max batch, or say why nothing fits."""
+    evaluator = _Evaluator(request)
+    arch = request.model
+    if arch.max_position_embeddings and request.max_seq_len > arch.max_position_embeddings:
+        raise SizingError(
+            "max-seq-len",
+            f"{request.max_seq_len} tokens exceeds {arch.name}'s context window "
+            f"({arch.max_position_embeddings} tokens, max_position_embeddings)",
+        )
+    if request.gpu_count is not None and not evaluator.valid_tensor_parallel(request.gpu_count):
+        raise SizingError(
+            "gpu-count",
+            f"{request.gpu_count} GPUs cannot split {arch.name}'s {arch.num_attention_heads} attention heads "
+            f"and {arch.num_kv_heads} KV heads evenly (valid: "
+            f"{', '.join(str(n) for n in TENSOR_PARALLEL_SIZES if evaluator.valid_tensor_parallel(n))})",
+        )
+    field = [
+        evaluator.evaluate(gpu, count)
+        for gpu in _gpu_choices(request)
+        for count in _counts(request)
+        if evaluator.valid_tensor_parallel(count)
+    ]
+    allowed = [
+        e
+        for e in field
+        if (request.gpu is None or e.gpu.name == request.gpu.name)
+        and (request.gpu_count is None or e.tensor_parallel == request.gpu_count)
+    ]
+    if not allowed:  # a pinned GPU type outside the catalog's list cannot happen; a custom count can
+        raise SizingError("gpu-count", "no valid tensor-parallel size for this model")
+    chosen = _cheapest(allowed)
+    fits = chosen is not None
+    if chosen is None:
+        chosen = _closest(allowed)
+    reasons = [] if fits else [_shortfall_reason(chosen, request)]
+    suggestions = [] if fits else _suggestions(request, evaluator, chosen, field)
+    return _to_plan(request, evaluator, chosen, fits, field, reasons, suggestions)
+
+
+def _shortfall_reason(evaluation: _Evaluation, request: PlanRequest) -> str:
+    """Why an option does not fit, in numbers a person can check."""
+    e = evaluation
+    gpus = f"{e.tensor_parallel} x {e.gpu.name}" if e.tensor_parallel > 1 else e.gpu.name
+    needs = (
+        f"needs {format_gib(e.required_bytes)} per GPU (weights {format_gib(e.weights_bytes_per_gpu)} + "
+        f"KV cache {format_gib(e.target_kv_bytes)} for {request.concurrency} x {request.max_seq_len} "
+        "tokens + "
+        f"runtime overhead {format_gib(e.overhead.inside_bytes)})"
+    )
+    fraction = request.memory_fraction if request.memory_fraction is not None else e.fraction_cap
+    offers = (
+        f"{gpus} offers {format_gib(e.engine.usable_bytes(e.gpu_total_bytes, fraction))} per GPU at memory "
+        f"fraction {fraction:.2f} of {format_gib(e.gpu_total_bytes)}"
+    )
+    if e.max_batch < 1:
+        holds = "not one max-length sequence fits beside the weights"
+    else:
+        holds = (
+            f"that holds {e.max_batch} concurrent {request.max_seq_len}-token sequences, "
+            f"not {request.concurrency}"
+        )
+    return f"{needs}; {offers}; {holds}"
+
+
+def _suggestions(
+    request: PlanRequest, evaluator: _Evaluator, chosen: _Evaluation, field: list[_Evaluation]
+) -> list[Suggestion]:
+    """The nearest changes that fit: shorter sequences, fewer requests, fp8 KV, lower precision, more or
+    larger GPUs. Each is checked by planning again, not guessed."""
+    gpu, count = chosen.gpu, chosen.tensor_parallel
+    out: list[Suggestion] = []
+
+    def fits_with(**changes: object) -> bool:
+        try:
+            changed = request.model_copy(update=changes)
+            return _Evaluator(changed).evaluate(gpu, count).fits
+        except SizingError:
+            return False
+
+    longest = _largest(lambda n: n > 0 and fits_with(max_seq_len=n), upper=request.max_seq_len - 1)
+    if longest > 0:
+        out.append(
+            Suggestion(
+                change="workload.maxSequenceLength",
+                value=str(longest),
+                text=f"max sequence length {longest} instead of {request.max_seq_len}",
+            )
+        )
+    if chosen.max_batch >= 1:
+        out.append(
+            Suggestion(
+                change="workload.concurrency",
+                value=str(chosen.max_batch),
+                text=f"concurrency {chosen.max_batch} instead of {request.concurrency}",
+            )
+        )
+    if request.kv_cache_dtype is not KvCacheDtype.FP8 and fits_with(kv_cache_dtype=KvCacheDtype.FP8):
+        out.append(Suggestion(change="model.kvCacheDtype", value="fp8", text="an fp8 KV cache"))
+    if request.model.quantization is None and request.weights_bytes_override is None:
+        for lower in (Precision.FP8, Precision.INT4):
+            if lower.value != evaluator.weights.label and fits_with(precision=lower):
+                out.append(
+                    Suggestion(change="model.precision", value=lower.value, text=f"{lower.value} weights")
+                )
+                break
+    same_type_more = [e for e in field if e.gpu.name == gpu.name and e.tensor_parallel > count and e.fits]
+    if same_type_more and request.gpu_count is not None:
+        more = min(same_type_more, key=lambda e: e.tensor_parallel)
+        out.append(
+            Suggestion(
+                change="gpu.count",
+                value=str(more.tensor_parallel),
+                text=f"{more.tensor_parallel} x {gpu.name} (memory fraction {more.fraction:.2f})",
+            )
+        )
+    other = _cheapest(e for e in field if e.gpu.name != gpu.name)
+    if other is not None:
+        out.append(
+            Suggestion(
+                change="gpu.type",
+                value=other.gpu.name,
+                text=f"{other.tensor_parallel} x {other.gpu.name} (memory fraction {other.fraction:.2f}, "
+                f"max batch {other.max_batch})",
+            )
+        )
+    return out
+
+
+def _candidate(e: _Evaluation) -> Candidate:
+    return Candidate(
+        gpu_type=e.gpu.name,
+        gpu_count=e.tensor_parallel,
+        fits=e.fits,
+        memory_fraction=e.fraction,
+        max_batch=e.max_batch,
+        price_per_hour=round(e.price, 4),
+        gpu_memory_bytes=e.gpu_total_bytes,
+        weights_bytes_per_gpu=e.weights_bytes_per_gpu,
+        kv_cache_bytes_per_gpu=e.target_kv_bytes,
+        overhead_bytes_per_gpu=e.overhead.inside_bytes,
+        required_bytes_per_gpu=e.required_bytes,
+    )
+
+
+def _engine_args(request: PlanRequest, chosen: _Evaluation) -> dict[str, list[str]]:
+    """Arguments for each engine on the chosen GPUs, each engine's fraction computed by its own model."""
+    args: dict[str, list[str]] = {}
+    for engine in Engine:
+        evaluation = (
+            chosen
+            if engine is request.engine
+            else _Evaluator(request.model_copy(update={"engine": engine})).evaluate(
+                chosen.gpu, chosen.tensor_parallel
+            )
+        )
+        default_block = evaluation.engine.default_block_size
+        launch = Launch(
+            model=request.model_source,
+            tensor_parallel=evaluation.tensor_parallel,
+            memory_fraction=request.memory_fraction or min(evaluation.fraction, evaluation.fraction_cap),
+            max_model_len=request.max_seq_len,
+            max_num_seqs=max(evaluation.max_batch, 1),
+            weights=evaluation.weights,
+            kv_cache_fp8=request.kv_cache_dtype is KvCacheDtype.FP8,
+            max_num_batched_tokens=request.max_num_batched_tokens,
+            block_size_tokens=request.block_size if request.block_size not in (None, default_block) else None,
+        )
+        args[engine.value] = evaluation.engine.arguments(launch)
+    return args
+
+
+def _to_plan(
+    request: PlanRequest,
+    evaluator: _Evaluator,
+    chosen: _Evaluation,
+    fits: bool,
+    field: list[_Evaluation],
+    reasons: list[str],
+    suggestions: list[Suggestion],
+) -> Plan:
+    arch, tp = request.model, chosen.tensor_parallel
+    unsplit_layout = kv_layout(arch, evaluator.kv_element_bytes, 1, chosen.layout.block_size_tokens)
+    kv_budget = chosen.kv_budget_bytes
+    fraction = request.memory_fraction if request.memory_fraction is not None else chosen.fraction
+    return Plan(
+        fits=fits,
+        model=arch.name,
+        attention=arch.attention_kind,
+        parameters=arch.parameter_count,
+        weights_format=evaluator.weights.label,
+        engine=request.engine,
+        gpu_type=chosen.gpu.name,
+        gpu_product=chosen.gpu.product,
+        gpu_count=tp,
+        memory_fraction=fraction,
+        memory_fraction_cap=chosen.fraction_cap,
+        max_batch=chosen.max_batch,
+        max_model_len=request.max_seq_len,
+        concurrency=request.concurrency,
+        weights_bytes=chosen.weights_bytes_per_gpu * tp,
+        weights_bytes_per_gpu=chosen.weights_bytes_per_gpu,
+        kv_bytes_per_token=unsplit_layout.bytes_per_token,
+        kv_bytes_per_token_per_gpu=chosen.layout.bytes_per_token,
+        kv_cache_bytes=chosen.target_kv_bytes * tp,
+        kv_cache_bytes_per_gpu=chosen.target_kv_bytes,
+        kv_capacity_tokens=chosen.layout.capacity_tokens(kv_budget),
+        max_concurrency=chosen.max_concurrency,
+        non_torch_bytes_per_gpu=chosen.overhead.non_torch_bytes,
+        activation_bytes_per_gpu=chosen.overhead.activation_bytes,
+        outside_bytes_per_gpu=chosen.overhead.outside_bytes,
+        overhead_bytes=chosen.overhead.inside_bytes * tp,
+        overhead_bytes_per_gpu=chosen.overhead.inside_bytes,
+        required_bytes=chosen.required_bytes * tp,
+        required_bytes_per_gpu=chosen.required_bytes,
+        gpu_memory_bytes=chosen.gpu_total_bytes,
+        engine_args=_engine_args(request, chosen),
+        alternatives=[_candidate(e) for e in field],
+        reasons=reasons,
+        suggestions=suggestions,
+    )
+
+
+__all__ = ["GIB", "Candidate", "Plan", "PlanRequest", "Suggestion", "plan"]
