@@ -1,0 +1,20 @@
+"""Options shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+KUBECONFIG_ENV = "VRAMGATE_TEST_KUBECONFIG"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kubeconfig",
+        default=os.environ.get(KUBECONFIG_ENV),
+        help=(
+            "run the e2e tests against the cluster of this kubeconfig instead of starting a local "
+            f"control plane (default: ${KUBECONFIG_ENV})"
+        ),
+    )

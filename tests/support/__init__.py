@@ -1,0 +1,1 @@
+"""Helpers shared by the e2e tests: polling, kubectl/helm runners, a test admission webhook."""
