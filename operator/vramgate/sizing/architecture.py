@@ -32,7 +32,7 @@ _QKV_BIAS_FAMILIES = frozenset({"qwen2", "qwen2_moe"})
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": {"vocab_size": 262208, "max_position_embeddings": 131072, "tie_word_embeddings": True},
     "gemma2": {"head_dim": 256, "tie_word_embeddings": True},
-    "falcon": {"tie_word_embeddings": True},
+    "falcon": {"tie_word_embeddings": True, "max_position_embeddings": 2048},
     **{
         family: {"tie_word_embeddings": False}
         for family in (

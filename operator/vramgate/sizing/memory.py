@@ -21,6 +21,8 @@ from vramgate.sizing.precision import (
 )
 from vramgate.sizing.units import ceil_div
 
+STATED_PARAMETERS_TOLERANCE = 0.02
+
 
 @dataclass(frozen=True)
 class WeightFormat:
@@ -105,6 +107,11 @@ def weights_bytes(
     MLPs alone.
     """
     groups = parameter_groups(arch)
+    # A stated parameter count that the shape does not reproduce (an explicit architecture given with
+    # only a few dimensions) wins: every group is scaled to it.
+    scale = 1.0
+    if arch.parameters and abs(groups.total / arch.parameters - 1) > STATED_PARAMETERS_TOLERANCE:
+        scale = arch.parameters / groups.total
     tp = tensor_parallel
     experts_per_gpu = groups.experts / tp
     if expert_padding is not None and arch.is_moe:
@@ -132,6 +139,7 @@ def weights_bytes(
         + experts_per_gpu * experts
         + (groups.router + groups.norms) * plain
     )
+    per_gpu *= scale
     return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))
 
 

@@ -141,7 +141,8 @@ class _Evaluation:
     layout: KvLayout
     sequence_bytes: int
     scheduling: Scheduling
-    overhead: Overhead
+    overhead: Overhead  # at the target concurrency: what `required_bytes` counts
+    launch_overhead: Overhead  # at the batch limit the engine is started with: what its profile takes
     fraction: float
     fraction_cap: float
     usable_bytes: int
@@ -157,7 +158,8 @@ class _Evaluation:
 
     @property
     def kv_budget_bytes(self) -> int:
-        return self.usable_bytes - self.weights_bytes_per_gpu - self.overhead.inside_bytes
+        """KV memory the engine gets at the fraction, after its own profile at launch."""
+        return self.usable_bytes - self.weights_bytes_per_gpu - self.launch_overhead.inside_bytes
 
     @property
     def price(self) -> float:
@@ -223,16 +225,15 @@ class _Evaluator:
         usable = engine.usable_bytes(total, allowed)
         if request.memory_fraction is not None:
             num_seqs = request.max_num_seqs or defaults.max_num_seqs
-            overhead = overhead_for(num_seqs)
-            kv_budget = usable - weights_per_gpu - overhead.inside_bytes
-            max_concurrency = max(0, kv_budget // sequence_bytes)
+            launch = overhead_for(num_seqs)
+            max_concurrency = max(0, (usable - weights_per_gpu - launch.inside_bytes) // sequence_bytes)
             max_batch = min(num_seqs, max_concurrency)
             fits = max_batch >= target
         else:
             max_batch = _largest(lambda n: required(n) <= usable, upper=max(usable // sequence_bytes, 0))
-            overhead = overhead_for(max(max_batch, 1))
             num_seqs = max(max_batch, 1)
-            max_concurrency = max(0, (usable - weights_per_gpu - overhead.inside_bytes) // sequence_bytes)
+            launch = overhead_for(num_seqs)
+            max_concurrency = max(0, (usable - weights_per_gpu - launch.inside_bytes) // sequence_bytes)
             fits = fraction <= cap and max_batch >= target
         return _Evaluation(
             gpu=gpu,
@@ -244,7 +245,8 @@ class _Evaluator:
             layout=layout,
             sequence_bytes=sequence_bytes,
             scheduling=Scheduling(num_seqs, batched, block),
-            overhead=overhead_for(target) if not fits else overhead,
+            overhead=overhead_for(target),
+            launch_overhead=launch,
             fraction=fraction,
             fraction_cap=cap,
             usable_bytes=usable,

@@ -1,0 +1,564 @@
+"""`vramgate` (also `kubectl vramgate`): plan deployments, list the catalogs, check manifests offline.
+
+Exit status: 0 fits (or allowed), 1 does not fit (or refused), 2 bad input. Bad input is one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from vramgate import __version__
+from vramgate.calibration import calibrate, summarize
+from vramgate.sizing import (
+    Engine,
+    KvCacheDtype,
+    ModelArchitecture,
+    Plan,
+    PlanRequest,
+    Precision,
+    SizingError,
+    find_gpu,
+    gpu_catalog,
+    load_model,
+    model_catalog,
+    plan,
+)
+from vramgate.sizing.planner import (
+    DEFAULT_MAX_MEMORY_FRACTION,
+    MAX_CONCURRENCY,
+    MAX_GPUS_PER_REPLICA,
+    MAX_SEQUENCE_TOKENS,
+)
+from vramgate.sizing.units import GIB, KIB, format_gib
+
+EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
+MAX_GIB = 1_000_000.0  # a million GiB per GPU: past any hardware, still no overflow
+
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def _output_option(command: _Command) -> _Command:
+    return click.option(
+        "--output",
+        "-o",
+        type=click.Choice(["table", "json", "yaml"]),
+        default="table",
+        show_default=True,
+        help="Output format; JSON and YAML keys are stable.",
+    )(command)
+
+
+def _console() -> Console:
+    """A console that keeps tables whole when piped (rich assumes 80 columns off a terminal)."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=150)
+
+
+def _emit(data: Any, output: str) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="vramgate")
+def cli() -> None:
+    """Size LLM serving deployments to their GPUs: weights, KV cache and runtime overhead."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# plan
+
+_ARCHITECTURE_FLAGS = {
+    "layers": "num_layers",
+    "hidden_size": "hidden_size",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_kv_heads",
+    "head_dim": "head_dim",
+    "vocab_size": "vocab_size",
+    "intermediate_size": "intermediate_size",
+}
+_POSITIVE = click.IntRange(min=1, max=10_000_000)
+
+
+def _parse_params(value: str | None) -> int | None:
+    """`7B`, `70b`, `1.5T`, `350M` or a plain count."""
+    if value is None:
+        return None
+    text = value.strip().upper()
+    factor = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}.get(text[-1:], 1)
+    number = text[:-1] if factor != 1 else text
+    try:
+        count = round(float(number) * factor)
+    except ValueError:
+        raise SizingError(
+            "--params", f"{value!r} is not a parameter count (like 7B, 350M or 6921720704)"
+        ) from None
+    if not 0 < count <= 10**14:
+        raise SizingError("--params", f"{value!r} is outside 1 to 100T")
+    return count
+
+
+def _architecture(
+    model: str | None, overrides: dict[str, int | None], params: int | None
+) -> ModelArchitecture:
+    """A catalog/config model with flag overrides, or a model described by flags alone.
+
+    Without `--heads`, K and V are taken as one head as wide as the hidden size: the multi-head
+    arithmetic of the seed article (2 x layers x d_model per token).
+    """
+    given: dict[str, int] = {
+        field: value for flag, field in _ARCHITECTURE_FLAGS.items() if (value := overrides[flag]) is not None
+    }
+    if params is not None:
+        given["parameters"] = params
+    if model is not None:
+        base = load_model(model)
+        return ModelArchitecture.model_validate({**base.model_dump(), **given})
+    missing = [f"--{flag.replace('_', '-')}" for flag in ("layers", "hidden_size") if overrides[flag] is None]
+    if missing:
+        raise SizingError(
+            "--model", f"give a catalog id or config.json, or describe the model with {' and '.join(missing)}"
+        )
+    hidden = given["hidden_size"]
+    heads = given.get("num_attention_heads", 1)
+    head_dim = given.get("head_dim", hidden // heads)
+    return ModelArchitecture.model_validate(
+        {
+            "name": "custom",
+            "num_attention_heads": heads,
+            "num_kv_heads": given.get("num_kv_heads", heads),
+            "head_dim": head_dim,
+            "vocab_size": 32000,
+            "intermediate_size": 4 * hidden,
+            **given,
+        }
+    )
+
+
+def _gib_to_bytes(value: float | None) -> int | None:
+    return None if value is None else round(value * GIB)
+
+
+@cli.command("plan")
+@click.option("--model", "-m", help="Catalog id (Hugging Face id) or a path to a config.json.")
+@click.option(
+    "--precision", type=click.Choice([p.value for p in Precision]), default="auto", show_default=True
+)
+@click.option(
+    "--kv-cache-dtype", type=click.Choice([d.value for d in KvCacheDtype]), default="auto", show_default=True
+)
+@click.option(
+    "--max-seq-len",
+    type=click.IntRange(1, MAX_SEQUENCE_TOKENS),
+    required=True,
+    help="Prompt + generated tokens per request.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    required=True,
+    help="Requests in flight per replica.",
+)
+@click.option("--engine", type=click.Choice([e.value for e in Engine]), default="vllm", show_default=True)
+@click.option(
+    "--engine-version", help="Engine release (e.g. 0.11.0); vLLM's memory profile differs by release."
+)
+@click.option("--gpu", help="Pin the GPU type (see `vramgate gpus`).")
+@click.option(
+    "--gpu-count", type=click.IntRange(1, MAX_GPUS_PER_REPLICA), help="Pin the GPU count (tensor parallel)."
+)
+@click.option(
+    "--max-memory-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=DEFAULT_MAX_MEMORY_FRACTION,
+    show_default=True,
+    help="Cap on the fraction of each GPU the engine may take.",
+)
+@click.option(
+    "--memory-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Fix the fraction (as an engine started with it) and report what the engine gets.",
+)
+@click.option("--params", help="Parameter count (7B, 350M, ...).")
+@click.option("--layers", type=_POSITIVE)
+@click.option("--hidden-size", type=_POSITIVE)
+@click.option("--heads", type=_POSITIVE, help="Attention heads.")
+@click.option(
+    "--kv-heads", type=_POSITIVE, help="KV heads (1: multi-query; fewer than heads: grouped-query)."
+)
+@click.option("--head-dim", type=_POSITIVE)
+@click.option("--vocab-size", type=_POSITIVE)
+@click.option("--intermediate-size", type=_POSITIVE)
+@click.option("--weights-gib", type=click.FloatRange(0, MAX_GIB), help="Known weights size (whole model).")
+@click.option(
+    "--gpu-memory-gib", type=click.FloatRange(0, MAX_GIB, min_open=True), help="GPU memory the runtime sees."
+)
+@click.option(
+    "--overhead-gib", type=click.FloatRange(0, MAX_GIB), help="Replace the modelled runtime overhead."
+)
+@click.option("--max-num-batched-tokens", type=click.IntRange(1, MAX_SEQUENCE_TOKENS))
+@click.option(
+    "--max-num-seqs",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    help="The engine's batch limit (with --memory-fraction).",
+)
+@click.option("--block-size", type=click.IntRange(1, 4096), help="KV block size in tokens (vLLM: 16).")
+@_output_option
+def plan_command(**options: Any) -> int:
+    """Plan one deployment: GPU type and count, memory fraction, max batch, and the whole field."""
+    arch = _architecture(options["model"], options, _parse_params(options["params"]))
+    request = PlanRequest(
+        model=arch,
+        model_source=options["model"] or arch.name,
+        precision=Precision(options["precision"]),
+        kv_cache_dtype=KvCacheDtype(options["kv_cache_dtype"]),
+        max_seq_len=options["max_seq_len"],
+        concurrency=options["concurrency"],
+        engine=Engine(options["engine"]),
+        engine_version=options["engine_version"],
+        gpu=find_gpu(options["gpu"]) if options["gpu"] else None,
+        gpu_count=options["gpu_count"],
+        max_memory_fraction=options["max_memory_fraction"],
+        memory_fraction=options["memory_fraction"],
+        weights_bytes_override=_gib_to_bytes(options["weights_gib"]),
+        gpu_memory_bytes_override=_gib_to_bytes(options["gpu_memory_gib"]),
+        overhead_bytes_override=_gib_to_bytes(options["overhead_gib"]),
+        max_num_batched_tokens=options["max_num_batched_tokens"],
+        max_num_seqs=options["max_num_seqs"],
+        block_size=options["block_size"],
+    )
+    result = plan(request)
+    if options["output"] == "table":
+        _print_plan(result)
+    else:
+        _emit(result.model_dump(mode="json", by_alias=True), options["output"])
+    return EXIT_FITS if result.fits else EXIT_DOES_NOT_FIT
+
+
+_BAR_WIDTH = 32
+_BAR_PARTS = (("weights", "█", "blue"), ("KV cache", "█", "green"), ("overhead", "█", "yellow"))
+
+
+def _bar(weights: int, kv: int, overhead: int, total: int) -> Text:
+    """One GPU's memory as a bar: weights / KV cache / overhead / free; red past the end."""
+    bar = Text()
+    used = 0
+    for (_, glyph, style), size in zip(_BAR_PARTS, (weights, kv, overhead), strict=True):
+        cells = round(size / total * _BAR_WIDTH)
+        bar.append(glyph * min(cells, max(_BAR_WIDTH - used, 0)), style=style)
+        used += cells
+    if used > _BAR_WIDTH:
+        bar.append("▶", style="bold red")
+    else:
+        bar.append("░" * (_BAR_WIDTH - used), style="dim")
+    return bar
+
+
+def _print_plan(result: Plan) -> None:
+    console = _console()
+    verdict = "[bold green]FITS[/]" if result.fits else "[bold red]DOES NOT FIT[/]"
+    gpus = f"{result.gpu_count} x {result.gpu_type}" if result.gpu_count > 1 else result.gpu_type
+    console.print(
+        f"{verdict}  {result.model} ({result.attention}, {result.weights_format}) "
+        f"on {gpus}, {result.engine.value}"
+    )
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    rows = [
+        ("memory fraction", f"{result.memory_fraction:.2f}  (cap {result.memory_fraction_cap:.2f})"),
+        (
+            "max batch",
+            f"{result.max_batch} sequences of {result.max_model_len} tokens (target {result.concurrency})",
+        ),
+        (
+            "weights",
+            f"{format_gib(result.weights_bytes_per_gpu)} per GPU, {format_gib(result.weights_bytes)} total",
+        ),
+        (
+            "KV per token",
+            f"{result.kv_bytes_per_token / KIB:.1f} KiB "
+            f"({result.kv_bytes_per_token_per_gpu / KIB:.1f} KiB per GPU)",
+        ),
+        (
+            "KV cache",
+            f"{format_gib(result.kv_cache_bytes_per_gpu)} per GPU for "
+            f"{result.concurrency} x {result.max_model_len} tokens; "
+            f"capacity {result.kv_capacity_tokens:,} tokens",
+        ),
+        (
+            "overhead",
+            f"{format_gib(result.overhead_bytes_per_gpu)} per GPU "
+            f"(non-torch {format_gib(result.non_torch_bytes_per_gpu)}, "
+            f"activation peak {format_gib(result.activation_bytes_per_gpu)}; "
+            f"+{format_gib(result.outside_bytes_per_gpu)} outside the fraction)",
+        ),
+        (
+            "required",
+            f"{format_gib(result.required_bytes_per_gpu)} of {format_gib(result.gpu_memory_bytes)} per GPU",
+        ),
+        (f"{result.engine.value} args", " ".join(result.engine_args[result.engine.value])),
+    ]
+    for label, value in rows:
+        summary.add_row(label, value)
+    console.print(summary)
+    for reason in result.reasons:
+        console.print(f"[red]why:[/] {reason}")
+    for suggestion in result.suggestions:
+        console.print(f"[cyan]would fit:[/] {suggestion.text}")
+    _print_field(console, result)
+
+
+def _print_field(console: Console, result: Plan) -> None:
+    """One row per GPU type, at its smallest count that fits (else its largest), with a memory bar."""
+    by_type: dict[str, list[Any]] = {}
+    for candidate in result.alternatives:
+        by_type.setdefault(candidate.gpu_type, []).append(candidate)
+    table = Table(title="every GPU type", title_justify="left")
+    for column in (
+        "GPU",
+        "count",
+        "fits",
+        "fraction",
+        "max batch",
+        "per GPU: weights / KV / overhead / free",
+        "$/h",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("count", "fraction", "max batch", "$/h") else "left"
+        )
+    for gpu_type, candidates in by_type.items():
+        fitting = [c for c in candidates if c.fits]
+        row = (
+            min(fitting, key=lambda c: c.gpu_count) if fitting else max(candidates, key=lambda c: c.gpu_count)
+        )
+        chosen = gpu_type == result.gpu_type and row.gpu_count == result.gpu_count
+        table.add_row(
+            Text(("▸ " if chosen else "  ") + gpu_type, style="bold" if chosen else ""),
+            str(row.gpu_count),
+            Text("yes", style="green") if row.fits else Text("no", style="red"),
+            f"{row.memory_fraction:.2f}",
+            str(row.max_batch),
+            _bar(
+                row.weights_bytes_per_gpu,
+                row.kv_cache_bytes_per_gpu,
+                row.overhead_bytes_per_gpu,
+                row.gpu_memory_bytes,
+            ),
+            f"{row.price_per_hour:.2f}",
+        )
+    console.print(table)
+    legend = Text("  ")
+    for name, glyph, style in _BAR_PARTS:
+        legend.append(glyph, style=style).append(f" {name}  ")
+    legend.append("░", style="dim").append(" free  ").append("▶", style="bold red").append(" over")
+    console.print(legend)
+
+
+# ----------------------------------------------------------------------------------------------------
+# catalogs
+
+
+@cli.command("models")
+@_output_option
+def models_command(output: str) -> int:
+    """List the built-in model catalog."""
+    rows: list[dict[str, Any]] = []
+    for entry in sorted(model_catalog().values(), key=lambda m: m.id.lower()):
+        arch = entry.architecture()
+        rows.append(
+            {
+                "id": entry.id,
+                "family": arch.family,
+                "parameters": arch.parameter_count,
+                "attention": arch.attention_kind,
+                "layers": arch.num_layers,
+                "kvHeads": arch.num_kv_heads,
+                "headDim": arch.head_dim,
+                "experts": arch.num_experts,
+                "quantization": arch.quantization.method if arch.quantization else None,
+                "maxPositionEmbeddings": arch.max_position_embeddings,
+                "source": entry.source,
+            }
+        )
+    if output != "table":
+        _emit(rows, output)
+        return EXIT_FITS
+    table = Table(
+        "model", "params", "attention", "layers", "KV heads", "head dim", "experts", "quant", "context"
+    )
+    for row in rows:
+        table.add_row(
+            row["id"],
+            f"{row['parameters'] / 1e9:.1f}B",
+            row["attention"],
+            str(row["layers"]),
+            str(row["kvHeads"]),
+            str(row["headDim"]),
+            str(row["experts"] or ""),
+            row["quantization"] or "",
+            str(row["maxPositionEmbeddings"] or ""),
+        )
+    _console().print(table)
+    return EXIT_FITS
+
+
+@cli.command("gpus")
+@_output_option
+def gpus_command(output: str) -> int:
+    """List the built-in GPU catalog."""
+    gpus = sorted(gpu_catalog().values(), key=lambda g: g.price_per_hour)
+    if output != "table":
+        _emit([gpu.model_dump(mode="json", by_alias=True) for gpu in gpus], output)
+        return EXIT_FITS
+    table = Table("GPU", "node label (nvidia.com/gpu.product)", "nvidia-smi MiB", "CUDA total", "$/GPU-h")
+    for gpu in gpus:
+        table.add_row(
+            gpu.name,
+            gpu.product,
+            str(gpu.memory_mib),
+            format_gib(gpu.cuda_total_bytes),
+            f"{gpu.price_per_hour:.2f}",
+        )
+    _console().print(table)
+    return EXIT_FITS
+
+
+# ----------------------------------------------------------------------------------------------------
+# calibration
+
+
+@cli.command("calibrate")
+@click.argument("logs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--configs",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of config.json files (default: configs/ beside LOGS).",
+)
+@_output_option
+def calibrate_command(logs: Path, configs: Path | None, output: str) -> int:
+    """Compare predictions with real engine start-up logs (a CSV like benchmarks/calibration/)."""
+    rows = calibrate(logs, configs)
+    summary = summarize(rows)
+    records = [
+        {
+            "row": r.row_id,
+            "model": r.model,
+            "gpu": r.gpu,
+            "tp": r.tensor_parallel,
+            "weightsGibPredicted": round(r.predicted.weights_bytes_per_gpu / GIB, 3) if r.predicted else None,
+            "weightsGibReported": r.reported.weights_gib,
+            "weightsError": None if r.weights_error is None else round(r.weights_error, 4),
+            "kvGibPredicted": None if r.predicted_kv_gib is None else round(r.predicted_kv_gib, 3),
+            "kvGibReported": r.reported.kv_cache_gib,
+            "kvTokensPredicted": r.predicted.kv_capacity_tokens if r.predicted else None,
+            "kvTokensReported": r.reported.kv_cache_tokens,
+            "kvError": None if r.kv_error is None else round(r.kv_error, 4),
+            "kvErrorGib": None if r.kv_error_gib is None else round(r.kv_error_gib, 3),
+            "withinBounds": r.kv_within_bounds,
+            "skipped": r.skipped,
+        }
+        for r in rows
+    ]
+    if output != "table":
+        _emit(
+            {"rows": records, "summary": summary.__dict__ | {"meetsTargets": summary.meets_targets}}, output
+        )
+        return EXIT_FITS if summary.meets_targets else EXIT_DOES_NOT_FIT
+    click.echo(
+        calibration_markdown(
+            records, summary.weights_max_error, summary.kv_median_error, summary.kv_rows_out_of_bounds
+        )
+    )
+    return EXIT_FITS if summary.meets_targets else EXIT_DOES_NOT_FIT
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def calibration_markdown(
+    records: list[dict[str, Any]], weights_max: float, kv_median: float, out_of_bounds: list[str]
+) -> str:
+    """The calibration table as Markdown, the form the README carries."""
+    lines = [
+        "| row | model | GPU | TP | weights GiB pred / log | err "
+        "| KV GiB pred / log | KV tokens pred / log | KV err |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        if r["skipped"]:
+            lines.append(
+                f"| {r['row']} | {r['model']} | {r['gpu']} | {r['tp']} | skipped: {r['skipped']} |||||"
+            )
+            continue
+        lines.append(
+            f"| {r['row']} | {r['model']} | {r['gpu']} | {r['tp']} "
+            f"| {_cell(r['weightsGibPredicted'], '.2f')} / {_cell(r['weightsGibReported'], '.2f')} "
+            f"| {_cell(r['weightsError'], '+.1%')} "
+            f"| {_cell(r['kvGibPredicted'], '.2f')} / {_cell(r['kvGibReported'], '.2f')} "
+            f"| {_cell(r['kvTokensPredicted'], ',')} / {_cell(r['kvTokensReported'], ',')} "
+            f"| {_cell(r['kvError'], '+.1%')}{'' if r['withinBounds'] is not False else ' ✗'} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Weights: max error {weights_max:.1%}. KV-cache capacity: median error {kv_median:.1%}; "
+        f"rows outside 15% / 0.5 GiB: {', '.join(out_of_bounds) or 'none'}."
+    )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# entry point
+
+
+def _validation_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "input"
+    return f"{where}: {first['msg']}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; map every failure to one line on stderr and the documented exit status."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "vramgate"
+    prog = "kubectl vramgate" if prog == "kubectl-vramgate" else "vramgate"
+    try:
+        status = cli.main(
+            args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
+        )
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return EXIT_FITS
+    except click.ClickException as exc:
+        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
+        return EXIT_BAD_INPUT
+    except SizingError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except ValidationError as exc:
+        click.echo(f"{prog}: error: {_validation_line(exc)}", err=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo(f"{prog}: aborted", err=True)
+        return EXIT_BAD_INPUT
+    return status if isinstance(status, int) else EXIT_FITS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

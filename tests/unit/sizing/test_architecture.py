@@ -1,0 +1,155 @@
+"""Reading config.json files of the common families into one architecture description."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vramgate.sizing import SizingError, load_model
+from vramgate.sizing.architecture import architecture_from_config, quantization_from_config
+
+LLAMA_LIKE = {
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "intermediate_size": 14336,
+}
+
+
+def test_falcon_7b_uses_one_kv_head() -> None:
+    falcon = load_model("tiiuae/falcon-7b")
+    assert falcon.num_attention_heads == 71
+    assert falcon.num_kv_heads == 1
+    assert falcon.head_dim == 64
+    assert falcon.attention_kind == "MQA"
+
+
+def test_falcon_40b_new_decoder_architecture_reads_num_kv_heads() -> None:
+    falcon = load_model("TIIUAE/Falcon-40B")
+    assert falcon.num_kv_heads == 8
+    assert falcon.attention_kind == "GQA"
+
+
+def test_falcon_without_multi_query_is_multi_head() -> None:
+    config = {
+        "model_type": "falcon",
+        "hidden_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "multi_query": False,
+        "vocab_size": 100,
+    }
+    assert architecture_from_config(config, "tiny-falcon").num_kv_heads == 4
+
+
+def test_grouped_query_and_head_dim_default() -> None:
+    arch = architecture_from_config(LLAMA_LIKE, "llama-like")
+    assert arch.attention_kind == "GQA"
+    assert arch.head_dim == 128
+    assert not arch.tie_word_embeddings  # LlamaConfig's default, the key being absent
+
+
+def test_gemma3_reads_text_config_and_its_defaults() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    assert gemma.num_layers == 62
+    assert gemma.vocab_size == 262208
+    assert gemma.sliding_window == 1024
+    assert gemma.num_sliding_window_layers == 52  # every 6th of 62 layers attends globally
+
+
+def test_gpt_oss_alternates_sliding_and_full_layers_and_is_moe() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    assert (gpt_oss.sliding_window, gpt_oss.num_sliding_window_layers) == (128, 18)
+    assert gpt_oss.is_moe and gpt_oss.num_experts == 128 and gpt_oss.num_experts_per_token == 4
+    assert gpt_oss.quantization is not None and gpt_oss.quantization.experts_only
+
+
+def test_deepseek_uses_latent_attention_and_dense_first_layer() -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    assert lite.attention_kind == "MLA"
+    assert (lite.kv_lora_rank, lite.qk_rope_head_dim) == (512, 64)
+    assert lite.num_moe_layers == 26  # first_k_dense_replace = 1
+
+
+def test_qwen2_sliding_window_is_off_unless_enabled() -> None:
+    qwen = load_model("Qwen/Qwen2-7B-Instruct")
+    assert qwen.sliding_window is None
+    enabled = architecture_from_config(
+        {
+            **LLAMA_LIKE,
+            "model_type": "qwen2",
+            "sliding_window": 4096,
+            "use_sliding_window": True,
+            "max_window_layers": 28,
+        },
+        "qwen-swa",
+    )
+    assert enabled.num_sliding_window_layers == 4
+
+
+def test_unknown_family_with_standard_keys_works() -> None:
+    arch = architecture_from_config({**LLAMA_LIKE, "model_type": "brand_new"}, "new")
+    assert arch.family == "brand_new" and arch.num_kv_heads == 8
+
+
+def test_missing_key_is_named() -> None:
+    config = {k: v for k, v in LLAMA_LIKE.items() if k != "num_hidden_layers"}
+    with pytest.raises(SizingError, match="missing 'num_hidden_layers'"):
+        architecture_from_config(config, "broken")
+
+
+def test_wrong_type_is_named() -> None:
+    with pytest.raises(SizingError, match=r"num_key_value_heads.*'eight' is not a non-negative integer"):
+        architecture_from_config({**LLAMA_LIKE, "num_key_value_heads": "eight"}, "broken")
+
+
+def test_config_file_that_is_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    with pytest.raises(SizingError, match=r"not valid JSON \(line 1"):
+        load_model(str(path))
+
+
+def test_config_directory_and_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_LIKE))
+    assert load_model(str(tmp_path)).num_layers == 32
+    assert load_model(str(tmp_path / "config.json")).num_layers == 32
+
+
+@pytest.mark.parametrize(
+    ("raw", "method", "bits", "group", "bytes_per_weight"),
+    [
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "gptq", 4, 128, 0.5 + 2.5 / 128),
+        ({"quant_method": "awq", "bits": 4, "group_size": 64}, "awq", 4, 64, 0.5 + 2.5 / 64),
+        ({"quant_method": "gptq", "bits": 8, "group_size": -1}, "gptq", 8, None, 1.0),
+        ({"quant_method": "fp8", "activation_scheme": "dynamic"}, "fp8", 8, None, 1.0),
+        ({"quant_method": "mxfp4"}, "mxfp4", 4, 32, 0.5 + 1 / 32),
+        (
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}},
+            },
+            "fp8",
+            8,
+            None,
+            1.0,
+        ),
+    ],
+)
+def test_quantization_formats(
+    raw: dict[str, object], method: str, bits: int, group: int | None, bytes_per_weight: float
+) -> None:
+    quant = quantization_from_config(raw)
+    assert quant is not None
+    assert (quant.method, quant.bits, quant.group_size) == (method, bits, group)
+    assert quant.bytes_per_weight() == pytest.approx(bytes_per_weight)
+
+
+def test_unknown_quantization_is_refused() -> None:
+    with pytest.raises(SizingError, match="quant_method 'magic' is not supported"):
+        quantization_from_config({"quant_method": "magic"})

@@ -1,0 +1,123 @@
+"""Weights and KV-cache bytes against hand-computed values: MHA, GQA, MQA, MLA, MoE, sliding windows."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramgate.sizing import Precision, find_gpu, load_model
+from vramgate.sizing.architecture import parameter_groups
+from vramgate.sizing.engines import VllmModel, vllm_generation
+from vramgate.sizing.memory import (
+    kv_bytes_per_token_per_layer,
+    kv_layout,
+    resolve_weight_format,
+    weights_bytes,
+)
+from vramgate.sizing.units import GIB, KIB
+
+BF16 = 2
+
+
+@pytest.mark.parametrize(
+    ("model", "bytes_per_token"),
+    [
+        ("meta-llama/Llama-2-7b-hf", 2 * 32 * 32 * 128 * BF16),  # MHA: 512 KiB
+        ("meta-llama/Llama-3.1-8B-Instruct", 2 * 32 * 8 * 128 * BF16),  # GQA: 128 KiB
+        ("tiiuae/falcon-7b", 2 * 32 * 1 * 64 * BF16),  # MQA: 8 KiB
+        ("deepseek-ai/DeepSeek-V2-Lite", 27 * (512 + 64) * BF16),  # MLA: the latent, no K/V split
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 2 * 32 * 8 * 128 * BF16),  # MoE does not change attention
+    ],
+)
+def test_kv_bytes_per_token(model: str, bytes_per_token: int) -> None:
+    arch = load_model(model)
+    assert kv_layout(arch, BF16, 1, 16).bytes_per_token == bytes_per_token
+
+
+def test_falcon_7b_kv_is_8_kib_not_the_seed_articles_568() -> None:
+    falcon = load_model("tiiuae/falcon-7b")
+    assert kv_layout(falcon, BF16, 1, 16).bytes_per_token == 8 * KIB
+    seed_formula = 2 * BF16 * 32 * 4544  # the article's 2 x bytes x layers x d_model
+    assert seed_formula == 568 * KIB
+    assert seed_formula // (8 * KIB) == 71
+
+
+def test_fp8_kv_halves_the_cache() -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    assert kv_bytes_per_token_per_layer(llama, 1, 1) * 2 == kv_bytes_per_token_per_layer(llama, 2, 1)
+
+
+def test_tensor_parallel_splits_kv_heads_and_replicates_when_fewer_than_gpus() -> None:
+    llama70 = load_model("meta-llama/Llama-3.1-70B-Instruct")  # 8 KV heads
+    assert kv_bytes_per_token_per_layer(llama70, BF16, 8) == 2 * 1 * 128 * BF16
+    falcon = load_model("tiiuae/falcon-7b")  # 1 KV head: every GPU keeps it
+    assert kv_bytes_per_token_per_layer(falcon, BF16, 2) == kv_bytes_per_token_per_layer(falcon, BF16, 1)
+
+
+def test_mla_latent_is_replicated_on_every_gpu() -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    assert kv_bytes_per_token_per_layer(lite, BF16, 2) == (512 + 64) * BF16
+
+
+def test_sequences_take_whole_blocks() -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    layout = kv_layout(llama, BF16, 1, 16)
+    assert layout.bytes_per_sequence(1000, 2048) == 1008 * layout.bytes_per_token  # 63 blocks of 16
+    assert layout.capacity_tokens(layout.bytes_per_block * 10 + 1) == 160
+
+
+def test_sliding_window_layers_hold_the_window_plus_one_step() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    layout = kv_layout(gpt_oss, BF16, 1, 16)
+    per_layer = layout.bytes_per_token_per_layer
+    # 18 full layers keep 16384 tokens; 18 sliding layers keep 128 - 1 + 2048 tokens -> 136 blocks.
+    assert layout.bytes_per_sequence(16384, 2048) == (18 * 16384 + 18 * 136 * 16) * per_layer
+    # A sequence shorter than the window costs the same in both kinds of layer.
+    assert layout.bytes_per_sequence(100, 2048) == 36 * 112 * per_layer
+
+
+def test_dense_weights_are_bytes_times_parameters() -> None:
+    llama2 = load_model("meta-llama/Llama-2-7b-hf")
+    fmt = resolve_weight_format(llama2, Precision.FP16)
+    assert weights_bytes(llama2, fmt, 1).per_gpu == 2 * parameter_groups(llama2).total
+    fp32 = resolve_weight_format(llama2, Precision.FP32)
+    assert weights_bytes(llama2, fp32, 1).per_gpu == 4 * parameter_groups(llama2).total
+
+
+def test_tensor_parallel_splits_weights_but_replicates_norms() -> None:
+    llama = load_model("meta-llama/Llama-3.1-70B-Instruct")
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    one, four = weights_bytes(llama, fmt, 1), weights_bytes(llama, fmt, 4)
+    assert four.per_gpu > one.per_gpu / 4
+    assert four.per_gpu == pytest.approx(one.per_gpu / 4, rel=0.001)
+
+
+def test_int4_keeps_embeddings_in_16_bit_and_pays_for_group_scales() -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    groups = parameter_groups(llama)
+    int4 = weights_bytes(llama, resolve_weight_format(llama, Precision.INT4), 1).per_gpu
+    embeddings = (groups.embedding + groups.lm_head) * 2
+    linear = groups.total - groups.embedding - groups.lm_head - groups.norms
+    assert int4 == pytest.approx(embeddings + linear * (0.5 + 2.5 / 128) + groups.norms * 2, rel=1e-6)
+
+
+def test_gptq_checkpoint_matches_the_engine_log() -> None:
+    phi4 = load_model("kaitchup/Phi-4-AutoRound-GPTQ-4bit")
+    weights = weights_bytes(phi4, resolve_weight_format(phi4, Precision.AUTO), 1).per_gpu
+    assert weights / GIB == pytest.approx(8.51, rel=0.01)  # vLLM: "Loading model weights took 8.5107 GB"
+
+
+def test_mxfp4_experts_are_padded_like_vllms_marlin_layout() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
+    engine = VllmModel(vllm_generation("0.10.1.1"))
+    padding = engine.expert_padding(find_gpu("A100-80GB"), fmt)
+    assert padding is not None and (padding.intermediate_multiple, padding.hidden_multiple) == (128, 256)
+    per_gpu = weights_bytes(gpt_oss, fmt, 4, padding).per_gpu / GIB
+    assert per_gpu == pytest.approx(17.2217, rel=0.02)  # vLLM 0.10.1.1 on 4 x A100: 17.2217 GiB per GPU
+    assert weights_bytes(gpt_oss, fmt, 4).per_gpu / GIB < per_gpu
+
+
+def test_prequantized_checkpoint_refuses_another_precision() -> None:
+    awq = load_model("Qwen/Qwen2.5-7B-Instruct-AWQ")
+    with pytest.raises(ValueError, match="pre-quantized int4 checkpoint"):
+        resolve_weight_format(awq, Precision.FP16)

@@ -1,0 +1,187 @@
+"""The planner's choices, refusals and suggestions, and the seed article's worked example."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramgate.sizing import (
+    KvCacheDtype,
+    ModelArchitecture,
+    PlanRequest,
+    Precision,
+    SizingError,
+    find_gpu,
+    gpu_catalog,
+    load_model,
+    plan,
+)
+from vramgate.sizing.units import GIB, KIB
+
+
+def request(model: str = "tiiuae/falcon-7b", **changes: object) -> PlanRequest:
+    fields: dict[str, object] = {
+        "model": load_model(model),
+        "model_source": model,
+        "max_seq_len": 1000,
+        "concurrency": 100,
+    }
+    fields.update(changes)
+    return PlanRequest.model_validate(fields)
+
+
+def seed_request(**changes: object) -> PlanRequest:
+    """The article's assumptions: 32 layers, K and V 4544 wide, fp16, 14 GiB weights, 24 GiB, no overhead,
+    no paging."""
+    arch = ModelArchitecture(
+        name="falcon-7b-as-the-article-sees-it",
+        num_layers=32,
+        hidden_size=4544,
+        num_attention_heads=71,
+        num_kv_heads=71,
+        head_dim=64,
+        vocab_size=65024,
+        intermediate_size=18176,
+    )
+    fields: dict[str, object] = {
+        "model": arch,
+        "model_source": "tiiuae/falcon-7b",
+        "precision": Precision.FP16,
+        "max_seq_len": 1000,
+        "concurrency": 100,
+        "gpu": find_gpu("A10G"),
+        "memory_fraction": 1.0,
+        "block_size": 1,
+        "weights_bytes_override": 14 * GIB,
+        "gpu_memory_bytes_override": 24 * GIB,
+        "overhead_bytes_override": 0,
+    }
+    fields.update(changes)
+    return PlanRequest.model_validate(fields)
+
+
+def test_seed_article_kv_cache_for_100_requests_of_1000_tokens() -> None:
+    result = plan(seed_request())
+    assert result.kv_cache_bytes / GIB == pytest.approx(54.168701171875, abs=1e-9)
+    assert not result.fits
+
+
+def test_seed_article_18_concurrent_requests_in_10_gib() -> None:
+    assert plan(seed_request()).max_batch == 18
+
+
+def test_real_falcon_7b_serves_over_a_thousand_where_the_article_says_18() -> None:
+    real = seed_request(model=load_model("tiiuae/falcon-7b"))
+    result = plan(real)
+    assert result.kv_bytes_per_token == 8 * KIB
+    assert result.max_concurrency == 10 * GIB // (8 * KIB * 1000)  # 1310
+    assert result.fits
+
+
+def test_falcon_7b_on_a10g_fits_with_computed_fraction_and_batch() -> None:
+    result = plan(request(gpu=find_gpu("A10G"), precision=Precision.FP16))
+    assert result.fits
+    assert (result.gpu_type, result.gpu_count, result.gpu_product) == ("A10G", 1, "NVIDIA-A10G")
+    assert result.max_batch >= 100
+    assert result.memory_fraction <= result.memory_fraction_cap
+    usable = result.memory_fraction * result.gpu_memory_bytes
+    assert result.required_bytes_per_gpu <= usable
+    assert "--max-num-seqs=" + str(result.max_batch) in result.engine_args["vllm"]
+    assert f"--gpu-memory-utilization={result.memory_fraction:.2f}" in result.engine_args["vllm"]
+    assert any(arg.startswith("--mem-fraction-static=") for arg in result.engine_args["sglang"])
+    assert any(arg.startswith("--cuda-memory-fraction=") for arg in result.engine_args["tgi"])
+
+
+def test_unpinned_plan_is_the_cheapest_that_fits() -> None:
+    result = plan(request("meta-llama/Llama-3.1-70B-Instruct", max_seq_len=8192, concurrency=16))
+    fitting = [c for c in result.alternatives if c.fits]
+    assert result.fits
+    chosen_price = find_gpu(result.gpu_type).price_per_hour * result.gpu_count
+    assert chosen_price == min(c.price_per_hour for c in fitting)
+
+
+def test_every_gpu_type_and_count_is_reported() -> None:
+    result = plan(request("meta-llama/Llama-3.1-8B-Instruct"))
+    reported = {(c.gpu_type, c.gpu_count) for c in result.alternatives}
+    assert reported == {(gpu.name, n) for gpu in gpu_catalog().values() for n in (1, 2, 4, 8)}
+
+
+def test_falcon_7b_cannot_be_split_over_two_gpus() -> None:
+    with pytest.raises(SizingError, match="71 attention heads"):
+        plan(request(gpu_count=2))
+
+
+def test_oversized_model_is_refused_with_numbers_and_nearest_fixes() -> None:
+    result = plan(
+        request(
+            "meta-llama/Llama-3.1-70B-Instruct",
+            gpu=find_gpu("L4"),
+            gpu_count=1,
+            max_seq_len=8192,
+            concurrency=32,
+        )
+    )
+    assert not result.fits
+    (reason,) = result.reasons
+    assert "needs" in reason and "GiB per GPU" in reason and "L4 offers" in reason
+    changes = {s.change for s in result.suggestions}
+    assert "gpu.type" in changes
+
+
+def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() -> None:
+    base = request(
+        "meta-llama/Llama-3.1-8B-Instruct",
+        gpu=find_gpu("L4"),
+        gpu_count=1,
+        max_seq_len=8192,
+        concurrency=64,
+        precision=Precision.BF16,
+    )
+    result = plan(base)
+    assert not result.fits
+    suggested = {s.change: s.value for s in result.suggestions}
+    assert plan(base.model_copy(update={"max_seq_len": int(suggested["workload.maxSequenceLength"])})).fits
+    assert plan(base.model_copy(update={"concurrency": int(suggested["workload.concurrency"])})).fits
+    assert plan(base.model_copy(update={"kv_cache_dtype": KvCacheDtype.FP8})).fits == (
+        "model.kvCacheDtype" in suggested
+    )
+
+
+def test_fraction_never_exceeds_the_cap() -> None:
+    result = plan(request("meta-llama/Llama-3.1-8B-Instruct", gpu=find_gpu("L4"), max_memory_fraction=0.5))
+    assert result.memory_fraction_cap <= 0.5
+    assert not result.fits or result.memory_fraction <= 0.5
+
+
+def test_fixed_fraction_reports_what_the_engine_gets() -> None:
+    result = plan(
+        request(
+            "Qwen/Qwen2-7B-Instruct",
+            gpu=find_gpu("A100-80GB"),
+            gpu_count=1,
+            memory_fraction=0.5,
+            max_seq_len=16384,
+            concurrency=1,
+            engine_version="0.10.1.1",
+        )
+    )
+    assert result.memory_fraction == 0.5
+    assert result.kv_capacity_tokens == pytest.approx(464848, rel=0.02)  # vLLM printed 464,848 tokens
+
+
+def test_sequence_longer_than_the_context_window_is_bad_input() -> None:
+    with pytest.raises(SizingError, match="context window"):
+        plan(request(max_seq_len=4096))  # falcon-7b: 2048
+
+
+def test_absurd_values_are_refused_before_planning() -> None:
+    with pytest.raises(ValueError, match="less than or equal"):
+        request(max_seq_len=10**12)
+    with pytest.raises(ValueError, match="less than or equal"):
+        request(concurrency=10**9)
+
+
+@pytest.mark.timeout(20)
+def test_largest_values_neither_overflow_nor_hang() -> None:
+    result = plan(request("meta-llama/Llama-3.1-8B-Instruct", max_seq_len=131072, concurrency=100_000))
+    assert not result.fits
+    assert result.kv_cache_bytes == 100_000 * 131072 * result.kv_bytes_per_token

@@ -1,0 +1,255 @@
+"""The command line: outputs, stable JSON keys, exit statuses, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vramgate.cli import main
+
+STABLE_KEYS = {
+    "fits",
+    "gpuType",
+    "gpuCount",
+    "memoryFraction",
+    "maxBatch",
+    "maxModelLen",
+    "weightsBytes",
+    "weightsBytesPerGpu",
+    "kvBytesPerToken",
+    "kvCacheBytes",
+    "kvCapacityTokens",
+    "overheadBytes",
+    "requiredBytes",
+    "gpuMemoryBytes",
+    "engineArgs",
+    "alternatives",
+    "reasons",
+}
+FALCON_A10G = [
+    "plan",
+    "--model",
+    "tiiuae/falcon-7b",
+    "--max-seq-len",
+    "1000",
+    "--concurrency",
+    "100",
+    "--gpu",
+    "A10G",
+]
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = main(args)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_falcon_7b_on_a10g_shows_the_real_mqa_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(FALCON_A10G, capsys)
+    assert status == 0
+    assert "FITS" in out and "MQA" in out and "8.0 KiB" in out
+    assert "--gpu-memory-utilization=" in out
+    assert "every GPU type" in out and "H100-80GB" in out
+
+
+def test_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run([*FALCON_A10G, "--output", "json"], capsys)
+    data = json.loads(out)
+    assert status == 0
+    assert data.keys() >= STABLE_KEYS
+    assert data["kvBytesPerToken"] == 8192
+    assert set(data["engineArgs"]) == {"vllm", "tgi", "sglang"}
+
+
+def test_yaml_output(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run([*FALCON_A10G, "-o", "yaml"], capsys)
+    assert status == 0 and "gpuType: A10G" in out
+
+
+def test_seed_article_example(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "plan",
+        "--layers",
+        "32",
+        "--hidden-size",
+        "4544",
+        "--weights-gib",
+        "14",
+        "--gpu-memory-gib",
+        "24",
+        "--overhead-gib",
+        "0",
+        "--memory-fraction",
+        "1",
+        "--block-size",
+        "1",
+        "--max-seq-len",
+        "1000",
+        "--concurrency",
+        "100",
+        "--gpu",
+        "A10G",
+        "-o",
+        "json",
+    ]
+    status, out, _ = run(args, capsys)
+    data = json.loads(out)
+    assert status == 1  # 100 x 1000 tokens do not fit
+    assert data["kvCacheBytes"] / 2**30 == pytest.approx(54.1687, abs=1e-4)
+    assert data["maxBatch"] == 18
+
+
+def test_does_not_fit_exits_1_with_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "plan",
+        "--model",
+        "meta-llama/Llama-3.1-70B-Instruct",
+        "--gpu",
+        "L4",
+        "--gpu-count",
+        "1",
+        "--max-seq-len",
+        "8192",
+        "--concurrency",
+        "32",
+    ]
+    status, out, _ = run(args, capsys)
+    assert status == 1
+    assert "DOES NOT FIT" in out and "why:" in out and "would fit:" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["plan", "--model", "falcon-7b", "--max-seq-len", "10", "--concurrency", "1"],
+            "did you mean tiiuae/falcon-7b",
+        ),
+        (
+            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "0", "--concurrency", "1"],
+            "--max-seq-len",
+        ),
+        (
+            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "1000000000000", "--concurrency", "1"],
+            "--max-seq-len",
+        ),
+        (
+            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "100", "--concurrency", "1000000000"],
+            "--concurrency",
+        ),
+        (
+            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "abc", "--concurrency", "1"],
+            "not a valid integer",
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "tiiuae/falcon-7b",
+                "--max-seq-len",
+                "10",
+                "--concurrency",
+                "1",
+                "--precision",
+                "int3",
+            ],
+            "--precision",
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "tiiuae/falcon-7b",
+                "--max-seq-len",
+                "10",
+                "--concurrency",
+                "1",
+                "--engine",
+                "ollama",
+            ],
+            "--engine",
+        ),
+        (
+            [
+                "plan",
+                "--model",
+                "tiiuae/falcon-7b",
+                "--max-seq-len",
+                "10",
+                "--concurrency",
+                "1",
+                "--gpu",
+                "A11G",
+            ],
+            "did you mean A10G",
+        ),
+        (
+            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "10", "--concurrency", "-5"],
+            "--concurrency",
+        ),
+        (["plan", "--max-seq-len", "10", "--concurrency", "1"], "give a catalog id or config.json"),
+        (
+            [
+                "plan",
+                "--layers",
+                "2",
+                "--hidden-size",
+                "64",
+                "--params",
+                "lots",
+                "--max-seq-len",
+                "10",
+                "--concurrency",
+                "1",
+            ],
+            "--params",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = run(args, capsys)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1 and message in err
+    assert "Traceback" not in err
+
+
+def test_broken_config_json_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"hidden_size": 64, "num_hidden_layers": 2}')
+    status, _, err = run(
+        ["plan", "--model", str(config), "--max-seq-len", "10", "--concurrency", "1"], capsys
+    )
+    assert status == 2 and "missing 'num_attention_heads'" in err
+
+
+def test_catalog_listings(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(["models", "-o", "json"], capsys)
+    models = json.loads(out)
+    assert status == 0 and len(models) >= 25
+    assert {"id", "parameters", "attention", "source"} <= models[0].keys()
+    status, out, _ = run(["gpus", "-o", "json"], capsys)
+    gpus = json.loads(out)
+    assert status == 0 and {"name", "product", "memoryMiB", "pricePerHour"} <= gpus[0].keys()
+    status, out, _ = run(["gpus"], capsys)
+    assert "NVIDIA-A10G" in out
+
+
+def test_kubectl_plugin_entry_point_is_installed() -> None:
+    plugin = Path(sys.executable).parent / "kubectl-vramgate"
+    result = subprocess.run([str(plugin), "gpus", "-o", "json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "A10G" in result.stdout
+    bad = subprocess.run(
+        [str(plugin), "plan", "--model", "nope", "--max-seq-len", "1", "--concurrency", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("kubectl vramgate: error:")
