@@ -1,0 +1,517 @@
+"""The LLMDeployment resource as pydantic models: the user's spec, the operator's status.
+
+These models are the one source of truth for the resource: the CRD schema is generated from them
+(`vramgate.crd`), the admission webhook and the CLI validate with them, and `to_plan_request` turns a
+valid spec into the sizing core's `PlanRequest`. Every error names the field path a user would fix
+(`spec.workload.maxSequenceLength`), never a Python location.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from vramgate.sizing import (
+    Engine,
+    KvCacheDtype,
+    ModelArchitecture,
+    PlanRequest,
+    Precision,
+    SizingError,
+    find_gpu,
+    find_model,
+    gpu_catalog,
+)
+from vramgate.sizing.planner import MAX_CONCURRENCY, MAX_GPUS_PER_REPLICA, MAX_SEQUENCE_TOKENS
+
+GROUP = "vramgate.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "LLMDeployment"
+PLURAL = "llmdeployments"
+SHORT_NAME = "llmd"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An invariant across fields, checked twice from one definition: by the API server (as CEL in the
+    generated CRD) and by pydantic (so the CLI, which never meets an API server, refuses the same)."""
+
+    cel: str
+    message: str
+    holds: Callable[[Any], bool]
+
+
+def _validations(*rules: Rule) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule.cel, "message": rule.message} for rule in rules]}
+
+
+def _check(model: Any, rules: tuple[Rule, ...]) -> None:
+    for rule in rules:
+        if not rule.holds(model):
+            raise ValueError(rule.message)
+
+
+_FREE_FORM: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+
+
+class _Schema(BaseModel):
+    """camelCase on the wire (as Kubernetes users write it), unknown fields refused with their path."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, use_enum_values=False
+    )
+
+
+class WeightDtype(StrEnum):
+    """The dtype an inline architecture's checkpoint is stored in."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+_ARCHITECTURE_RULES = (
+    Rule(
+        "self.attentionHeads % self.kvHeads == 0",
+        "attentionHeads must be a multiple of kvHeads (each KV head serves a whole group of query heads)",
+        lambda a: a.attention_heads % a.kv_heads == 0,
+    ),
+    Rule(
+        "has(self.headDim) || self.hiddenSize % self.attentionHeads == 0",
+        "hiddenSize must be a multiple of attentionHeads unless headDim is set",
+        lambda a: a.head_dim is not None or a.hidden_size % a.attention_heads == 0,
+    ),
+    Rule(
+        "self.expertsPerToken <= self.experts",
+        "expertsPerToken cannot exceed experts",
+        lambda a: a.experts_per_token <= a.experts,
+    ),
+    Rule(
+        "self.slidingWindowLayers <= self.layers",
+        "slidingWindowLayers cannot exceed layers",
+        lambda a: a.sliding_window_layers <= a.layers,
+    ),
+)
+_MODEL_RULES = (
+    Rule(
+        "has(self.name) != has(self.architecture)",
+        "set exactly one of name (a catalog id) and architecture (an inline shape)",
+        lambda m: (m.name is None) != (m.architecture is None),
+    ),
+    Rule(
+        "!has(self.architecture) || has(self.source)",
+        "source is required with architecture: it is what the server loads",
+        lambda m: m.architecture is None or m.source is not None,
+    ),
+)
+
+
+class InlineArchitecture(_Schema):
+    """The memory-relevant shape of a model the catalog lacks, with config.json's numbers."""
+
+    model_config = ConfigDict(json_schema_extra=_validations(*_ARCHITECTURE_RULES))
+
+    layers: int = Field(ge=1, le=1024, description="Transformer layers (num_hidden_layers).")
+    hidden_size: int = Field(ge=1, le=1_000_000, description="Model width (hidden_size).")
+    attention_heads: int = Field(ge=1, le=4096, description="Query heads (num_attention_heads).")
+    kv_heads: int = Field(
+        ge=1,
+        le=4096,
+        description="Key/value heads (num_key_value_heads): equal to attentionHeads for multi-head "
+        "attention, fewer for grouped-query, 1 for multi-query attention.",
+    )
+    head_dim: int | None = Field(
+        default=None, ge=1, le=4096, description="Dimension of one head; default hiddenSize / attentionHeads."
+    )
+    vocab_size: int = Field(ge=1, le=10_000_000, description="Vocabulary size (vocab_size).")
+    intermediate_size: int = Field(
+        ge=0, le=10_000_000, description="MLP inner width (intermediate_size); 0 for MoE-only MLPs."
+    )
+    parameters: int | None = Field(
+        default=None,
+        ge=1,
+        description="Official total parameter count, when known; otherwise counted from the shape.",
+    )
+    gated_mlp: bool = Field(
+        default=True, description="Whether the MLP has a gate projection (llama-like) or not (gpt-neox-like)."
+    )
+    tie_word_embeddings: bool = Field(
+        default=False, description="Whether the output head shares the input embedding matrix."
+    )
+    experts: int = Field(default=0, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense.")
+    experts_per_token: int = Field(default=0, ge=0, le=4096, description="Experts each token is routed to.")
+    moe_intermediate_size: int = Field(default=0, ge=0, description="Inner width of one expert's MLP.")
+    sliding_window: int | None = Field(
+        default=None, ge=1, description="Tokens a sliding-window layer attends to, if any layer has one."
+    )
+    sliding_window_layers: int = Field(
+        default=0, ge=0, description="Layers that use the sliding window (their KV cache is bounded)."
+    )
+    dtype: WeightDtype = Field(default=WeightDtype.BF16, description="The checkpoint's dtype (torch_dtype).")
+    max_position_embeddings: int | None = Field(
+        default=None, ge=1, description="The context window (max_position_embeddings), if limited."
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> InlineArchitecture:
+        _check(self, _ARCHITECTURE_RULES)
+        return self
+
+    def to_architecture(self, name: str) -> ModelArchitecture:
+        """The sizing core's architecture; MoE layers are all layers, as in the common MoE families."""
+        return ModelArchitecture(
+            name=name,
+            parameters=self.parameters,
+            num_layers=self.layers,
+            hidden_size=self.hidden_size,
+            num_attention_heads=self.attention_heads,
+            num_kv_heads=self.kv_heads,
+            head_dim=self.head_dim or self.hidden_size // self.attention_heads,
+            vocab_size=self.vocab_size,
+            intermediate_size=self.intermediate_size,
+            gated_mlp=self.gated_mlp,
+            tie_word_embeddings=self.tie_word_embeddings,
+            num_experts=self.experts,
+            num_experts_per_token=self.experts_per_token,
+            moe_intermediate_size=self.moe_intermediate_size,
+            num_moe_layers=self.layers if self.experts else 0,
+            sliding_window=self.sliding_window,
+            num_sliding_window_layers=self.sliding_window_layers,
+            native_dtype=self.dtype.value,
+            max_position_embeddings=self.max_position_embeddings,
+        )
+
+
+class ModelSpec(_Schema):
+    """Which model to serve and in which numeric formats."""
+
+    model_config = ConfigDict(json_schema_extra=_validations(*_MODEL_RULES))
+
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Catalog id of the model, e.g. tiiuae/falcon-7b (`vramgate models` lists them). "
+        "Exactly one of name and architecture.",
+    )
+    architecture: InlineArchitecture | None = Field(
+        default=None, description="Inline shape of a model the catalog lacks; requires source."
+    )
+    source: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="What the server loads: a Hugging Face id, an s3:// URI or a /models/... path. "
+        "Defaults to name.",
+    )
+    precision: Precision = Field(
+        default=Precision.AUTO,
+        description="Weight precision; auto keeps the checkpoint's own (bf16/fp16, or its quantization).",
+    )
+    kv_cache_dtype: KvCacheDtype = Field(
+        default=KvCacheDtype.AUTO,
+        description="KV-cache element type; auto follows the compute dtype, fp8 halves the cache.",
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> ModelSpec:
+        _check(self, _MODEL_RULES)
+        return self
+
+
+class WorkloadSpec(_Schema):
+    """The traffic one replica must hold at once: the sizing target."""
+
+    max_sequence_length: int = Field(
+        ge=1,
+        le=MAX_SEQUENCE_TOKENS,
+        description="Prompt plus generated tokens of one request; the server's max model length.",
+    )
+    concurrency: int = Field(
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="Requests in flight per replica, each up to maxSequenceLength tokens, that must fit "
+        "in the KV cache at the same time.",
+    )
+
+
+class GpuSpec(_Schema):
+    """Constraints on the GPUs; anything omitted is chosen: the cheapest type and count that fit."""
+
+    type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="GPU type, by short name or node-label product: "
+        + ", ".join(gpu.name for gpu in gpu_catalog().values())
+        + ".",
+    )
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_GPUS_PER_REPLICA,
+        description="GPUs per replica (the tensor-parallel size); must split the attention heads evenly.",
+    )
+    max_memory_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Upper bound on the share of each GPU's memory the engine may claim (default 0.95).",
+    )
+
+
+class EnvVar(_Schema):
+    """A container environment variable: name plus value or valueFrom, as in a Pod."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_FREE_FORM)
+
+    name: str = Field(min_length=1, description="Variable name.")
+
+
+class RuntimeSpec(_Schema):
+    """How the inference server runs: engine, image and container settings."""
+
+    engine: Engine = Field(default=Engine.VLLM, description="Inference server: vllm, tgi or sglang.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Container image; defaults per engine. Its tag is taken as the engine version, "
+        "which selects the memory profile (vLLM's differs by release).",
+    )
+    engine_version: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Engine release, for images whose tag does not say it (a digest, latest).",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Arguments appended to the planned ones; flags the plan sets (memory fraction, "
+        "batch, tensor parallel, max length) are refused here: change the spec instead.",
+    )
+    env: list[EnvVar] = Field(default_factory=list, description="Environment variables of the server.")
+    resources: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=_FREE_FORM,
+        description="Container resources (requests/limits); nvidia.com/gpu is set from the plan.",
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="HTTP port of the server; defaults per engine (vLLM 8000, TGI 80, SGLang 30000).",
+    )
+
+    def engine_version_or_tag(self) -> str | None:
+        """The explicit engine version, else the image tag (digests and registry ports are no tags)."""
+        if self.engine_version:
+            return self.engine_version
+        if self.image is None:
+            return None
+        reference = self.image.split("@", 1)[0]
+        repository, _, tag = reference.rpartition(":")
+        return tag if repository and "/" not in tag else None
+
+
+class LLMDeploymentSpec(_Schema):
+    """A model served for a workload, sized to its GPUs before anything starts."""
+
+    model: ModelSpec = Field(description="The model and its numeric formats.")
+    workload: WorkloadSpec = Field(description="Sequence length and concurrency per replica.")
+    gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPU type, count and memory cap, all optional.")
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, description="Engine, image and container.")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Identical server replicas.")
+
+    @property
+    def model_source(self) -> str:
+        """What the server loads: the source, else the catalog id."""
+        source = self.model.source or self.model.name
+        assert source is not None, "the schema requires name or source"
+        return source
+
+
+class Phase(StrEnum):
+    """Where an LLMDeployment stands, as the operator last saw it."""
+
+    PLANNED = "Planned"
+    DEPLOYED = "Deployed"
+    REJECTED = "Rejected"
+    FAILED = "Failed"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Schema):
+    """A standard Kubernetes condition."""
+
+    type: str = Field(description="Planned (the spec fits its GPUs) or Ready (the server is available).")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason of the last transition.")
+    message: str = Field(default="", description="What a person should know, in numbers where possible.")
+    last_transition_time: str = Field(description="When status last changed (RFC 3339).")
+    observed_generation: int | None = Field(default=None, description="The generation this was computed for.")
+
+
+class PlanSummary(_Schema):
+    """The sizing plan in force: what the Deployment was generated from. Bytes are per GPU."""
+
+    model: str = Field(description="The model's name.")
+    engine: Engine = Field(description="The inference server.")
+    gpu_type: str = Field(description="GPU type chosen or pinned.")
+    gpu_product: str = Field(description="Its nvidia.com/gpu.product node label.")
+    gpu_count: int = Field(description="GPUs per replica (tensor parallel).")
+    memory_fraction: float = Field(description="Share of each GPU's memory the engine claims.")
+    max_batch: int = Field(description="Concurrent max-length sequences the KV cache holds.")
+    max_model_len: int = Field(description="Longest request in tokens.")
+    weights_bytes_per_gpu: int = Field(description="Model weights on one GPU.")
+    kv_cache_bytes_per_gpu: int = Field(description="KV cache for the target concurrency on one GPU.")
+    overhead_bytes_per_gpu: int = Field(description="Runtime overhead inside the fraction on one GPU.")
+    required_bytes_per_gpu: int = Field(description="Weights + KV cache + overhead on one GPU.")
+    gpu_memory_bytes: int = Field(description="Memory of one GPU as the CUDA runtime reports it.")
+    kv_capacity_tokens: int = Field(description="Tokens the whole KV cache holds at the fraction.")
+
+
+class LLMDeploymentStatus(_Schema):
+    """What the operator decided and did, for the generation it last observed."""
+
+    phase: Phase | None = Field(default=None, description="Planned, Deployed, Rejected or Failed.")
+    message: str | None = Field(default=None, description="The last decision, in a sentence with numbers.")
+    observed_generation: int | None = Field(default=None, description="The spec generation acted on.")
+    plan: PlanSummary | None = Field(default=None, description="The plan in force.")
+    deployment: str | None = Field(default=None, description="Name of the generated Deployment and Service.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Planned and Ready conditions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class LLMDeployment(_Schema):
+    """An LLM inference server sized to its GPUs: vramgate refuses a spec that cannot fit, and otherwise
+    runs it as a Deployment with the GPU type, count, memory fraction and max batch it computed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: str = Field(default=API_VERSION, description=f"{API_VERSION}.")
+    kind: str = Field(default=KIND, description=f"{KIND}.")
+    spec: LLMDeploymentSpec = Field(description="What to serve, for which workload, on which GPUs.")
+    status: LLMDeploymentStatus | None = Field(
+        default=None, description="Set by the operator: phase, plan, conditions."
+    )
+
+
+class SpecError(ValueError):
+    """A spec that cannot be sized; `field` is the path in the resource (`spec.gpu.count`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# The sizing core names fields like CLI flags; the resource names them by path.
+_SIZING_FIELD_PATHS = {
+    "gpu": "spec.gpu.type",
+    "gpu-count": "spec.gpu.count",
+    "max-seq-len": "spec.workload.maxSequenceLength",
+    "precision": "spec.model.precision",
+}
+_CLI_REMEDY = re.compile(r" \(give a path to its config\.json[^)]*\)$")
+# Flags of each engine the plan computes, as they appear in `Plan.engine_args`, refused in extraArgs.
+_FLAG = re.compile(r"^(--[A-Za-z0-9-]+)")
+
+
+def parse_spec(raw: object) -> LLMDeploymentSpec:
+    """Validate a resource's `spec`; the first error raises SpecError, all errors are in its message."""
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec", "required: an object with model and workload")
+    try:
+        return LLMDeploymentSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = [(_path(problem["loc"]), _wording(problem)) for problem in error.errors()]
+        field = problems[0][0]
+        raise SpecError(
+            field, "; ".join(f"{path}: {text}" for path, text in problems)[len(field) + 2 :]
+        ) from None
+
+
+def _path(location: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _wording(problem: Mapping[str, Any]) -> str:
+    """Pydantic's message, with the offending value where it helps (not for missing fields)."""
+    kind = problem["type"]
+    if kind in ("missing", "extra_forbidden"):
+        return "required" if kind == "missing" else "unknown field"
+    if kind == "value_error":  # one of the Rules: its message is the whole story
+        return str(problem["ctx"]["error"])
+    return f"{problem['msg']} (got {problem['input']!r})"
+
+
+def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
+    """The sizing core's request for this spec; unknown models or GPUs raise SpecError with their path."""
+    try:
+        architecture = (
+            spec.model.architecture.to_architecture(spec.model_source)
+            if spec.model.architecture is not None
+            # The catalog only: a name must never make the operator read a file of its own.
+            else find_model(spec.model_source if spec.model.name is None else spec.model.name).architecture()
+        )
+        return PlanRequest(
+            model=architecture,
+            model_source=spec.model_source,
+            precision=spec.model.precision,
+            kv_cache_dtype=spec.model.kv_cache_dtype,
+            max_seq_len=spec.workload.max_sequence_length,
+            concurrency=spec.workload.concurrency,
+            engine=spec.runtime.engine,
+            engine_version=spec.runtime.engine_version_or_tag(),
+            gpu=find_gpu(spec.gpu.type) if spec.gpu.type is not None else None,
+            gpu_count=spec.gpu.count,
+            **(
+                {"max_memory_fraction": spec.gpu.max_memory_fraction}
+                if spec.gpu.max_memory_fraction is not None
+                else {}
+            ),
+        )
+    except SizingError as error:
+        raise sizing_error_to_spec_error(error) from None
+    except ValidationError as error:  # an inline architecture the schema allowed but the core refuses
+        problem = error.errors()[0]
+        raise SpecError("spec.model.architecture", f"{problem['msg']} ({problem['loc']})") from None
+
+
+def sizing_error_to_spec_error(error: SizingError) -> SpecError:
+    """The same error, with the resource's field path instead of the sizing core's flag name, and the
+    resource's remedy for an unknown model instead of the CLI's (a path to a config.json)."""
+    if error.field == "model":
+        known = _CLI_REMEDY.sub("", error.message)
+        return SpecError("spec.model.name", f"{known} (set spec.model.architecture for a model it lacks)")
+    return SpecError(_SIZING_FIELD_PATHS.get(error.field, "spec"), error.message)
+
+
+def check_extra_args(spec: LLMDeploymentSpec, planned_args: list[str]) -> None:
+    """Refuse extraArgs that set a flag the plan computes: the user would silently undo the sizing."""
+    planned_flags = {match[1] for arg in planned_args if (match := _FLAG.match(arg))}
+    for index, arg in enumerate(spec.runtime.extra_args):
+        match = _FLAG.match(arg)
+        if match and match[1] in planned_flags:
+            raise SpecError(
+                f"spec.runtime.extraArgs[{index}]",
+                f"{match[1]} is computed from the plan; change model, workload or gpu instead",
+            )
