@@ -72,8 +72,9 @@ def _summary(sized: Plan) -> str:
     return (
         f"{_gpus(sized)} at memory fraction {sized.memory_fraction:.2f}, max batch {sized.max_batch} "
         f"(target {sized.concurrency} x {sized.max_model_len} tokens); needs "
-        f"{format_gib(sized.required_bytes_per_gpu)} per GPU (weights {format_gib(sized.weights_bytes_per_gpu)}"
-        f" + KV cache {format_gib(sized.kv_cache_bytes_per_gpu)} + overhead "
+        f"{format_gib(sized.required_bytes_per_gpu)} per GPU "
+        f"(weights {format_gib(sized.weights_bytes_per_gpu)} + "
+        f"KV cache {format_gib(sized.kv_cache_bytes_per_gpu)} + overhead "
         f"{format_gib(sized.overhead_bytes_per_gpu)}) of {format_gib(sized.gpu_memory_bytes)}"
     )
 
@@ -85,6 +86,7 @@ def _shortfall(sized: Plan) -> str:
     if not sized.suggestions:
         return text + " No single change of workload, precision or GPU makes it fit."
     changes = "; ".join(
-        f"{suggestion.text} (set spec.{suggestion.change}: {suggestion.value})" for suggestion in sized.suggestions
+        f"{suggestion.text} (set spec.{suggestion.change}: {suggestion.value})"
+        for suggestion in sized.suggestions
     )
     return f"{text} Nearest changes that fit: {changes}."

@@ -1,0 +1,100 @@
+"""The few Kubernetes API calls the operator makes, with errors sorted into retry-later and give-up.
+
+Generated objects are server-side applied under one field manager: applying the same object twice
+writes nothing, and `force` takes back fields someone edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+import urllib3.exceptions
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from vramgate.spec import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER = "vramgate"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+RETRY_DELAY_SECONDS = 10
+# Conflicts, throttling and server-side failures pass; anything else is the request's own fault.
+_TRANSIENT_STATUSES = frozenset({409, 429})
+
+
+def new_api_client() -> client.ApiClient:
+    """In a pod: its service account; elsewhere: the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+def api_error(action: str, error: Exception) -> kopf.TemporaryError | kopf.PermanentError:
+    """The kopf error for a failed call: temporary for what retrying can fix, permanent otherwise."""
+    if isinstance(error, ApiException):
+        detail = _api_message(error)
+        if error.status in _TRANSIENT_STATUSES or error.status >= 500 or error.status == 0:
+            return kopf.TemporaryError(f"{action}: {detail}", delay=RETRY_DELAY_SECONDS)
+        return kopf.PermanentError(f"{action}: {detail}")
+    return kopf.TemporaryError(f"{action}: {error}", delay=RETRY_DELAY_SECONDS)
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
+CALL_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Server-side apply a Deployment or Service; returns the object as stored."""
+    metadata, body = manifest["metadata"], dict(manifest)
+    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
+    stored: object
+    if manifest["kind"] == "Deployment":
+        stored = client.AppsV1Api(api).patch_namespaced_deployment(
+            metadata["name"], metadata["namespace"], body, **options
+        )
+    elif manifest["kind"] == "Service":
+        stored = client.CoreV1Api(api).patch_namespaced_service(
+            metadata["name"], metadata["namespace"], body, **options
+        )
+    else:
+        raise ValueError(f"cannot apply a {manifest['kind']}")
+    return _as_dict(api.sanitize_for_serialization(stored))  # type: ignore[no-untyped-call]
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected an object from the API server, got {type(value).__name__}")
+    return value
+
+
+def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The LLMDeployment, or None when it is gone."""
+    try:
+        found = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return _as_dict(found)
+
+
+def patch_llmdeployment_status(
+    api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]
+) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
+    )

@@ -1,0 +1,132 @@
+"""The LLMDeployment status block, computed from a decision and the Deployment (pure functions).
+
+Conditions keep their lastTransitionTime while their status holds, and nothing here reads the clock
+(`now` comes in), so the same inputs give the same status: reconciling twice writes nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from vramgate.decision import Decision
+from vramgate.sizing import Plan
+from vramgate.spec import Phase, PlanSummary
+
+PLANNED = "Planned"
+READY = "Ready"
+
+
+def condition(
+    previous: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """A condition; its transition time is the previous one's while the status is unchanged."""
+    status_text = "True" if status else "False"
+    earlier = next((c for c in previous if c.get("type") == type_), None)
+    unchanged = earlier is not None and earlier.get("status") == status_text
+    return {
+        "type": type_,
+        "status": status_text,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": earlier["lastTransitionTime"] if unchanged and earlier else now,
+        "observedGeneration": generation,
+    }
+
+
+def with_condition(previous: Sequence[Mapping[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conditions with `new` replacing the one of its type, in a stable order."""
+    others = [dict(c) for c in previous if c.get("type") != new["type"]]
+    return sorted([*others, new], key=lambda c: str(c.get("type")))
+
+
+def readiness(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str]:
+    """(ready, reason, message) of a Deployment: all its replicas of the current spec available."""
+    if deployment is None:
+        return False, "NoDeployment", "the Deployment does not exist (yet)"
+    wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+    status = deployment.get("status") or {}
+    available = int(status.get("availableReplicas") or 0)
+    current = status.get("observedGeneration", 0) >= (deployment.get("metadata") or {}).get("generation", 0)
+    if wanted == 0:
+        return True, "ScaledToZero", "replicas is 0"
+    if current and available >= wanted:
+        return True, "Available", f"{available}/{wanted} replicas available"
+    return False, "Unavailable", f"{available}/{wanted} replicas available"
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    summary = PlanSummary(
+        model=plan.model,
+        engine=plan.engine,
+        gpu_type=plan.gpu_type,
+        gpu_product=plan.gpu_product,
+        gpu_count=plan.gpu_count,
+        memory_fraction=plan.memory_fraction,
+        max_batch=plan.max_batch,
+        max_model_len=plan.max_model_len,
+        weights_bytes_per_gpu=plan.weights_bytes_per_gpu,
+        kv_cache_bytes_per_gpu=plan.kv_cache_bytes_per_gpu,
+        overhead_bytes_per_gpu=plan.overhead_bytes_per_gpu,
+        required_bytes_per_gpu=plan.required_bytes_per_gpu,
+        gpu_memory_bytes=plan.gpu_memory_bytes,
+        kv_capacity_tokens=plan.kv_capacity_tokens,
+    )
+    return summary.model_dump(mode="json", by_alias=True)
+
+
+def deployed_status(
+    decision: Decision,
+    deployment: Mapping[str, Any],
+    *,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
+) -> dict[str, Any]:
+    """Status after the Deployment and Service were applied for a fitting plan."""
+    assert decision.plan is not None, "only a sized decision is deployed"
+    conditions = previous.get("conditions") or []
+    ready, reason, message = readiness(deployment)
+    conditions = with_condition(
+        conditions,
+        condition(conditions, PLANNED, True, "Fits", decision.message, generation=generation, now=now),
+    )
+    conditions = with_condition(
+        conditions, condition(conditions, READY, ready, reason, message, generation=generation, now=now)
+    )
+    return {
+        "phase": Phase.DEPLOYED.value,
+        "message": decision.message,
+        "observedGeneration": generation,
+        "plan": plan_summary(decision.plan),
+        "deployment": deployment["metadata"]["name"],
+        "conditions": conditions,
+    }
+
+
+def rejected_status(
+    decision: Decision, *, previous: Mapping[str, Any], generation: int | None, now: str
+) -> dict[str, Any]:
+    """Status of a stored spec that does not fit (or no longer does): the plan and Deployment in force,
+    if any, stay as they are; only the phase, message and Planned condition say why."""
+    reason = "InvalidSpec" if decision.field is not None else "DoesNotFit"
+    conditions = previous.get("conditions") or []
+    planned = condition(conditions, PLANNED, False, reason, decision.message, generation=generation, now=now)
+    return {
+        "phase": Phase.REJECTED.value,
+        "message": decision.message,
+        "observedGeneration": generation,
+        "conditions": with_condition(conditions, planned),
+    }
+
+
+def failed_status(message: str, *, generation: int | None) -> dict[str, Any]:
+    """Status after an error retrying cannot fix (the API server refused the generated objects)."""
+    return {"phase": Phase.FAILED.value, "message": message, "observedGeneration": generation}

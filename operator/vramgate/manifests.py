@@ -1,0 +1,206 @@
+"""A plan and a spec become the Deployment and Service that run the inference server (pure functions).
+
+Everything here is data in, dicts out, so the reconciler can server-side apply the result and tests can
+assert on it without a cluster. What the sizing core computes (arguments, GPU type and count) is used as
+is; this module adds only what running it on Kubernetes needs: image, ports, probes, GPU scheduling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from vramgate.sizing import Engine, Plan
+from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+PLAN_ANNOTATION = f"{GROUP}/plan"
+MANAGED_BY = "vramgate"
+OWNER_LABEL = f"{GROUP}/llmdeployment"
+HTTP_PORT_NAME = "http"
+SHM_VOLUME = "dshm"
+# Loading weights takes minutes; the startup probe gives it this long before liveness counts.
+STARTUP_PROBE_PERIOD_SECONDS = 10
+STARTUP_PROBE_FAILURES = 180
+
+
+@dataclass(frozen=True)
+class EngineRuntime:
+    """How one engine's official image is started and probed."""
+
+    image: str
+    command: tuple[str, ...]  # empty: the image's entrypoint is the server
+    port: int
+    port_flag: str
+    host_flag: str | None  # only where the default does not listen on all interfaces
+    health_path: str = "/health"
+
+
+ENGINE_RUNTIMES: Mapping[Engine, EngineRuntime] = {
+    # The module path, not `vllm serve`: it takes --model in every release.
+    Engine.VLLM: EngineRuntime(
+        image="vllm/vllm-openai:v0.11.0",
+        command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
+        port=8000,
+        port_flag="--port",
+        host_flag=None,
+    ),
+    Engine.TGI: EngineRuntime(
+        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
+        command=(),
+        port=80,
+        port_flag="--port",
+        host_flag=None,
+    ),
+    # SGLang listens on 127.0.0.1 unless told otherwise.
+    Engine.SGLANG: EngineRuntime(
+        image="lmsysorg/sglang:v0.5.3-cu129",
+        command=("python3", "-m", "sglang.launch_server"),
+        port=30000,
+        port_flag="--port",
+        host_flag="--host",
+    ),
+}
+
+
+def labels(name: str) -> dict[str, str]:
+    """Labels on everything generated for the LLMDeployment `name`; the selector is a stable subset."""
+    return {
+        "app.kubernetes.io/name": "llm-server",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        OWNER_LABEL: name,
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    """Immutable once a Deployment exists, so it holds nothing a spec change could alter."""
+    return {OWNER_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    """Makes the garbage collector delete generated objects with their LLMDeployment."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def server_port(spec: LLMDeploymentSpec) -> int:
+    return spec.runtime.port or ENGINE_RUNTIMES[spec.runtime.engine].port
+
+
+def server_arguments(spec: LLMDeploymentSpec, plan: Plan) -> list[str]:
+    """The plan's arguments for the engine (model source included), the port, then the user's extras."""
+    runtime = ENGINE_RUNTIMES[spec.runtime.engine]
+    arguments = [*plan.engine_args[spec.runtime.engine.value], f"{runtime.port_flag}={server_port(spec)}"]
+    if runtime.host_flag is not None:
+        arguments.append(f"{runtime.host_flag}=0.0.0.0")
+    return [*arguments, *spec.runtime.extra_args]
+
+
+def plan_annotation(plan: Plan) -> str:
+    """The plan behind the Deployment, compact; the per-option table is left out (annotations are capped
+    at 256 KiB in all, and `vramgate plan` prints it)."""
+    return json.dumps(
+        plan.model_dump(mode="json", by_alias=True, exclude={"alternatives"}), separators=(",", ":")
+    )
+
+
+def _metadata(owner: Mapping[str, Any], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    name = owner["metadata"]["name"]
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": owner["metadata"]["namespace"],
+        "labels": labels(name),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        metadata["annotations"] = annotations
+    return metadata
+
+
+def _probe(path: str, *, period_seconds: int, failure_threshold: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": HTTP_PORT_NAME},
+        "periodSeconds": period_seconds,
+        "failureThreshold": failure_threshold,
+    }
+
+
+def _container(spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
+    runtime = ENGINE_RUNTIMES[spec.runtime.engine]
+    resources = {key: dict(value) for key, value in spec.runtime.resources.items()}
+    resources["limits"] = {**resources.get("limits", {}), GPU_RESOURCE: plan.gpu_count}
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": spec.runtime.image or runtime.image,
+        "args": server_arguments(spec, plan),
+        "ports": [{"name": HTTP_PORT_NAME, "containerPort": server_port(spec), "protocol": "TCP"}],
+        "env": [env.model_dump(by_alias=True) for env in spec.runtime.env],
+        "resources": resources,
+        "startupProbe": _probe(
+            runtime.health_path,
+            period_seconds=STARTUP_PROBE_PERIOD_SECONDS,
+            failure_threshold=STARTUP_PROBE_FAILURES,
+        ),
+        "readinessProbe": _probe(runtime.health_path, period_seconds=5, failure_threshold=3),
+        "livenessProbe": _probe(runtime.health_path, period_seconds=15, failure_threshold=4),
+    }
+    if runtime.command:
+        container["command"] = list(runtime.command)
+    if plan.gpu_count > 1:
+        container["volumeMounts"] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    return container
+
+
+def deployment(owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
+    """The Deployment running `spec` as `plan` sized it, owned by the LLMDeployment `owner`."""
+    name = owner["metadata"]["name"]
+    pod_spec: dict[str, Any] = {
+        "containers": [_container(spec, plan)],
+        "nodeSelector": {GPU_PRODUCT_LABEL: plan.gpu_product},
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    if plan.gpu_count > 1:  # NCCL exchanges tensors through shared memory; the default 64 MiB is too small
+        pod_spec["volumes"] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector(name)},
+            # A surge pod would need GPUs of its own, which a GPU pool rarely has spare: replace in place.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
+        },
+    }
+
+
+def service(owner: Mapping[str, Any], spec: LLMDeploymentSpec) -> dict[str, Any]:
+    """A ClusterIP Service for the server's HTTP port, named like its LLMDeployment."""
+    name = owner["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner),
+        "spec": {
+            "selector": selector(name),
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": server_port(spec),
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }

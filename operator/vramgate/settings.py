@@ -1,0 +1,95 @@
+"""Operator settings from environment variables, so one image serves a laptop and a cluster alike.
+
+Every variable is optional; a bad value stops the operator at start-up with the variable's name and
+what it accepts, rather than failing later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+ENV_PREFIX = "VRAMGATE_"
+LOG_FORMATS = ("plain", "full", "json")
+
+
+class WebhookMode(StrEnum):
+    """Where the admission webhook is served and how the API server reaches it."""
+
+    LOCAL = "local"  # on VRAMGATE_WEBHOOK_HOST with a self-signed certificate: development, tests
+    SERVICE = "service"  # on all interfaces with mounted certificates, behind a Service: in-cluster
+    NONE = "none"  # no webhook: specs are still checked by the reconciler (phase Rejected)
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value the operator cannot use."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What the operator reads from its environment (VRAMGATE_<FIELD NAME IN CAPITALS>)."""
+
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    webhook_mode: WebhookMode = WebhookMode.LOCAL
+    webhook_port: int = 9443
+    webhook_host: str = "127.0.0.1"  # local mode: the address the API server dials
+    webhook_cert_dir: Path = Path("/etc/vramgate/webhook")  # service mode: tls.crt, tls.key[, ca.crt]
+    webhook_service: str = "vramgate-webhook"
+    webhook_service_namespace: str = "vramgate-system"
+    webhook_service_port: int = 443
+    webhook_configuration: str = "vramgate.dev"  # managed by the operator; empty: a chart owns it
+    metrics_port: int = 9090  # 0: no metrics endpoint
+    liveness_port: int = 8080  # `python -m vramgate.operator` only (kopf run takes --liveness); 0: none
+    log_format: str = "plain"  # `python -m vramgate.operator` only: plain, full or json
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            return env.get(ENV_PREFIX + name, default).strip()
+
+        defaults = cls()
+        mode = WebhookMode(
+            _choice(
+                get("WEBHOOK_MODE", defaults.webhook_mode.value).lower(), "WEBHOOK_MODE", list(WebhookMode)
+            )
+        )
+        return cls(
+            namespaces=tuple(name.strip() for name in get("NAMESPACES", "").split(",") if name.strip()),
+            webhook_mode=mode,
+            webhook_port=_port(get("WEBHOOK_PORT", str(defaults.webhook_port)), "WEBHOOK_PORT"),
+            webhook_host=get("WEBHOOK_HOST", defaults.webhook_host),
+            webhook_cert_dir=Path(get("WEBHOOK_CERT_DIR", str(defaults.webhook_cert_dir))),
+            webhook_service=get("WEBHOOK_SERVICE", defaults.webhook_service),
+            webhook_service_namespace=get(
+                "WEBHOOK_SERVICE_NAMESPACE", env.get("POD_NAMESPACE", defaults.webhook_service_namespace)
+            ),
+            webhook_service_port=_port(
+                get("WEBHOOK_SERVICE_PORT", str(defaults.webhook_service_port)), "WEBHOOK_SERVICE_PORT"
+            ),
+            webhook_configuration=get("WEBHOOK_CONFIGURATION", defaults.webhook_configuration),
+            metrics_port=_port(
+                get("METRICS_PORT", str(defaults.metrics_port)), "METRICS_PORT", allow_zero=True
+            ),
+            liveness_port=_port(
+                get("LIVENESS_PORT", str(defaults.liveness_port)), "LIVENESS_PORT", allow_zero=True
+            ),
+            log_format=_choice(get("LOG_FORMAT", defaults.log_format).lower(), "LOG_FORMAT", LOG_FORMATS),
+        )
+
+
+def _choice(value: str, name: str, allowed: Iterable[str]) -> str:
+    if value not in allowed:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be one of: {', '.join(allowed)}; not {value!r}")
+    return value
+
+
+def _port(value: str, name: str, *, allow_zero: bool = False) -> int:
+    lowest = 0 if allow_zero else 1
+    if not value.isdigit() or not lowest <= int(value) <= 65535:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be a port number ({lowest}-65535), not {value!r}")
+    return int(value)
