@@ -1,4 +1,4 @@
-module github.com/vramgate/vramgate/hack/controlplane
+module vramgate.dev/hack/controlplane
 
 go 1.24.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,11 @@ def webhook(kubeconfig: Path, namespace: str, widget_crd: str) -> Iterator[Recor
     asynchronously), with the probe requests forgotten.
     """
     name = f"deny-huge-{namespace}.{GROUP}"
-    with RecordingWebhook(
-        lambda request: DENIAL if request["object"]["spec"]["size"] == "huge" else None
-    ) as hook:
+
+    def deny_huge(request: AdmissionRequest) -> str | None:
+        return DENIAL if request["object"]["spec"]["size"] == "huge" else None
+
+    with RecordingWebhook(deny_huge, host=WEBHOOK_HOST) as hook:
         configuration = {
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
@@ -121,14 +124,10 @@ def webhook(kubeconfig: Path, namespace: str, widget_crd: str) -> Iterator[Recor
         kubectl("apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(configuration))
         try:
             wait_for(
-                lambda: kubectl(
-                    "apply", "-n", namespace, "--dry-run=server", "-f", "-",
-                    kubeconfig=kubeconfig, input=widget("probe"),
-                )
-                and hook.requests,
+                lambda: apply(kubeconfig, namespace, widget("probe"), "--dry-run=server") and hook.requests,
                 timeout=30,
                 message="the API server calling the webhook",
-            )  # fmt: skip
+            )
             hook.requests.clear()
             yield hook
         finally:
@@ -138,18 +137,9 @@ def webhook(kubeconfig: Path, namespace: str, widget_crd: str) -> Iterator[Recor
 def test_crd_schema_admits_valid_and_refuses_invalid_resources(
     kubeconfig: Path, namespace: str, widget_crd: str
 ) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=widget("valid", replicas=2))
+    apply(kubeconfig, namespace, widget("valid", replicas=2))
 
-    refused = kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        kubeconfig=kubeconfig,
-        input=widget("invalid", replicas=0),
-        check=False,
-    )
+    refused = apply(kubeconfig, namespace, widget("invalid", replicas=0), check=False)
 
     assert refused.returncode != 0
     assert "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1" in (
@@ -165,16 +155,7 @@ def test_crd_schema_admits_valid_and_refuses_invalid_resources(
 def test_validating_webhook_denial_is_what_kubectl_prints(
     kubeconfig: Path, namespace: str, webhook: RecordingWebhook
 ) -> None:
-    denied = kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        kubeconfig=kubeconfig,
-        input=widget("big", size="huge"),
-        check=False,
-    )
+    denied = apply(kubeconfig, namespace, widget("big", size="huge"), check=False)
 
     assert denied.returncode != 0
     assert f'admission webhook "deny-huge-{namespace}.{GROUP}" denied the request: {DENIAL}' in denied.stderr
@@ -185,9 +166,7 @@ def test_validating_webhook_denial_is_what_kubectl_prints(
 def test_server_dry_run_goes_through_the_webhook_and_stores_nothing(
     kubeconfig: Path, namespace: str, webhook: RecordingWebhook
 ) -> None:
-    result = kubectl(
-        "apply", "-n", namespace, "--dry-run=server", "-f", "-", kubeconfig=kubeconfig, input=widget("dry")
-    )
+    result = apply(kubeconfig, namespace, widget("dry"), "--dry-run=server")
 
     assert "widget.smoke.vramgate.dev/dry created (server dry run)" in result.stdout
     seen: list[AdmissionRequest] = webhook.requests
@@ -200,11 +179,11 @@ def test_server_dry_run_goes_through_the_webhook_and_stores_nothing(
 def test_deployment_owned_by_a_custom_resource_is_garbage_collected(
     kubeconfig: Path, namespace: str, widget_crd: str
 ) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=widget("owner"))
+    apply(kubeconfig, namespace, widget("owner"))
     owner = get_json(kubeconfig, namespace, "widget", "owner")
     assert owner is not None
     deployment = owned_deployment("owned", owner)
-    kubectl("apply", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=json.dumps(deployment))
+    apply(kubeconfig, namespace, json.dumps(deployment))
     # The deployment controller acting proves the controller manager runs.
     wait_for(
         lambda: list_names(kubeconfig, namespace, "replicasets"),
@@ -212,17 +191,34 @@ def test_deployment_owned_by_a_custom_resource_is_garbage_collected(
         message="a ReplicaSet created for the owned Deployment",
     )
 
-    kubectl("delete", "widget", "owner", "-n", namespace, kubeconfig=kubeconfig)
+    # Foreground: the owner is kept (by a finalizer) until the garbage collector has deleted
+    # its dependents. The collector learns of a new kind only on its 30 s discovery resync; a
+    # background delete before that would wait on its exponential retries instead.
+    kubectl(
+        "delete",
+        "widget",
+        "owner",
+        "-n",
+        namespace,
+        "--cascade=foreground",
+        "--wait=false",
+        kubeconfig=kubeconfig,
+    )
 
     wait_for(
         lambda: get_json(kubeconfig, namespace, "deployment", "owned") is None,
         timeout=90,
-        message="the garbage collector deleting the Deployment whose owner is gone",
+        message="the garbage collector deleting the Deployment whose owner is being deleted",
     )
     wait_for(
         lambda: not list_names(kubeconfig, namespace, "replicasets"),
         timeout=60,
         message="the garbage collector deleting the Deployment's ReplicaSets",
+    )
+    wait_for(
+        lambda: get_json(kubeconfig, namespace, "widget", "owner") is None,
+        timeout=30,
+        message="the owner going once its dependents are gone",
     )
 
 
@@ -280,6 +276,14 @@ def test_helm_installs_and_uninstalls_a_chart(kubeconfig: Path, namespace: str, 
     assert remaining.returncode != 0
     assert 'configmaps "smoke-greeting" not found' in remaining.stderr
     assert json.loads(helm("list", "-n", namespace, "-o", "json", kubeconfig=kubeconfig).stdout) == []
+
+
+def apply(
+    kubeconfig: Path, namespace: str, manifest: str, *flags: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        "apply", "-n", namespace, *flags, "-f", "-", kubeconfig=kubeconfig, input=manifest, check=check
+    )
 
 
 def get_json(kubeconfig: Path, namespace: str, *what: str) -> Any:
@@ -342,7 +346,7 @@ def create_gpu_pod(kubeconfig: Path, namespace: str, name: str, product: str) ->
             ],
         },
     }
-    kubectl("apply", "-n", namespace, "-f", "-", kubeconfig=kubeconfig, input=json.dumps(pod))
+    apply(kubeconfig, namespace, json.dumps(pod))
 
 
 def write_chart(folder: Path) -> Path:

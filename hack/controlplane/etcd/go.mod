@@ -1,4 +1,4 @@
-module github.com/vramgate/vramgate/hack/controlplane/etcd
+module vramgate.dev/hack/controlplane/etcd
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module github.com/vramgate/vramgate/hack/controlplane/helm
+module vramgate.dev/hack/controlplane/helm
 
 go 1.24.0
 

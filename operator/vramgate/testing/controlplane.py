@@ -145,12 +145,16 @@ class _Pki:
         return pki
 
 
+PR_SET_PDEATHSIG = 1
+# Resolved here, in the parent: the forked child should only make the system call.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
 def _die_with_parent() -> None:
     """Linux only: have the kernel SIGKILL the child if this process dies without cleaning
     up (e.g. SIGKILL), so no etcd or API server outlives a killed test run."""
-    if sys.platform == "linux":
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -167,7 +171,7 @@ class LocalControlPlane:
     ``default`` namespace and its ``default`` ServiceAccount exist (pods can be admitted)
     and the scheduler and controller manager answer their health checks. ``__exit__``
     stops every process group and deletes the data folder, also on errors and
-    KeyboardInterrupt; SIGTERM is turned into SystemExit meanwhile so that it cleans up too.
+    KeyboardInterrupt; SIGTERM is turned into KeyboardInterrupt meanwhile so it cleans up too.
 
     The admin identity is a bearer token in group ``system:masters``; ``kubeconfig`` holds
     it, with the CA that verifies the API server.
@@ -353,7 +357,7 @@ class LocalControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,  # its own process group, so stop() reaches any children
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - runs before any thread needs the lock
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl(2) call
             )
         self._components.append(_Component(name, process, log_path))
 
@@ -411,13 +415,14 @@ class LocalControlPlane:
         path.chmod(0o600)
 
     def _install_sigterm_handler(self) -> None:
-        """Turn SIGTERM into SystemExit so ``__exit__`` runs; Python's default would end the
-        process at once and leave the components behind. Only the main thread may do this,
-        and a handler someone else installed is left alone."""
+        """Turn SIGTERM into KeyboardInterrupt so ``__exit__`` runs: Python's default ends the
+        process at once and leaves the components behind, and KeyboardInterrupt is what
+        pytest and most code already treat as "stop now, but clean up". Only the main thread
+        may do this, and a handler someone else installed is left alone."""
         if threading.current_thread() is not threading.main_thread():
             return
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            self._previous_sigterm_handler = signal.signal(signal.SIGTERM, _raise_system_exit)
+            self._previous_sigterm_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
 
     def _restore_sigterm_handler(self) -> None:
         if self._previous_sigterm_handler is not None:
@@ -425,8 +430,8 @@ class LocalControlPlane:
             self._previous_sigterm_handler = None
 
 
-def _raise_system_exit(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -445,8 +450,8 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM arrives (both surface as exceptions)."""
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
+    """Block until SIGINT or SIGTERM arrives (both surface as KeyboardInterrupt)."""
+    with contextlib.suppress(KeyboardInterrupt):
         while True:
             signal.pause()
 
