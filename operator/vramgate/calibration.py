@@ -139,7 +139,12 @@ def _weights_reported(row: dict[str, str]) -> float | None:
         return _first_number(row["weights_gib_profile"])
     printed = row.get("weights_loaded_as_printed", "")
     match = re.search(r"took\s+(\d+(?:\.\d+)?)\s*Gi?B", printed)
-    return float(match[1]) if match else None
+    if match:
+        return float(match[1])
+    # SGLang prints the free memory before and after loading the weights.
+    begin = re.search(r"begin avail mem=(\d+(?:\.\d+)?)", printed)
+    end = re.search(r"end avail mem=(\d+(?:\.\d+)?)", printed)
+    return float(begin[1]) - float(end[1]) if begin and end else None
 
 
 def _kv_tokens_reported(row: dict[str, str]) -> int | None:

@@ -1,0 +1,50 @@
+# vramgate's tasks. `make demo` is the main job, `make test` the whole suite (what CI runs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install controlplane lint test unit e2e demo crd bench calibration clean
+
+# The virtual environment is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# etcd, kube-apiserver, controller-manager, scheduler, kubectl and helm from Go modules (cached).
+controlplane:
+	bash hack/controlplane/build.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+e2e: install controlplane
+	$(BIN)/pytest tests/e2e
+
+test: install controlplane lint
+	$(BIN)/pytest
+
+# Against $KUBECONFIG when it is set, else on the local control plane.
+demo: install $(if $(KUBECONFIG),,controlplane)
+	$(BIN)/python hack/demo.py
+
+crd: install
+	$(BIN)/python -m vramgate.crd > crds/llmdeployments.vramgate.dev.yaml
+
+calibration: install
+	$(BIN)/vramgate calibrate benchmarks/calibration/vllm_startup_logs.csv
+
+bench: install
+	$(BIN)/python benchmarks/plan_speed.py
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis
