@@ -35,10 +35,16 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
   echo "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks some of: ${BINARIES[*]}; building into $dest."
 fi
 
+if command -v sha256sum >/dev/null; then
+  hash_files=(sha256sum)
+else
+  hash_files=(shasum -a 256) # macOS
+fi
+
 stamp() {
   echo "kubernetes=$KUBERNETES_VERSION staging=$STAGING_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
   echo "go=$(go env GOVERSION) goos=$(go env GOOS) goarch=$(go env GOARCH)"
-  (cd "$here" && sha256sum go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go \
+  (cd "$here" && "${hash_files[@]}" go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go \
     helm/go.mod helm/go.sum build.sh)
 }
 
