@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vramgate.sizing import Plan, SizingError, plan
+from vramgate.sizing import Plan, SizingError, Suggestion, plan
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
     LLMDeploymentSpec,
@@ -85,8 +85,9 @@ def _shortfall(sized: Plan) -> str:
     text = f"{sized.model} ({sized.weights_format}) does not fit {_gpus(sized)}: {reasons}."
     if not sized.suggestions:
         return text + " No single change of workload, precision or GPU makes it fit."
-    changes = "; ".join(
-        f"{suggestion.text} (set spec.{suggestion.change}: {suggestion.value})"
-        for suggestion in sized.suggestions
-    )
+    changes = "; ".join(f"{suggestion.text} (set {_fields(suggestion)})" for suggestion in sized.suggestions)
     return f"{text} Nearest changes that fit: {changes}."
+
+
+def _fields(suggestion: Suggestion) -> str:
+    return ", ".join(f"spec.{path}: {value}" for path, value in suggestion.changes.items())

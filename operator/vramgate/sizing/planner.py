@@ -82,10 +82,9 @@ class Candidate(_CamelModel):
 
 
 class Suggestion(_CamelModel):
-    """A nearest change that would fit, named by the LLMDeployment field it touches."""
+    """A nearest change that would fit: the LLMDeployment spec fields it sets, and in words."""
 
-    change: str
-    value: str
+    changes: dict[str, str]
     text: str
 
 
@@ -382,26 +381,24 @@ def _suggestions(
     if longest > 0:
         out.append(
             Suggestion(
-                change="workload.maxSequenceLength",
-                value=str(longest),
+                changes={"workload.maxSequenceLength": str(longest)},
                 text=f"max sequence length {longest} instead of {request.max_seq_len}",
             )
         )
     if chosen.max_batch >= 1:
         out.append(
             Suggestion(
-                change="workload.concurrency",
-                value=str(chosen.max_batch),
+                changes={"workload.concurrency": str(chosen.max_batch)},
                 text=f"concurrency {chosen.max_batch} instead of {request.concurrency}",
             )
         )
     if request.kv_cache_dtype is not KvCacheDtype.FP8 and fits_with(kv_cache_dtype=KvCacheDtype.FP8):
-        out.append(Suggestion(change="model.kvCacheDtype", value="fp8", text="an fp8 KV cache"))
+        out.append(Suggestion(changes={"model.kvCacheDtype": "fp8"}, text="an fp8 KV cache"))
     if request.model.quantization is None and request.weights_bytes_override is None:
         for lower in (Precision.FP8, Precision.INT4):
             if lower.value != evaluator.weights.label and fits_with(precision=lower):
                 out.append(
-                    Suggestion(change="model.precision", value=lower.value, text=f"{lower.value} weights")
+                    Suggestion(changes={"model.precision": lower.value}, text=f"{lower.value} weights")
                 )
                 break
     same_type_more = [e for e in field if e.gpu.name == gpu.name and e.tensor_parallel > count and e.fits]
@@ -409,8 +406,7 @@ def _suggestions(
         more = min(same_type_more, key=lambda e: e.tensor_parallel)
         out.append(
             Suggestion(
-                change="gpu.count",
-                value=str(more.tensor_parallel),
+                changes={"gpu.count": str(more.tensor_parallel)},
                 text=f"{more.tensor_parallel} x {gpu.name} (memory fraction {more.fraction:.2f})",
             )
         )
@@ -418,8 +414,7 @@ def _suggestions(
     if other is not None:
         out.append(
             Suggestion(
-                change="gpu.type",
-                value=other.gpu.name,
+                changes={"gpu.type": other.gpu.name, "gpu.count": str(other.tensor_parallel)},
                 text=f"{other.tensor_parallel} x {other.gpu.name} (memory fraction {other.fraction:.2f}, "
                 f"max batch {other.max_batch})",
             )

@@ -123,8 +123,8 @@ def test_oversized_model_is_refused_with_numbers_and_nearest_fixes() -> None:
     assert not result.fits
     (reason,) = result.reasons
     assert "needs" in reason and "GiB per GPU" in reason and "L4 offers" in reason
-    changes = {s.change for s in result.suggestions}
-    assert "gpu.type" in changes
+    changes = {path for s in result.suggestions for path in s.changes}
+    assert {"gpu.type", "gpu.count"} <= changes
 
 
 def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() -> None:
@@ -138,7 +138,7 @@ def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() 
     )
     result = plan(base)
     assert not result.fits
-    suggested = {s.change: s.value for s in result.suggestions}
+    suggested = {path: value for s in result.suggestions for path, value in s.changes.items()}
     assert plan(base.model_copy(update={"max_seq_len": int(suggested["workload.maxSequenceLength"])})).fits
     assert plan(base.model_copy(update={"concurrency": int(suggested["workload.concurrency"])})).fits
     assert plan(base.model_copy(update={"kv_cache_dtype": KvCacheDtype.FP8})).fits == (
