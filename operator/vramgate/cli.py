@@ -21,6 +21,8 @@ from rich.text import Text
 
 from vramgate import __version__
 from vramgate.calibration import calibrate, summarize
+from vramgate.crd import render as render_crd
+from vramgate.decision import decide
 from vramgate.sizing import (
     Engine,
     KvCacheDtype,
@@ -42,6 +44,7 @@ from vramgate.sizing.planner import (
     MAX_SEQUENCE_TOKENS,
 )
 from vramgate.sizing.units import GIB, KIB, format_gib
+from vramgate.spec import GROUP
 
 EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
 MAX_GIB = 1_000_000.0  # a million GiB per GPU: past any hardware, still no overflow
@@ -435,6 +438,61 @@ def gpus_command(output: str) -> int:
             f"{gpu.price_per_hour:.2f}",
         )
     _console().print(table)
+    return EXIT_FITS
+
+
+# ----------------------------------------------------------------------------------------------------
+# manifests
+
+
+def _documents(path: str) -> list[Any]:
+    """Every YAML document in a file ("-" is stdin), with errors that name the file."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise click.ClickException(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
+    """LLMDeployments among the documents, also inside `kind: List` items."""
+    found: list[dict[str, Any]] = []
+    for doc in documents:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("kind") == "List":
+            found += _llm_deployments(doc.get("items") or [])
+        elif doc.get("kind") == "LLMDeployment" and str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            found.append(doc)
+    return found
+
+
+@cli.command("check")
+@click.option(
+    "--filename", "-f", "files", multiple=True, required=True, help="Manifest file(s); '-' reads stdin."
+)
+def check_command(files: tuple[str, ...]) -> int:
+    """Run the admission webhook's exact decision on manifests, offline (for CI and GitOps)."""
+    refused = checked = 0
+    for path in files:
+        for resource in _llm_deployments(_documents(path)):
+            decision = decide(resource)
+            checked += 1
+            refused += not decision.allowed
+            mark = click.style("ok", fg="green") if decision.allowed else click.style("refused", fg="red")
+            click.echo(f"{path}: {mark}: {decision.message}")
+    if checked == 0:
+        raise click.ClickException(f"no {GROUP} LLMDeployment in {', '.join(files)}")
+    return EXIT_DOES_NOT_FIT if refused else EXIT_FITS
+
+
+@cli.command("crd")
+def crd_command() -> int:
+    """Print the LLMDeployment CustomResourceDefinition generated from the spec models."""
+    click.echo(render_crd(), nl=False)
     return EXIT_FITS
 
 

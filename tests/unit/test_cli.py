@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vramgate.cli import main
+from vramgate.decision import decide
 
 STABLE_KEYS = {
     "fits",
@@ -253,3 +255,63 @@ def test_kubectl_plugin_entry_point_is_installed() -> None:
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("kubectl vramgate: error:")
+
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def test_check_allows_a_fitting_manifest_and_refuses_an_oversized_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, _ = run(["check", "-f", str(EXAMPLES / "falcon-7b-a10g.yaml")], capsys)
+    assert status == 0 and ": ok: LLMDeployment falcon-7b fits: 1 x A10G" in out
+    status, out, _ = run(
+        [
+            "check",
+            "-f",
+            str(EXAMPLES / "falcon-7b-a10g.yaml"),
+            "-f",
+            str(EXAMPLES / "llama-3.1-70b-too-big.yaml"),
+        ],
+        capsys,
+    )
+    assert status == 1
+    assert "refused: LLMDeployment llama-3-1-70b refused:" in out and "Nearest changes that fit" in out
+
+
+def test_check_gives_the_webhooks_words(capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = EXAMPLES / "llama-3.1-70b-too-big.yaml"
+    _, out, _ = run(["check", "-f", str(manifest)], capsys)
+    assert decide(yaml.safe_load(manifest.read_text())).message in out
+
+
+def test_check_reports_the_field_of_an_invalid_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: unrelated}\n---\n"
+        "apiVersion: vramgate.dev/v1alpha1\nkind: LLMDeployment\nmetadata: {name: bad}\n"
+        "spec: {model: {name: tiiuae/falcon-7b}, workload: {maxSequenceLength: 1000, concurrency: 0}}\n"
+    )
+    status, out, _ = run(["check", "-f", str(manifest)], capsys)
+    assert status == 1 and "spec.workload.concurrency" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("kind: ConfigMap\n", "no vramgate.dev LLMDeployment"), ("a: [b\n", "not valid YAML")],
+)
+def test_check_bad_files_exit_2(
+    content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "x.yaml"
+    manifest.write_text(content)
+    status, _, err = run(["check", "-f", str(manifest)], capsys)
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(["crd"], capsys)
+    assert status == 0
+    assert out == (Path(__file__).parents[2] / "crds" / "llmdeployments.vramgate.dev.yaml").read_text()
