@@ -9,13 +9,12 @@
 # If KUBEBUILDER_ASSETS already holds every binary, nothing is built.
 set -euo pipefail
 
+# Names the cache folder, which vramgate.testing.controlplane.KUBERNETES_VERSION looks for.
 KUBERNETES_VERSION=v1.34.4
-STAGING_VERSION=v0.34.4
-ETCD_VERSION=v3.6.16
-HELM_VERSION=v3.19.5
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+module_version() { (cd "$here/$1" && go list -m -f '{{.Version}}' "$2"); }
 repo_root="$(cd "$here/../.." && pwd)"
 dest="$repo_root/.cache/k8s/$KUBERNETES_VERSION"
 stamp_file="$dest/.stamp"
@@ -41,8 +40,15 @@ else
   hash_files=(shasum -a 256) # macOS
 fi
 
+if [[ "$(module_version . k8s.io/kubernetes)" != "$KUBERNETES_VERSION" ]]; then
+  echo "build.sh: go.mod requires k8s.io/kubernetes $(module_version . k8s.io/kubernetes), not $KUBERNETES_VERSION" >&2
+  exit 1
+fi
+ETCD_VERSION="$(module_version etcd go.etcd.io/etcd/server/v3)"
+HELM_VERSION="$(module_version helm helm.sh/helm/v3)"
+
 stamp() {
-  echo "kubernetes=$KUBERNETES_VERSION staging=$STAGING_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
+  echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
   echo "go=$(go env GOVERSION) goos=$(go env GOOS) goarch=$(go env GOARCH)"
   (cd "$here" && "${hash_files[@]}" go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go \
     helm/go.mod helm/go.sum build.sh)
@@ -60,10 +66,11 @@ rm -f "$stamp_file"
 # Static binaries, as upstream ships its server components; no C toolchain needed.
 export CGO_ENABLED=0
 
+IFS=. read -r major minor _ <<<"${KUBERNETES_VERSION#v}"
 k8s_version_ldflags=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_version_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION"
-  k8s_version_ldflags+=" -X $pkg.gitMajor=1 -X $pkg.gitMinor=34 -X $pkg.gitTreeState=clean"
+  k8s_version_ldflags+=" -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 
 # build <name> <module dir> <package> <ldflags>
