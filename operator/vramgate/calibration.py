@@ -184,8 +184,6 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
         predicted=None,
         reported=reported,
     )
-    if int(_first_number(row.get("pipeline_parallel_size", "1")) or 1) > 1:
-        return _skip(base, "pipeline parallelism is not modelled")
     try:
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)
@@ -204,6 +202,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
             engine_version=_engine_version(row.get("engine_version", "")),
             gpu=gpu,
             gpu_count=tensor_parallel,
+            pipeline_parallel=int(_first_number(row.get("pipeline_parallel_size", "1")) or 1),
             memory_fraction=_first_number(row["gpu_memory_utilization"]),
             gpu_memory_bytes_override=round(logged_total * GIB) if logged_total else None,
             max_num_seqs=_setting(settings, "max_num_seqs", "max_running_requests"),

@@ -185,6 +185,13 @@ def _gib_to_bytes(value: float | None) -> int | None:
     "--gpu-count", type=click.IntRange(1, MAX_GPUS_PER_REPLICA), help="Pin the GPU count (tensor parallel)."
 )
 @click.option(
+    "--pipeline-parallel",
+    type=click.IntRange(1, MAX_GPUS_PER_REPLICA),
+    default=1,
+    show_default=True,
+    help="Pipeline stages; each holds its share of layers on --gpu-count GPUs.",
+)
+@click.option(
     "--max-memory-fraction",
     type=click.FloatRange(0, 1, min_open=True),
     default=DEFAULT_MAX_MEMORY_FRACTION,
@@ -235,6 +242,7 @@ def plan_command(**options: Any) -> int:
         engine_version=options["engine_version"],
         gpu=find_gpu(options["gpu"]) if options["gpu"] else None,
         gpu_count=options["gpu_count"],
+        pipeline_parallel=options["pipeline_parallel"],
         max_memory_fraction=options["max_memory_fraction"],
         memory_fraction=options["memory_fraction"],
         weights_bytes_override=_gib_to_bytes(options["weights_gib"]),

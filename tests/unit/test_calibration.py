@@ -35,9 +35,15 @@ def test_only_the_row_with_an_unrecorded_batch_limit_is_out_of_bounds() -> None:
     assert summarize(ROWS).kv_rows_out_of_bounds == ["R03"]
 
 
-def test_every_row_is_planned_except_pipeline_parallel_ones() -> None:
-    skipped = {r.row_id: r.skipped for r in ROWS if r.skipped}
-    assert skipped == {"R28": "pipeline parallelism is not modelled"}
+def test_every_row_is_planned() -> None:
+    assert {r.row_id: r.skipped for r in ROWS if r.skipped} == {}
+
+
+def test_pipeline_parallel_row_is_limited_by_its_larger_stage() -> None:
+    (row,) = [r for r in ROWS if r.row_id == "R28"]  # DeepSeek-V2-Lite, TP 2 x PP 2 on L4s
+    assert row.predicted is not None and row.predicted.pipeline_parallel == 2
+    assert row.predicted.gpu_count == 4
+    assert row.kv_error is not None and abs(row.kv_error) < 0.01
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ class Launch:
 
     model: str
     tensor_parallel: int
+    pipeline_parallel: int
     memory_fraction: float
     max_model_len: int
     max_num_seqs: int
@@ -122,15 +123,21 @@ class EngineModel(ABC):
         return None
 
     def overhead(
-        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, scheduling: Scheduling
+        self,
+        arch: ModelArchitecture,
+        weights: WeightFormat,
+        tensor_parallel: int,
+        scheduling: Scheduling,
+        samples: bool = True,
     ) -> Overhead:
+        """Overhead on one GPU; `samples` is false on pipeline stages before the last (no sampler)."""
         activation = activation_peak_bytes(
             arch,
             weights,
             tensor_parallel,
             scheduling.max_num_batched_tokens,
             scheduling.max_num_seqs,
-            self.sampler_bytes_per_logit,
+            self.sampler_bytes_per_logit if samples else 0.0,
         )
         non_torch = self.non_torch_bytes + (
             self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
@@ -273,6 +280,8 @@ class VllmModel(EngineModel):
             f"--dtype={_TORCH_NAMES[launch.weights.compute_dtype]}",
             f"--kv-cache-dtype={'fp8' if launch.kv_cache_fp8 else 'auto'}",
         ]
+        if launch.pipeline_parallel > 1:
+            args.append(f"--pipeline-parallel-size={launch.pipeline_parallel}")
         quant = launch.weights.quantization
         if quant is not None and quant.method == "fp8":
             args.append("--quantization=fp8")
@@ -316,6 +325,8 @@ class SglangModel(EngineModel):
             f"{self.fraction_flag}={_fraction(launch.memory_fraction)}",
             f"--dtype={_TORCH_NAMES[launch.weights.compute_dtype]}",
         ]
+        if launch.pipeline_parallel > 1:
+            args.append(f"--pp-size={launch.pipeline_parallel}")
         if launch.kv_cache_fp8:
             args.append("--kv-cache-dtype=fp8_e4m3")
         quant = launch.weights.quantization

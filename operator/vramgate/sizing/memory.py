@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vramgate.sizing.architecture import ModelArchitecture, parameter_groups
+from vramgate.sizing.architecture import ModelArchitecture, ParameterGroups, parameter_groups
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.precision import (
     DTYPE_BYTES,
@@ -94,24 +94,62 @@ class WeightsBytes:
     per_gpu: int
 
 
+@dataclass(frozen=True)
+class PipelineStage:
+    """The consecutive layers one pipeline-parallel stage holds; the first also holds the embedding,
+    the last the lm_head (its own copy even when tied) and the sampler."""
+
+    index: int
+    count: int
+    first_layer: int
+    layers: int
+
+    @property
+    def is_first(self) -> bool:
+        return self.index == 0
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.count - 1
+
+    def layers_in(self, start: int, stop: int) -> int:
+        """How many of the layers [start, stop) this stage holds."""
+        return max(0, min(stop, self.first_layer + self.layers) - max(start, self.first_layer))
+
+
+def pipeline_stages(num_layers: int, pipeline_parallel: int) -> list[PipelineStage]:
+    """Split layers the way vLLM does: evenly, the remainder going to the stages before the last."""
+    sizes = [num_layers // pipeline_parallel] * pipeline_parallel
+    for offset in range(2, num_layers % pipeline_parallel + 2):
+        sizes[-offset] += 1
+    starts = [sum(sizes[:index]) for index in range(pipeline_parallel)]
+    return [
+        PipelineStage(index, pipeline_parallel, start, size)
+        for index, (start, size) in enumerate(zip(starts, sizes, strict=True))
+    ]
+
+
 def weights_bytes(
     arch: ModelArchitecture,
     weights: WeightFormat,
     tensor_parallel: int,
     expert_padding: ExpertPadding | None = None,
+    stage: PipelineStage | None = None,
 ) -> WeightsBytes:
-    """Resident weight bytes per GPU and summed over the tensor-parallel group.
+    """Resident weight bytes per GPU and summed over the tensor-parallel group (of one pipeline stage).
 
     Quantizers leave embeddings, lm_head, norms and routers in the compute dtype; group-wise formats add
     their scales and zero points per group; expert-only formats (MXFP4) also leave attention and dense
-    MLPs alone.
+    MLPs alone. MoE models keep their dense layers first (DeepSeek's first_k_dense_replace).
     """
-    groups = parameter_groups(arch)
+    stage = stage or pipeline_stages(arch.num_layers, 1)[0]
+    all_groups = parameter_groups(arch)
+    groups = _stage_groups(arch, all_groups, stage)
     # A stated parameter count that the shape does not reproduce (an explicit architecture given with
     # only a few dimensions) wins: every group is scaled to it.
     scale = 1.0
-    if arch.parameters and abs(groups.total / arch.parameters - 1) > STATED_PARAMETERS_TOLERANCE:
-        scale = arch.parameters / groups.total
+    if arch.parameters and abs(all_groups.total / arch.parameters - 1) > STATED_PARAMETERS_TOLERANCE:
+        scale = arch.parameters / all_groups.total
     tp = tensor_parallel
     experts_per_gpu = groups.experts / tp
     if expert_padding is not None and arch.is_moe:
@@ -120,9 +158,8 @@ def weights_bytes(
         )
         padded_hidden = _round_up(arch.hidden_size, expert_padding.hidden_multiple)
         matrices = 3 if arch.gated_mlp else 2
-        experts_per_gpu = (
-            arch.num_moe_layers * arch.num_experts * matrices * padded_intermediate * padded_hidden
-        )
+        moe_layers = stage.layers_in(arch.num_layers - arch.num_moe_layers, arch.num_layers)
+        experts_per_gpu = moe_layers * arch.num_experts * matrices * padded_intermediate * padded_hidden
     quant = weights.quantization
     plain = weights.compute_bytes
     linear = quant.bytes_per_weight() if quant else plain
@@ -141,6 +178,29 @@ def weights_bytes(
     )
     per_gpu *= scale
     return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))
+
+
+def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: PipelineStage) -> ParameterGroups:
+    """The parameters one pipeline stage holds."""
+    if stage.count == 1:
+        return groups
+    layers = arch.num_layers
+    dense_layers = layers - arch.num_moe_layers
+    share = stage.layers / layers
+    dense_share = stage.layers_in(0, dense_layers) / dense_layers if dense_layers else 0.0
+    moe_share = stage.layers_in(dense_layers, layers) / arch.num_moe_layers if arch.num_moe_layers else 0.0
+    return ParameterGroups(
+        embedding=groups.embedding if stage.is_first else 0,
+        lm_head=arch.vocab_size * arch.hidden_size if stage.is_last else 0,
+        attention_split=round(groups.attention_split * share),
+        attention_kv=round(groups.attention_kv * share),
+        attention_replicated=round(groups.attention_replicated * share),
+        dense_mlp=round(groups.dense_mlp * dense_share),
+        experts=round(groups.experts * moe_share),
+        shared_experts=round(groups.shared_experts * moe_share),
+        router=round(groups.router * moe_share),
+        norms=round(groups.norms * share),
+    )
 
 
 def kv_bytes_per_token_per_layer(arch: ModelArchitecture, element_bytes: int, tensor_parallel: int) -> int:
@@ -198,13 +258,18 @@ class KvLayout:
 
 
 def kv_layout(
-    arch: ModelArchitecture, element_bytes: int, tensor_parallel: int, block_size_tokens: int
+    arch: ModelArchitecture,
+    element_bytes: int,
+    tensor_parallel: int,
+    block_size_tokens: int,
+    stage: PipelineStage | None = None,
 ) -> KvLayout:
-    """The KV cache layout of `arch` on each of `tensor_parallel` GPUs."""
+    """The KV cache layout of `arch` on each of `tensor_parallel` GPUs (of one pipeline stage)."""
+    layers = stage.layers if stage else arch.num_layers
     return KvLayout(
         bytes_per_token_per_layer=kv_bytes_per_token_per_layer(arch, element_bytes, tensor_parallel),
-        num_layers=arch.num_layers,
-        num_sliding_window_layers=arch.num_sliding_window_layers,
+        num_layers=layers,
+        num_sliding_window_layers=round(arch.num_sliding_window_layers * layers / arch.num_layers),
         sliding_window=arch.sliding_window,
         block_size_tokens=block_size_tokens,
     )

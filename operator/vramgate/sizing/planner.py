@@ -20,9 +20,11 @@ from vramgate.sizing.engines import Engine, EngineModel, Launch, Overhead, Sched
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.memory import (
     KvLayout,
+    PipelineStage,
     WeightFormat,
     kv_element_bytes,
     kv_layout,
+    pipeline_stages,
     resolve_weight_format,
     weights_bytes,
 )
@@ -50,7 +52,8 @@ class PlanRequest(BaseModel):
     engine: Engine = Engine.VLLM
     engine_version: str | None = Field(default=None, description="engine release, e.g. from the image tag")
     gpu: GpuType | None = None
-    gpu_count: int | None = Field(default=None, gt=0, le=MAX_GPUS_PER_REPLICA)
+    gpu_count: int | None = Field(default=None, gt=0, le=MAX_GPUS_PER_REPLICA, description="tensor parallel")
+    pipeline_parallel: int = Field(default=1, gt=0, le=MAX_GPUS_PER_REPLICA)
     max_memory_fraction: float = Field(default=DEFAULT_MAX_MEMORY_FRACTION, gt=0, le=1)
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
     weights_bytes_override: int | None = Field(default=None, ge=0)
@@ -99,7 +102,9 @@ class Plan(_CamelModel):
     engine: Engine
     gpu_type: str
     gpu_product: str
-    gpu_count: int
+    gpu_count: int = Field(description="all GPUs of one replica: tensor x pipeline parallel")
+    tensor_parallel: int
+    pipeline_parallel: int
     memory_fraction: float
     memory_fraction_cap: float
     max_batch: int
@@ -133,6 +138,7 @@ class _Evaluation:
 
     gpu: GpuType
     tensor_parallel: int
+    pipeline_parallel: int
     engine: EngineModel
     weights: WeightFormat
     gpu_total_bytes: int
@@ -161,8 +167,12 @@ class _Evaluation:
         return self.usable_bytes - self.weights_bytes_per_gpu - self.launch_overhead.inside_bytes
 
     @property
+    def gpu_count(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+    @property
     def price(self) -> float:
-        return self.gpu.price_per_hour * self.tensor_parallel
+        return self.gpu.price_per_hour * self.gpu_count
 
 
 class _Evaluator:
@@ -185,73 +195,100 @@ class _Evaluator:
         return kv % count == 0 if kv >= count else count % kv == 0
 
     def evaluate(self, gpu: GpuType, tensor_parallel: int) -> _Evaluation:
-        request, engine, arch = self.request, self.engine, self.request.model
-        total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
-        defaults = engine.default_scheduling(total, gpu, request.max_seq_len)
-        block = request.block_size or defaults.block_size_tokens
-        batched = request.max_num_batched_tokens or defaults.max_num_batched_tokens
+        """The request on `tensor_parallel` x `pipeline_parallel` GPUs of `gpu`: the bottleneck stage's
+        figures (one stage without pipeline parallelism), all stages sharing one memory fraction."""
+        stages = [
+            _Stage(self, gpu, tensor_parallel, stage)
+            for stage in pipeline_stages(self.request.model.num_layers, self.request.pipeline_parallel)
+        ]
+        fraction = self.request.memory_fraction
+        if fraction is None:
+            fraction = max(stage.needed_fraction() for stage in stages)
+        return min((stage.at(fraction) for stage in stages), key=lambda e: (e.max_concurrency, e.max_batch))
+
+
+class _Stage:
+    """One pipeline stage's GPUs (all GPUs without pipeline parallelism): what does not depend on the
+    fraction, and the evaluation at a fraction."""
+
+    def __init__(
+        self, evaluator: _Evaluator, gpu: GpuType, tensor_parallel: int, stage: PipelineStage
+    ) -> None:
+        request, engine, arch = evaluator.request, evaluator.engine, evaluator.request.model
+        self.request, self.engine, self.evaluator = request, engine, evaluator
+        self.gpu, self.tensor_parallel, self.stage = gpu, tensor_parallel, stage
+        self.total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
+        self.defaults = engine.default_scheduling(self.total, gpu, request.max_seq_len)
+        self.block = request.block_size or self.defaults.block_size_tokens
+        self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
+        gpus = tensor_parallel * request.pipeline_parallel
         if request.weights_bytes_override is not None:
-            weights_per_gpu = math.ceil(request.weights_bytes_override / tensor_parallel)
+            self.weights_per_gpu = math.ceil(request.weights_bytes_override / gpus)
         else:
-            padding = engine.expert_padding(gpu, self.weights)
-            weights_per_gpu = weights_bytes(arch, self.weights, tensor_parallel, padding).per_gpu
-        layout = kv_layout(arch, self.kv_element_bytes, tensor_parallel, block)
-        if not engine.sliding_window_paged:
-            layout = replace(layout, num_sliding_window_layers=0)
-        sequence_bytes = layout.bytes_per_sequence(request.max_seq_len, batched)
+            padding = engine.expert_padding(gpu, evaluator.weights)
+            self.weights_per_gpu = weights_bytes(
+                arch, evaluator.weights, tensor_parallel, padding, stage
+            ).per_gpu
+        layout = kv_layout(arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage)
+        self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
+        self.sequence_bytes = self.layout.bytes_per_sequence(request.max_seq_len, self.batched)
+        outside = self.overhead(request.concurrency).outside_bytes
+        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
 
-        def overhead_for(num_seqs: int) -> Overhead:
-            if request.overhead_bytes_override is not None:
-                return Overhead(
-                    non_torch_bytes=0, activation_bytes=request.overhead_bytes_override, outside_bytes=0
-                )
-            scheduling = Scheduling(num_seqs, batched, block)
-            return engine.overhead(arch, self.weights, tensor_parallel, scheduling)
+    def overhead(self, num_seqs: int) -> Overhead:
+        """Runtime overhead with the engine started for `num_seqs` sequences."""
+        if self.request.overhead_bytes_override is not None:
+            return Overhead(
+                non_torch_bytes=0, activation_bytes=self.request.overhead_bytes_override, outside_bytes=0
+            )
+        scheduling = Scheduling(num_seqs, self.batched, self.block)
+        arch, weights = self.request.model, self.evaluator.weights
+        return self.engine.overhead(
+            arch, weights, self.tensor_parallel, scheduling, samples=self.stage.is_last
+        )
 
-        def required(num_seqs: int) -> int:
-            return weights_per_gpu + overhead_for(num_seqs).inside_bytes + num_seqs * sequence_bytes
+    def required(self, num_seqs: int) -> int:
+        """Per GPU, inside the fraction, for `num_seqs` max-length sequences."""
+        return self.weights_per_gpu + self.overhead(num_seqs).inside_bytes + num_seqs * self.sequence_bytes
 
-        full_fraction_bytes = engine.usable_bytes(total, 1.0)
-        target = request.concurrency
-        outside_at_target = overhead_for(target).outside_bytes
-        cap = min(request.max_memory_fraction, _floor_fraction(1 - outside_at_target / total))
-        if request.memory_fraction is not None:
-            fraction = request.memory_fraction
-            allowed = fraction
+    def needed_fraction(self) -> float:
+        return _ceil_fraction(
+            self.required(self.request.concurrency) / self.engine.usable_bytes(self.total, 1.0)
+        )
+
+    def at(self, fraction: float) -> _Evaluation:
+        """What the engine gets at `fraction` (fixed by the user, or the one the plan needs)."""
+        request, target = self.request, self.request.concurrency
+        fixed = request.memory_fraction is not None
+        usable = self.engine.usable_bytes(self.total, fraction if fixed else min(fraction, self.cap))
+        if fixed:
+            num_seqs = request.max_num_seqs or self.defaults.max_num_seqs
         else:
-            fraction = _ceil_fraction(required(target) / full_fraction_bytes)
-            allowed = min(fraction, cap)
-        usable = engine.usable_bytes(total, allowed)
-        if request.memory_fraction is not None:
-            num_seqs = request.max_num_seqs or defaults.max_num_seqs
-            launch = overhead_for(num_seqs)
-            max_concurrency = max(0, (usable - weights_per_gpu - launch.inside_bytes) // sequence_bytes)
-            max_batch = min(num_seqs, max_concurrency)
-            fits = max_batch >= target
-        else:
-            max_batch = _largest(lambda n: required(n) <= usable, upper=max(usable // sequence_bytes, 0))
-            num_seqs = max(max_batch, 1)
-            launch = overhead_for(num_seqs)
-            max_concurrency = max(0, (usable - weights_per_gpu - launch.inside_bytes) // sequence_bytes)
-            fits = fraction <= cap and max_batch >= target
+            upper = max(usable // self.sequence_bytes, 0)
+            num_seqs = max(_largest(lambda n: self.required(n) <= usable, upper=upper), 1)
+        launch = self.overhead(num_seqs)
+        max_concurrency = max(0, (usable - self.weights_per_gpu - launch.inside_bytes) // self.sequence_bytes)
+        max_batch = min(num_seqs, max_concurrency)
+        fits = max_batch >= target and (fixed or fraction <= self.cap)
         return _Evaluation(
-            gpu=gpu,
-            tensor_parallel=tensor_parallel,
-            engine=engine,
-            weights=self.weights,
-            gpu_total_bytes=total,
-            weights_bytes_per_gpu=weights_per_gpu,
-            layout=layout,
-            sequence_bytes=sequence_bytes,
-            scheduling=Scheduling(num_seqs, batched, block),
-            overhead=overhead_for(target),
+            gpu=self.gpu,
+            tensor_parallel=self.tensor_parallel,
+            pipeline_parallel=request.pipeline_parallel,
+            engine=self.engine,
+            weights=self.evaluator.weights,
+            gpu_total_bytes=self.total,
+            weights_bytes_per_gpu=self.weights_per_gpu,
+            layout=self.layout,
+            sequence_bytes=self.sequence_bytes,
+            scheduling=Scheduling(num_seqs, self.batched, self.block),
+            overhead=self.overhead(target),
             launch_overhead=launch,
             fraction=fraction,
-            fraction_cap=cap,
+            fraction_cap=self.cap,
             usable_bytes=usable,
             max_batch=max_batch,
             max_concurrency=max_concurrency,
-            target_kv_bytes=target * sequence_bytes,
+            target_kv_bytes=target * self.sequence_bytes,
             fits=fits,
         )
 
@@ -340,7 +377,7 @@ def plan(request: PlanRequest) -> Plan:
 def _shortfall_reason(evaluation: _Evaluation, request: PlanRequest) -> str:
     """Why an option does not fit, in numbers a person can check."""
     e = evaluation
-    gpus = f"{e.tensor_parallel} x {e.gpu.name}" if e.tensor_parallel > 1 else e.gpu.name
+    gpus = f"{e.gpu_count} x {e.gpu.name}" if e.gpu_count > 1 else e.gpu.name
     needs = (
         f"needs {format_gib(e.required_bytes)} per GPU (weights {format_gib(e.weights_bytes_per_gpu)} + "
         f"KV cache {format_gib(e.target_kv_bytes)} for {request.concurrency} x {request.max_seq_len} "
@@ -425,7 +462,7 @@ def _suggestions(
 def _candidate(e: _Evaluation) -> Candidate:
     return Candidate(
         gpu_type=e.gpu.name,
-        gpu_count=e.tensor_parallel,
+        gpu_count=e.gpu_count,
         fits=e.fits,
         memory_fraction=e.fraction,
         max_batch=e.max_batch,
@@ -453,6 +490,7 @@ def _engine_args(request: PlanRequest, chosen: _Evaluation) -> dict[str, list[st
         launch = Launch(
             model=request.model_source,
             tensor_parallel=evaluation.tensor_parallel,
+            pipeline_parallel=evaluation.pipeline_parallel,
             memory_fraction=request.memory_fraction or min(evaluation.fraction, evaluation.fraction_cap),
             max_model_len=request.max_seq_len,
             max_num_seqs=max(evaluation.max_batch, 1),
@@ -474,7 +512,7 @@ def _to_plan(
     reasons: list[str],
     suggestions: list[Suggestion],
 ) -> Plan:
-    arch, tp = request.model, chosen.tensor_parallel
+    arch, tp, gpus = request.model, chosen.tensor_parallel, chosen.gpu_count
     unsplit_layout = kv_layout(arch, evaluator.kv_element_bytes, 1, chosen.layout.block_size_tokens)
     kv_budget = chosen.kv_budget_bytes
     fraction = request.memory_fraction if request.memory_fraction is not None else chosen.fraction
@@ -487,26 +525,28 @@ def _to_plan(
         engine=request.engine,
         gpu_type=chosen.gpu.name,
         gpu_product=chosen.gpu.product,
-        gpu_count=tp,
+        gpu_count=gpus,
+        tensor_parallel=tp,
+        pipeline_parallel=chosen.pipeline_parallel,
         memory_fraction=fraction,
         memory_fraction_cap=chosen.fraction_cap,
         max_batch=chosen.max_batch,
         max_model_len=request.max_seq_len,
         concurrency=request.concurrency,
-        weights_bytes=chosen.weights_bytes_per_gpu * tp,
+        weights_bytes=chosen.weights_bytes_per_gpu * gpus,
         weights_bytes_per_gpu=chosen.weights_bytes_per_gpu,
         kv_bytes_per_token=unsplit_layout.bytes_per_token,
         kv_bytes_per_token_per_gpu=chosen.layout.bytes_per_token,
-        kv_cache_bytes=chosen.target_kv_bytes * tp,
+        kv_cache_bytes=chosen.target_kv_bytes * gpus,
         kv_cache_bytes_per_gpu=chosen.target_kv_bytes,
         kv_capacity_tokens=chosen.layout.capacity_tokens(kv_budget),
         max_concurrency=chosen.max_concurrency,
         non_torch_bytes_per_gpu=chosen.overhead.non_torch_bytes,
         activation_bytes_per_gpu=chosen.overhead.activation_bytes,
         outside_bytes_per_gpu=chosen.overhead.outside_bytes,
-        overhead_bytes=chosen.overhead.inside_bytes * tp,
+        overhead_bytes=chosen.overhead.inside_bytes * gpus,
         overhead_bytes_per_gpu=chosen.overhead.inside_bytes,
-        required_bytes=chosen.required_bytes * tp,
+        required_bytes=chosen.required_bytes * gpus,
         required_bytes_per_gpu=chosen.required_bytes,
         gpu_memory_bytes=chosen.gpu_total_bytes,
         engine_args=_engine_args(request, chosen),

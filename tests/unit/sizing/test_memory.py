@@ -10,6 +10,7 @@ from vramgate.sizing.engines import VllmModel, vllm_generation
 from vramgate.sizing.memory import (
     kv_bytes_per_token_per_layer,
     kv_layout,
+    pipeline_stages,
     resolve_weight_format,
     weights_bytes,
 )
@@ -121,3 +122,26 @@ def test_prequantized_checkpoint_refuses_another_precision() -> None:
     awq = load_model("Qwen/Qwen2.5-7B-Instruct-AWQ")
     with pytest.raises(ValueError, match="pre-quantized int4 checkpoint"):
         resolve_weight_format(awq, Precision.FP16)
+
+
+def test_pipeline_stages_split_layers_like_vllm() -> None:
+    assert [s.layers for s in pipeline_stages(27, 2)] == [14, 13]
+    assert [s.layers for s in pipeline_stages(32, 3)] == [11, 11, 10]
+    assert [s.first_layer for s in pipeline_stages(32, 3)] == [0, 11, 22]
+    (only,) = pipeline_stages(32, 1)
+    assert only.is_first and only.is_last and only.layers == 32
+
+
+def test_pipeline_stages_hold_their_share_of_weights_and_kv() -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    first, last = pipeline_stages(32, 2)
+    whole = weights_bytes(llama, fmt, 1).per_gpu
+    halves = (
+        weights_bytes(llama, fmt, 1, stage=first).per_gpu + weights_bytes(llama, fmt, 1, stage=last).per_gpu
+    )
+    assert halves == pytest.approx(whole, rel=1e-6)  # untied: the embedding and lm_head each live once
+    assert (
+        kv_layout(llama, BF16, 1, 16, first).bytes_per_token * 2
+        == kv_layout(llama, BF16, 1, 16).bytes_per_token
+    )
