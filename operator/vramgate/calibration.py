@@ -19,7 +19,7 @@ from vramgate.sizing.catalog import GpuType, load_model
 from vramgate.sizing.engines import Engine
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.planner import Plan, PlanRequest, plan
-from vramgate.sizing.precision import Precision
+from vramgate.sizing.precision import KvCacheDtype, Precision
 from vramgate.sizing.units import GIB
 
 # Acceptance bounds of the calibration (issue: weights within 2%; KV capacity within 5% median and
@@ -38,9 +38,10 @@ def _first_number(text: str) -> float | None:
 
 
 def _setting(settings: str, *names: str) -> int | None:
-    """`max_num_seqs=192` style settings from the free-text column."""
+    """`max_num_seqs=192`, `--max-num-seqs 192` style settings from the free-text column."""
     for name in names:
-        match = re.search(rf"{name}\s*[=:]\s*(\d+)", settings or "")
+        pattern = name.replace("_", "[_-]")
+        match = re.search(rf"{pattern}\s*[=:\s]\s*(\d+)", settings or "")
         if match:
             return int(match[1])
     return None
@@ -125,13 +126,28 @@ class CalibrationRow:
         )
 
 
-def _precision(dtype: str) -> Precision:
+def _precision(dtype: str, quantization: str) -> Precision:
+    """The weights' precision of an unquantized checkpoint: online fp8 if the engine quantized it,
+    else the logged compute dtype."""
+    if "fp8" in (quantization or "").lower():
+        return Precision.FP8
     text = (dtype or "").lower()
     if "bfloat16" in text or "bf16" in text:
         return Precision.BF16
     if "float16" in text or "fp16" in text:
         return Precision.FP16
+    if "float32" in text or "fp32" in text:
+        return Precision.FP32
     return Precision.AUTO
+
+
+def _engine(name: str) -> Engine:
+    text = name.lower()
+    if "sglang" in text:
+        return Engine.SGLANG
+    if "tgi" in text or "text-generation" in text:
+        return Engine.TGI
+    return Engine.VLLM
 
 
 def _weights_reported(row: dict[str, str]) -> float | None:
@@ -187,7 +203,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
     try:
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)
-        engine = Engine.SGLANG if "sglang" in row["engine"].lower() else Engine.VLLM
+        engine = _engine(row["engine"])
         settings = row.get("other_relevant_settings", "")
         block = _first_number(row.get("block_size", ""))
         model = load_model(str(configs_dir / Path(row["config_file"]).name))
@@ -195,7 +211,12 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
             model=model,
             model_source=row["model_id"],
             # The dtype column is the compute dtype; a quantized checkpoint keeps its own format.
-            precision=Precision.AUTO if model.quantization else _precision(row.get("dtype", "")),
+            precision=Precision.AUTO
+            if model.quantization
+            else _precision(row.get("dtype", ""), row.get("quantization", "")),
+            kv_cache_dtype=KvCacheDtype.FP8
+            if "fp8" in row.get("kv_cache_dtype", "").lower()
+            else KvCacheDtype.AUTO,
             max_seq_len=int(_first_number(row["max_model_len"]) or 0),
             concurrency=1,
             engine=engine,

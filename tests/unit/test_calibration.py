@@ -10,6 +10,7 @@ from vramgate.calibration import (
     KV_MEDIAN_TOLERANCE,
     WEIGHTS_TOLERANCE,
     calibrate,
+    calibrate_row,
     gpu_from_description,
     summarize,
 )
@@ -63,3 +64,42 @@ def test_gpu_names_in_logs_map_to_the_catalog(description: str, gpu: str) -> Non
 
 def test_unnamed_gpu_is_the_one_with_the_nearest_total() -> None:
     assert gpu_from_description("not stated (80GB-class)", 79.18).name == "H100-80GB"
+
+
+def _row(**changes: str) -> dict[str, str]:
+    row = {
+        "row_id": "X1",
+        "engine": "vLLM",
+        "engine_version": "0.11.2",
+        "model_id": "meta-llama/Llama-3.1-8B-Instruct",
+        "gpu_model": "NVIDIA H100 80GB",
+        "tensor_parallel_size": "1",
+        "pipeline_parallel_size": "1",
+        "gpu_memory_utilization": "0.9",
+        "max_model_len": "8192",
+        "dtype": "bfloat16",
+        "kv_cache_dtype": "auto",
+        "quantization": "none",
+        "block_size": "16",
+        "gpu_total_mem_gib_logged": "79.18",
+        "other_relevant_settings": "",
+        "config_file": "configs/meta-llama__Llama-3.1-8B-Instruct.json",
+    }
+    return row | changes
+
+
+def test_row_settings_reach_the_plan() -> None:
+    configs = LOGS.parent / "configs"
+    base = calibrate_row(_row(), configs).predicted
+    fp8 = calibrate_row(_row(kv_cache_dtype="fp8_e4m3"), configs).predicted
+    fewer_seqs = calibrate_row(
+        _row(other_relevant_settings="--max-num-seqs 64 --enable-prefix-caching"), configs
+    )
+    online_fp8 = calibrate_row(_row(quantization="fp8 (online)"), configs).predicted
+    assert (
+        base is not None and fp8 is not None and online_fp8 is not None and fewer_seqs.predicted is not None
+    )
+    assert fp8.kv_bytes_per_token_per_gpu * 2 == base.kv_bytes_per_token_per_gpu
+    # A smaller batch limit shrinks the sampler's profile, so more memory is left for KV.
+    assert fewer_seqs.predicted.kv_capacity_tokens > base.kv_capacity_tokens
+    assert online_fp8.weights_bytes_per_gpu < 0.6 * base.weights_bytes_per_gpu
