@@ -125,6 +125,19 @@ def test_does_not_fit_exits_1_with_reason(capsys: pytest.CaptureFixture[str]) ->
     assert "DOES NOT FIT" in out and "why:" in out and "would fit:" in out
 
 
+def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]:
+    return [
+        "plan",
+        "--model",
+        "tiiuae/falcon-7b",
+        "--max-seq-len",
+        length,
+        "--concurrency",
+        concurrency,
+        *extra,
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -132,68 +145,15 @@ def test_does_not_fit_exits_1_with_reason(capsys: pytest.CaptureFixture[str]) ->
             ["plan", "--model", "falcon-7b", "--max-seq-len", "10", "--concurrency", "1"],
             "did you mean tiiuae/falcon-7b",
         ),
-        (
-            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "0", "--concurrency", "1"],
-            "--max-seq-len",
-        ),
-        (
-            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "1000000000000", "--concurrency", "1"],
-            "--max-seq-len",
-        ),
-        (
-            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "100", "--concurrency", "1000000000"],
-            "--concurrency",
-        ),
-        (
-            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "abc", "--concurrency", "1"],
-            "not a valid integer",
-        ),
-        (
-            [
-                "plan",
-                "--model",
-                "tiiuae/falcon-7b",
-                "--max-seq-len",
-                "10",
-                "--concurrency",
-                "1",
-                "--precision",
-                "int3",
-            ],
-            "--precision",
-        ),
-        (
-            [
-                "plan",
-                "--model",
-                "tiiuae/falcon-7b",
-                "--max-seq-len",
-                "10",
-                "--concurrency",
-                "1",
-                "--engine",
-                "ollama",
-            ],
-            "--engine",
-        ),
-        (
-            [
-                "plan",
-                "--model",
-                "tiiuae/falcon-7b",
-                "--max-seq-len",
-                "10",
-                "--concurrency",
-                "1",
-                "--gpu",
-                "A11G",
-            ],
-            "did you mean A10G",
-        ),
-        (
-            ["plan", "--model", "tiiuae/falcon-7b", "--max-seq-len", "10", "--concurrency", "-5"],
-            "--concurrency",
-        ),
+        (falcon(length="0"), "--max-seq-len"),
+        (falcon(length="1000000000000"), "--max-seq-len"),
+        (falcon(concurrency="1000000000"), "--concurrency"),
+        (falcon(concurrency="-5"), "--concurrency"),
+        (falcon(length="abc"), "not a valid integer"),
+        (falcon("--precision", "int3"), "--precision"),
+        (falcon("--engine", "ollama"), "--engine"),
+        (falcon("--gpu", "A11G"), "did you mean A10G"),
+        (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
         (["plan", "--max-seq-len", "10", "--concurrency", "1"], "give a catalog id or config.json"),
         (
             [
@@ -205,7 +165,7 @@ def test_does_not_fit_exits_1_with_reason(capsys: pytest.CaptureFixture[str]) ->
                 "--params",
                 "lots",
                 "--max-seq-len",
-                "10",
+                "1",
                 "--concurrency",
                 "1",
             ],

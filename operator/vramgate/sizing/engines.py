@@ -99,12 +99,13 @@ class EngineModel(ABC):
     engine: Engine
     fraction_flag: str
     default_block_size: int = 16
-    # Overhead terms (bytes on one GPU), overridden per engine.
-    non_torch_bytes: int = 0
-    non_torch_bytes_tensor_parallel: int = 0
-    cuda_context_bytes: int = 0
-    cuda_graph_bytes: int = 0
-    sampler_bytes_per_logit: float = 0.0
+    # Overhead terms (bytes on one GPU), shared unless an engine measures otherwise: cuBLAS and other
+    # non-torch allocations, NCCL/all-reduce buffers with TP, the CUDA context, captured CUDA graphs.
+    non_torch_bytes: int = round(0.13 * GIB)
+    non_torch_bytes_tensor_parallel: int = round(0.28 * GIB)
+    cuda_context_bytes: int = 512 * MIB
+    cuda_graph_bytes: int = 512 * MIB
+    sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
     sliding_window_paged: bool = True
 
@@ -239,10 +240,6 @@ class VllmModel(EngineModel):
 
     engine = Engine.VLLM
     fraction_flag = "--gpu-memory-utilization"
-    non_torch_bytes = round(0.13 * GIB)
-    non_torch_bytes_tensor_parallel = round(0.28 * GIB)
-    cuda_context_bytes = 512 * MIB
-    cuda_graph_bytes = 512 * MIB
 
     def __init__(self, generation: VllmGeneration = DEFAULT_VLLM_GENERATION) -> None:
         self.generation = generation
@@ -303,10 +300,6 @@ class SglangModel(EngineModel):
     fraction_flag = "--mem-fraction-static"
     default_block_size = 1
     non_torch_bytes = round(0.21 * GIB)
-    non_torch_bytes_tensor_parallel = round(0.28 * GIB)
-    cuda_context_bytes = 512 * MIB
-    cuda_graph_bytes = 512 * MIB
-    sampler_bytes_per_logit = 8.0
     activation_inside_fraction = False
     sliding_window_paged = False
 
@@ -343,11 +336,6 @@ class TgiModel(EngineModel):
 
     engine = Engine.TGI
     fraction_flag = "--cuda-memory-fraction"
-    non_torch_bytes = round(0.13 * GIB)
-    non_torch_bytes_tensor_parallel = round(0.28 * GIB)
-    cuda_context_bytes = 512 * MIB
-    cuda_graph_bytes = 512 * MIB
-    sampler_bytes_per_logit = 8.0
     sliding_window_paged = False
 
     def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
