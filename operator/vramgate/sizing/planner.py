@@ -314,11 +314,8 @@ def _largest(predicate: Callable[[int], bool], upper: int) -> int:
     return low
 
 
-def _gpu_choices(request: PlanRequest) -> list[GpuType]:
-    return list(gpu_catalog().values())
-
-
 def _counts(request: PlanRequest) -> tuple[int, ...]:
+    """Tensor-parallel sizes to evaluate: the usual powers of two, and a pinned count besides."""
     if request.gpu_count is not None and request.gpu_count not in TENSOR_PARALLEL_SIZES:
         return (*TENSOR_PARALLEL_SIZES, request.gpu_count)
     return TENSOR_PARALLEL_SIZES
@@ -353,7 +350,7 @@ def plan(request: PlanRequest) -> Plan:
         )
     field = [
         evaluator.evaluate(gpu, count)
-        for gpu in _gpu_choices(request)
+        for gpu in gpu_catalog().values()
         for count in _counts(request)
         if evaluator.valid_tensor_parallel(count)
     ]
