@@ -1,0 +1,360 @@
+"""The Helm chart (charts/vramgate) and the image recipe (Dockerfile), rendered and read as a cluster would.
+
+The chart is rendered with the helm binary of the control-plane build (``bash hack/controlplane/build.sh``);
+without it these tests are skipped. Rendered values are fed back through the operator's own settings
+parser and the webhook certificate is verified with ``cryptography``, so a chart that renders but would
+not work fails here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+import vramgate.handlers.admission
+import vramgate.operator
+from vramgate.settings import OperatorConfig, WebhookMode
+from vramgate.testing.controlplane import BUILD_COMMAND, ControlPlaneError, find_assets_dir
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vramgate"
+CRD_FILE = "llmdeployments.vramgate.dev.yaml"
+RELEASE, NAMESPACE = "vg", "vramgate-system"
+Manifests = dict[tuple[str, str], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def helm_binary() -> str:
+    try:
+        return str(find_assets_dir(required=("helm",)) / "helm")
+    except ControlPlaneError:
+        pytest.skip(f"the helm binary is not built; build it with: {BUILD_COMMAND}")
+
+
+@pytest.fixture(scope="module")
+def helm_template(helm_binary: str) -> Callable[..., Manifests]:
+    """Render the chart with ``--set`` pairs; returns the manifests by (kind, name)."""
+
+    def render(*sets: str, include_crds: bool = False) -> Manifests:
+        flags = ["--include-crds"] if include_crds else []
+        result = _helm(
+            helm_binary, "template", RELEASE, str(CHART), "-n", NAMESPACE, *flags, *_sets(sets), check=True
+        )
+        documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+        manifests = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+        assert len(manifests) == len(documents), "two rendered objects share a kind and name"
+        return manifests
+
+    return render
+
+
+@pytest.fixture(scope="module")
+def default(helm_template: Callable[..., Manifests]) -> Manifests:
+    return helm_template()
+
+
+def _sets(pairs: tuple[str, ...]) -> Iterator[str]:
+    for pair in pairs:
+        yield from ("--set", pair)
+
+
+def _helm(binary: str, *args: str, check: bool) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+def one(manifests: Manifests, kind: str) -> dict[str, Any]:
+    found = [doc for (k, _), doc in manifests.items() if k == kind]
+    assert len(found) == 1, f"expected one {kind}, rendered {len(found)}"
+    return found[0]
+
+
+def container(manifests: Manifests) -> dict[str, Any]:
+    operator: dict[str, Any]
+    (operator,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return operator
+
+
+def plain_env(manifests: Manifests) -> dict[str, str]:
+    """The container's literal environment, with POD_NAMESPACE as the downward API fills it."""
+    env = {
+        item["name"]: item.get("value", "") for item in container(manifests)["env"] if "valueFrom" not in item
+    }
+    env["POD_NAMESPACE"] = NAMESPACE
+    return env
+
+
+def test_helm_lint_passes(helm_binary: str) -> None:
+    result = _helm(helm_binary, "lint", "--strict", str(CHART), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_operator_reads_the_rendered_environment(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template("namespaces={team-a,team-b}", "logFormat=json")
+    config = OperatorConfig.from_environ(plain_env(manifests))
+    webhook_service = one(manifests, "ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
+
+    assert config.namespaces == ("team-a", "team-b")
+    assert config.log_format == "json"
+    assert config.webhook_mode is WebhookMode.SERVICE
+    assert config.webhook_configuration == "", "the chart owns the webhook configuration"
+    assert config.webhook_service == webhook_service["service"]["name"]
+    assert config.webhook_service_namespace == NAMESPACE
+    assert config.webhook_service_port == webhook_service["service"]["port"]
+    mounts = {mount["name"]: mount for mount in container(manifests)["volumeMounts"]}
+    assert mounts["webhook-tls"]["mountPath"] == str(config.webhook_cert_dir)
+    assert mounts["webhook-tls"]["readOnly"] is True
+
+
+def test_default_environment_watches_every_namespace(default: Manifests) -> None:
+    config = OperatorConfig.from_environ(plain_env(default))
+    assert config.namespaces == ()
+    assert config.log_format == "plain"
+
+
+def test_container_ports_match_the_settings_and_probes(default: Manifests) -> None:
+    config = OperatorConfig.from_environ(plain_env(default))
+    operator = container(default)
+    ports = {port["name"]: port["containerPort"] for port in operator["ports"]}
+    assert ports == {
+        "webhook": config.webhook_port,
+        "metrics": config.metrics_port,
+        "liveness": config.liveness_port,
+    }
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    services = {name: doc for (kind, name), doc in default.items() if kind == "Service"}
+    selector = one(default, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for service in services.values():
+        assert service["spec"]["selector"].items() <= selector.items()
+    (webhook_port,) = services[f"{RELEASE}-vramgate-webhook"]["spec"]["ports"]
+    assert (webhook_port["port"], webhook_port["targetPort"]) == (443, "webhook")
+    (metrics_port,) = services[f"{RELEASE}-vramgate-metrics"]["spec"]["ports"]
+    assert (metrics_port["port"], metrics_port["targetPort"]) == (config.metrics_port, "metrics")
+
+
+def test_operator_runs_once_with_the_image_entrypoint(default: Manifests) -> None:
+    deployment = one(default, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate", "a standalone kopf must never run twice"
+    assert "command" not in container(default) and "args" not in container(default)
+    assert container(default)["image"] == "vramgate:0.1.0"
+
+
+def test_webhook_points_at_the_service_and_the_handler_path(default: Manifests) -> None:
+    configuration = one(default, "ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["name"] != "vramgate.dev", "that name belongs to the managed mode"
+    (webhook,) = configuration["webhooks"]
+    handler_ids = [handler.id for handler in kopf.get_default_registry()._webhooks.get_all_handlers()]
+    assert "validate-llmdeployment" in handler_ids
+    assert webhook["clientConfig"]["service"] == {
+        "name": f"{RELEASE}-vramgate-webhook",
+        "namespace": NAMESPACE,
+        "path": "/validate-llmdeployment",  # kopf serves each handler on /<handler id>
+        "port": 443,
+    }
+    assert ("Service", webhook["clientConfig"]["service"]["name"]) in default
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["timeoutSeconds"] == 10
+    assert webhook["rules"] == [
+        {
+            "apiGroups": ["vramgate.dev"],
+            "apiVersions": ["v1alpha1"],
+            "resources": ["llmdeployments"],
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert webhook["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [NAMESPACE]}
+        ]
+    }
+
+
+def test_webhook_values_change_policy_and_namespaces(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template("webhook.failurePolicy=Ignore", "namespaces={team-a}")
+    (webhook,) = one(manifests, "ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["failurePolicy"] == "Ignore"
+    assert {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]} in webhook[
+        "namespaceSelector"
+    ]["matchExpressions"]
+
+
+def test_ca_bundle_signs_the_mounted_serving_certificate(default: Manifests) -> None:
+    (webhook,) = one(default, "ValidatingWebhookConfiguration")["webhooks"]
+    secret = one(default, "Secret")
+    volumes = {
+        volume["name"]: volume for volume in one(default, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
+    assert volumes["webhook-tls"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)
+    service = webhook["clientConfig"]["service"]
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{service['name']}.{service['namespace']}.svc" in names.get_values_for_type(x509.DNSName)
+
+    key = load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), password=None)
+    assert _public_der(key.public_key()) == _public_der(served.public_key()), "tls.key is tls.crt's key"
+
+
+def _public_der(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_cert_manager_replaces_the_helm_certificate(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template("certManager.enabled=true")
+    assert not [name for kind, name in manifests if kind == "Secret"]
+    certificate, issuer = one(manifests, "Certificate"), one(manifests, "Issuer")
+    configuration = one(manifests, "ValidatingWebhookConfiguration")
+    (webhook,) = configuration["webhooks"]
+    assert "caBundle" not in webhook["clientConfig"]
+    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        f"{certificate['metadata']['namespace']}/{certificate['metadata']['name']}"
+    )
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": issuer["metadata"]["name"]}
+    volumes = {v["name"]: v for v in one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == certificate["spec"]["secretName"]
+    service = webhook["clientConfig"]["service"]
+    assert f"{service['name']}.{service['namespace']}.svc" in certificate["spec"]["dnsNames"]
+
+
+def test_webhook_disabled_turns_admission_off(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template("webhook.enabled=false", "metrics.enabled=false")
+    kinds = {kind for kind, _ in manifests}
+    assert not kinds & {"ValidatingWebhookConfiguration", "Secret", "Service"}
+    config = OperatorConfig.from_environ(plain_env(manifests))
+    assert config.webhook_mode is WebhookMode.NONE
+    assert config.metrics_port == 0
+
+
+def _allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in rule.get("apiGroups", []) and resource in rule.get("resources", []) and verb in rule["verbs"]
+        for rule in rules
+    )
+
+
+def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests) -> None:
+    rules = one(default, "ClusterRole")["rules"]
+    needed = {
+        ("vramgate.dev", "llmdeployments"): {"get", "list", "watch", "patch", "update"},
+        ("vramgate.dev", "llmdeployments/status"): {"get", "patch", "update"},
+        ("apps", "deployments"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+        ("", "services"): {"create", "get", "list", "watch", "patch", "update", "delete"},
+        ("", "events"): {"create", "patch"},
+        ("", "namespaces"): {"list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
+    for (group, resource), verbs in needed.items():
+        for verb in verbs:
+            assert _allows(rules, group, resource, verb), f"cannot {verb} {resource} in group {group!r}"
+    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == set(needed), "least privilege: nothing beyond what the operator calls"
+    for rule in rules:
+        assert "*" not in rule["verbs"] + rule["apiGroups"] + rule["resources"]
+
+    binding = one(default, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == one(default, "ClusterRole")["metadata"]["name"]
+    service_account = one(default, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    pod = one(default, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == service_account["metadata"]["name"]
+
+
+def test_pod_runs_non_root_read_only_without_capabilities(default: Manifests) -> None:
+    pod = one(default, "Deployment")["spec"]["template"]["spec"]
+    context = container(default)["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert "limits" in container(default)["resources"] and "requests" in container(default)["resources"]
+    user = re.search(r"^USER (\d+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    assert user and int(user.group(1)) == pod["securityContext"]["runAsUser"], "the image's user"
+
+
+def test_crd_is_shipped_and_identical_to_the_generated_one(helm_template: Callable[..., Manifests]) -> None:
+    generated = REPO / "crds" / CRD_FILE
+    shipped = CHART / "crds" / CRD_FILE
+    assert shipped.read_bytes() == generated.read_bytes(), "regenerate, never edit, charts/vramgate/crds"
+    if shipped.is_symlink():
+        assert shipped.resolve() == generated.resolve()
+    rendered = helm_template(include_crds=True)
+    assert rendered[("CustomResourceDefinition", "llmdeployments.vramgate.dev")] == yaml.safe_load(
+        generated.read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["webhook.failurePolicy=Sometimes", "logFormat=xml", "metrics.port=70000", "namespaces={Not_A_Name}"],
+)
+def test_schema_rejects_bad_values(helm_binary: str, bad: str) -> None:
+    result = _helm(helm_binary, "template", RELEASE, str(CHART), "--set", bad, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+
+
+def test_values_schema_is_json_and_covers_the_main_values() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(values) <= set(schema["properties"]), "every value is described by the schema"
+
+
+def _instructions(path: Path) -> list[str]:
+    """The lines of a Dockerfile or .dockerignore without comments and blank lines."""
+    return [
+        line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+
+
+def test_dockerfile_is_pinned_non_root_and_runs_the_operator_module() -> None:
+    dockerfile = "\n".join(_instructions(REPO / "Dockerfile"))
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.MULTILINE)
+    assert base and re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base.group(1)), "pinned python:3.11 slim"
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert stages == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "multi-stage, both on the pinned base"
+    final_stage = dockerfile.split("\nFROM ")[-1]
+    assert re.search(r"^USER [1-9]\d*:[1-9]\d*$", final_stage, re.MULTILINE), "numeric non-root user"
+    assert "[test]" not in dockerfile and "gcc" not in final_stage and "apt-get" not in final_stage
+
+    entrypoint = re.search(r"^ENTRYPOINT (\[.*\])$", dockerfile, re.MULTILINE)
+    assert entrypoint and json.loads(entrypoint.group(1)) == ["python", "-m", "vramgate.operator"]
+    assert callable(vramgate.operator.run)
+    assert 'if __name__ == "__main__":' in Path(vramgate.operator.__file__).read_text()
+    assert vramgate.handlers.admission.validate_llmdeployment is not None
+
+    exposed = {
+        int(port) for line in re.findall(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE) for port in line.split()
+    }
+    defaults = OperatorConfig()
+    assert exposed == {defaults.webhook_port, defaults.metrics_port, defaults.liveness_port}
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    ignored = set(_instructions(REPO / ".dockerignore"))
+    assert {".venv", ".cache", ".git", "tests", "benchmarks"} <= ignored
+    assert "operator" not in ignored and "pyproject.toml" not in ignored
