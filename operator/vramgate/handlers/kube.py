@@ -15,11 +15,11 @@ import urllib3.exceptions
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from vramgate.spec import GROUP, PLURAL, VERSION
+from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 FIELD_MANAGER = "vramgate"
+READINESS_FIELD_MANAGER = "vramgate-readiness"
 APPLY_PATCH = "application/apply-patch+yaml"
-MERGE_PATCH = "application/merge-patch+json"
 RETRY_DELAY_SECONDS = 10
 # Conflicts, throttling and server-side failures pass; anything else is the request's own fault.
 _TRANSIENT_STATUSES = frozenset({409, 429})
@@ -92,9 +92,24 @@ def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict
     return _as_dict(found)
 
 
-def patch_llmdeployment_status(
-    api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]
+def apply_llmdeployment_status(
+    api: client.ApiClient, metadata: Mapping[str, Any], status: dict[str, Any], *, field_manager: str
 ) -> None:
+    """Server-side apply part of an LLMDeployment's status; conditions merge by type across managers."""
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+        "status": status,
+    }
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE_PATCH
+        GROUP,
+        VERSION,
+        metadata["namespace"],
+        PLURAL,
+        metadata["name"],
+        body,
+        field_manager=field_manager,
+        force=True,
+        _content_type=APPLY_PATCH,
     )

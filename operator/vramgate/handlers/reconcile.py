@@ -42,14 +42,19 @@ def apply_generated(api: client.ApiClient, owner: Mapping[str, Any], decision: D
     return kube.apply(api, manifests.deployment(owner, decision.spec, decision.plan))
 
 
+def _write_status(api: client.ApiClient, metadata: Mapping[str, Any], new: dict[str, Any]) -> None:
+    kube.apply_llmdeployment_status(api, metadata, new, field_manager=kube.FIELD_MANAGER)
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile_llmdeployment(
-    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """Size, apply, report. Retries transient API errors; records permanent ones as phase Failed."""
     started = time.monotonic()
+    api = api_client(memo)
     owner: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -59,28 +64,35 @@ def reconcile_llmdeployment(
     previous = body.get("status") or {}
     generation = meta.get("generation")
     decision = decide(owner)
-    outcome = metrics.outcome(decision.allowed, decision.field)
-    metrics.PLANS.labels(source="reconcile", outcome=outcome).inc()
+    metrics.PLANS.labels(source="reconcile", outcome=metrics.outcome(decision.allowed, decision.field)).inc()
     try:
         if not decision.allowed:
-            patch["status"] = status.rejected_status(
-                decision, previous=previous, generation=generation, now=now()
+            _write_status(
+                api,
+                meta,
+                status.rejected_status(decision, previous=previous, generation=generation, now=now()),
             )
-            kopf.warn(body, reason="Rejected", message=decision.message)
+            if previous.get("observedGeneration") != generation or previous.get("phase") != "Rejected":
+                kopf.warn(body, reason="Rejected", message=decision.message)
             return
-        try:
-            deployment = apply_generated(api_client(memo), owner, decision)
-        except kube.CALL_ERRORS as error:
-            failure = kube.api_error("applying the Deployment and Service", error)
-            if isinstance(failure, kopf.PermanentError):
-                patch["status"] = status.failed_status(str(failure), generation=generation)
-                kopf.warn(body, reason="Failed", message=str(failure))
-            raise failure from error
-        patch["status"] = status.deployed_status(
-            decision, deployment, previous=previous, generation=generation, now=now()
+        deployment = apply_generated(api, owner, decision)
+        new_status = status.deployed_status(
+            decision, deployment["metadata"]["name"], previous=previous, generation=generation, now=now()
         )
+        _write_status(api, meta, new_status)
         if previous.get("observedGeneration") != generation or previous.get("phase") != "Deployed":
             kopf.info(body, reason="Deployed", message=decision.message)
+    except kube.CALL_ERRORS as error:
+        failure = kube.api_error("applying the Deployment, Service and status", error)
+        if isinstance(failure, kopf.PermanentError):
+            kopf.warn(body, reason="Failed", message=str(failure))
+            try:
+                _write_status(
+                    api, meta, status.failed_status(str(failure), previous=previous, generation=generation)
+                )
+            except kube.CALL_ERRORS as status_error:
+                logger.error(f"Could not record the failure in the status: {status_error}")
+        raise failure from error
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
@@ -102,66 +114,46 @@ def watch_generated_deployment(
     type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """Re-apply the owner's plan when its Deployment is deleted or its spec changes (a new generation:
-    ours re-applied is a no-op); copy its availability to the owner's Ready condition when it changes."""
+    ours re-applied is a no-op); carry its availability to the owner's Ready condition when it changes."""
     reference = _controller(body)
     if reference is None:
         return
     generation = body.get("metadata", {}).get("generation")
-    ready = status.readiness(body) if type != "DELETED" else status.readiness(None)
-    drifted = type == "DELETED" or memo.get("applied_generation") != generation
-    if not drifted and memo.get("ready") == ready:
+    stored: Mapping[str, Any] | None = None if type == "DELETED" else body
+    drifted = stored is None or memo.get("applied_generation") != generation
+    if not drifted and memo.get("readiness") == status.readiness(stored):
         return
     api = api_client(memo)
-    namespace = body["metadata"]["namespace"]
+    namespace, name = body["metadata"]["namespace"], reference["name"]
     try:
-        owner = kube.read_llmdeployment(api, namespace, reference["name"])
+        owner = kube.read_llmdeployment(api, namespace, name)
         if (
             owner is None
             or owner["metadata"]["uid"] != reference["uid"]
             or owner["metadata"].get("deletionTimestamp")
         ):
             return  # the owner is going: the garbage collector takes its objects too
-        stored: Mapping[str, Any] | None = body if type != "DELETED" else None
         if drifted:
             decision = decide(owner)
             if decision.allowed:  # a Rejected spec keeps what runs, as it is
                 stored = apply_generated(api, owner, decision)
                 if stored["metadata"].get("generation") != generation or type == "DELETED":
-                    logger.info(f"Put back the Deployment of {namespace}/{reference['name']} as planned.")
+                    logger.info(f"Put the Deployment of {namespace}/{name} back as planned.")
                     kopf.info(
                         kopf.Body(cast(kopf.RawBody, owner)),
                         reason="Repaired",
-                        message="the Deployment was changed or deleted by hand; reapplied the plan",
+                        message="its Deployment was changed or deleted by hand; the plan is applied again",
                     )
             memo["applied_generation"] = (stored or {}).get("metadata", {}).get("generation")
-        ready = status.readiness(stored)
-        _update_ready_condition(api, owner, ready)
-        memo["ready"] = ready
+        ready = status.ready_condition(
+            stored,
+            previous=owner.get("status") or {},
+            generation=owner["metadata"].get("generation"),
+            now=now(),
+        )
+        kube.apply_llmdeployment_status(
+            api, owner["metadata"], {"conditions": [ready]}, field_manager=kube.READINESS_FIELD_MANAGER
+        )
+        memo["readiness"] = status.readiness(stored)
     except kube.CALL_ERRORS as error:
-        raise kube.api_error(f"repairing the Deployment of {namespace}/{reference['name']}", error) from error
-
-
-def _update_ready_condition(
-    api: client.ApiClient, owner: Mapping[str, Any], ready: tuple[bool, str, str]
-) -> None:
-    """Patch the owner's Ready condition, only when it differs (status writes wake every watcher)."""
-    previous = (owner.get("status") or {}).get("conditions") or []
-    is_ready, reason, message = ready
-    new = status.condition(
-        previous,
-        status.READY,
-        is_ready,
-        reason,
-        message,
-        generation=owner["metadata"].get("generation"),
-        now=now(),
-    )
-    if any(
-        c.get("type") == status.READY and {**c, "lastTransitionTime": ""} == {**new, "lastTransitionTime": ""}
-        for c in previous
-    ):
-        return
-    metadata = owner["metadata"]
-    kube.patch_llmdeployment_status(
-        api, metadata["namespace"], metadata["name"], {"conditions": status.with_condition(previous, new)}
-    )
+        raise kube.api_error(f"repairing the Deployment of {namespace}/{name}", error) from error

@@ -1,7 +1,9 @@
 """The LLMDeployment status block, computed from a decision and the Deployment (pure functions).
 
-Conditions keep their lastTransitionTime while their status holds, and nothing here reads the clock
-(`now` comes in), so the same inputs give the same status: reconciling twice writes nothing new.
+Two writers share the status, each server-side applying only its own part: the reconciler owns phase,
+message, plan and the Planned condition; the Deployment watch owns the Ready condition. Conditions keep
+their lastTransitionTime while their status holds, and nothing here reads the clock (`now` comes in),
+so the same inputs give the same status: reconciling twice writes nothing new.
 """
 
 from __future__ import annotations
@@ -41,12 +43,6 @@ def condition(
     }
 
 
-def with_condition(previous: Sequence[Mapping[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
-    """The conditions with `new` replacing the one of its type, in a stable order."""
-    others = [dict(c) for c in previous if c.get("type") != new["type"]]
-    return sorted([*others, new], key=lambda c: str(c.get("type")))
-
-
 def readiness(deployment: Mapping[str, Any] | None) -> tuple[bool, str, str]:
     """(ready, reason, message) of a Deployment: all its replicas of the current spec available."""
     if deployment is None:
@@ -82,32 +78,31 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     return summary.model_dump(mode="json", by_alias=True)
 
 
+def _carried(previous: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """What a status write keeps from the last one: server-side apply drops fields a manager omits."""
+    return {key: previous[key] for key in keys if key in previous}
+
+
+def _planned_condition(previous: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(c) for c in previous.get("conditions") or [] if c.get("type") == PLANNED]
+
+
 def deployed_status(
-    decision: Decision,
-    deployment: Mapping[str, Any],
-    *,
-    previous: Mapping[str, Any],
-    generation: int | None,
-    now: str,
+    decision: Decision, deployment_name: str, *, previous: Mapping[str, Any], generation: int | None, now: str
 ) -> dict[str, Any]:
-    """Status after the Deployment and Service were applied for a fitting plan."""
+    """Status after the Deployment and Service were applied for a fitting plan (Ready is not ours to
+    write here: the Deployment watch owns it)."""
     assert decision.plan is not None, "only a sized decision is deployed"
-    conditions = previous.get("conditions") or []
-    ready, reason, message = readiness(deployment)
-    conditions = with_condition(
-        conditions,
-        condition(conditions, PLANNED, True, "Fits", decision.message, generation=generation, now=now),
-    )
-    conditions = with_condition(
-        conditions, condition(conditions, READY, ready, reason, message, generation=generation, now=now)
+    planned = condition(
+        _planned_condition(previous), PLANNED, True, "Fits", decision.message, generation=generation, now=now
     )
     return {
         "phase": Phase.DEPLOYED.value,
         "message": decision.message,
         "observedGeneration": generation,
         "plan": plan_summary(decision.plan),
-        "deployment": deployment["metadata"]["name"],
-        "conditions": conditions,
+        "deployment": deployment_name,
+        "conditions": [planned],
     }
 
 
@@ -115,18 +110,36 @@ def rejected_status(
     decision: Decision, *, previous: Mapping[str, Any], generation: int | None, now: str
 ) -> dict[str, Any]:
     """Status of a stored spec that does not fit (or no longer does): the plan and Deployment in force,
-    if any, stay as they are; only the phase, message and Planned condition say why."""
+    if any, stay as they are; the phase, message and Planned condition say why."""
     reason = "InvalidSpec" if decision.field is not None else "DoesNotFit"
-    conditions = previous.get("conditions") or []
-    planned = condition(conditions, PLANNED, False, reason, decision.message, generation=generation, now=now)
+    planned = condition(
+        _planned_condition(previous), PLANNED, False, reason, decision.message, generation=generation, now=now
+    )
     return {
+        **_carried(previous, "plan", "deployment"),
         "phase": Phase.REJECTED.value,
         "message": decision.message,
         "observedGeneration": generation,
-        "conditions": with_condition(conditions, planned),
+        "conditions": [planned],
     }
 
 
-def failed_status(message: str, *, generation: int | None) -> dict[str, Any]:
+def failed_status(message: str, *, previous: Mapping[str, Any], generation: int | None) -> dict[str, Any]:
     """Status after an error retrying cannot fix (the API server refused the generated objects)."""
-    return {"phase": Phase.FAILED.value, "message": message, "observedGeneration": generation}
+    return {
+        **_carried(previous, "plan", "deployment"),
+        "phase": Phase.FAILED.value,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": _planned_condition(previous),
+    }
+
+
+def ready_condition(
+    deployment: Mapping[str, Any] | None, *, previous: Mapping[str, Any], generation: int | None, now: str
+) -> dict[str, Any]:
+    """The Ready condition for the Deployment's availability."""
+    ready, reason, message = readiness(deployment)
+    return condition(
+        previous.get("conditions") or [], READY, ready, reason, message, generation=generation, now=now
+    )

@@ -1,0 +1,370 @@
+"""The operator end to end on a real API server: the CRD, the webhook's refusals as kubectl prints
+them, the generated Deployment, repairs, cascading deletion, restarts and GPU scheduling.
+
+One operator process serves the whole module (``python -m vramgate.operator``, the webhook in local
+mode); each test works in a namespace of its own. Expected engine arguments come from ``decide()`` on
+the same example file, so these tests pin the wiring, and the unit tests pin the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from support.kubectl import kubectl
+from support.wait import wait_for
+from vramgate.crd import CRD_NAME
+from vramgate.decision import decide
+from vramgate.testing.controlplane import free_loopback_ports
+from vramgate.testing.gpunodes import register_gpu_node
+
+pytestmark = pytest.mark.e2e
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+EXAMPLES = REPOSITORY / "examples"
+CRD_FILE = REPOSITORY / "crds" / f"{CRD_NAME}.yaml"
+FALCON = EXAMPLES / "falcon-7b-a10g.yaml"
+LLAMA_70B = EXAMPLES / "llama-3.1-70b-too-big.yaml"
+WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
+# Where the API server can reach the operator's webhook (kind: the Docker network gateway).
+WEBHOOK_HOST = os.environ.get("VRAMGATE_TEST_WEBHOOK_HOST", "127.0.0.1")
+STOP_TIMEOUT_SECONDS = 20
+CONVERGE_SECONDS = 60
+# The garbage collector learns about a new kind of owner on its periodic discovery.
+GARBAGE_COLLECTION_SECONDS = 120
+
+
+class OperatorProcess:
+    """The operator as a child process, as users run it; restartable, with its log kept for failures."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
+        webhook_port, metrics_port, liveness_port = free_loopback_ports(3)
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.webhook_port = webhook_port
+        self.liveness_url = f"http://127.0.0.1:{liveness_port}/healthz"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "VRAMGATE_WEBHOOK_MODE": "local",
+            "VRAMGATE_WEBHOOK_HOST": WEBHOOK_HOST,
+            "VRAMGATE_WEBHOOK_PORT": str(webhook_port),
+            "VRAMGATE_METRICS_PORT": str(metrics_port),
+            "VRAMGATE_LIVENESS_PORT": str(liveness_port),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vramgate.operator"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self._serving, timeout=60, message="the operator serving and registering its webhook")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM: kopf finishes and removes its webhook; SIGKILL: a crash, the webhook stays."""
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def _serving(self) -> bool:
+        """This process is live, and the webhook configuration points at its port (a crashed
+        predecessor on the same port leaves a configuration that looks just as right)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(self.liveness_url, timeout=2) as response:
+                if response.status != 200:
+                    return False
+        except OSError:
+            return False
+        result = kubectl(
+            "get", "validatingwebhookconfiguration", "vramgate.dev", "-o", "json",
+            kubeconfig=self.kubeconfig, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return False
+        webhooks = json.loads(result.stdout).get("webhooks") or []
+        return any(f":{self.webhook_port}/" in hook["clientConfig"].get("url", "") for hook in webhooks)
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The CRD installed and established, and the operator running with its webhook registered."""
+    kubectl("apply", "--server-side", "-f", str(CRD_FILE), kubeconfig=kubeconfig)
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", kubeconfig=kubeconfig)
+    running = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        print(f"--- operator log (tail) ---\n{running.log_tail()}")  # shown when a test failed
+
+
+def example(path: Path, namespace: str) -> dict[str, Any]:
+    """An example as the API server sees it: in the test's namespace."""
+    resource: dict[str, Any] = yaml.safe_load(path.read_text())
+    resource["metadata"]["namespace"] = namespace
+    return resource
+
+
+def get_json(kubeconfig: Path, *args: str) -> dict[str, Any] | None:
+    result = kubectl("get", *args, "-o", "json", kubeconfig=kubeconfig, check=False)
+    if result.returncode != 0:
+        assert "NotFound" in result.stderr, result.stderr
+        return None
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def server_args(kubeconfig: Path, namespace: str, name: str) -> list[str] | None:
+    deployment = get_json(kubeconfig, "deployment", name, "-n", namespace)
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"] if deployment else None
+
+
+def expected_args(resource: dict[str, Any]) -> list[str]:
+    decision = decide(resource)
+    assert decision.plan is not None and decision.allowed, decision.message
+    return decision.plan.engine_args["vllm"]
+
+
+def deploy_falcon(kubeconfig: Path, namespace: str) -> dict[str, Any]:
+    """Apply the Falcon example and wait for its Deployment; returns the Deployment."""
+    kubectl("apply", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig)
+    return wait_for(
+        lambda: get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace),
+        timeout=CONVERGE_SECONDS,
+        message="the falcon-7b Deployment",
+    )
+
+
+def test_fitting_example_becomes_a_deployment_with_the_planned_arguments(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    deployment = deploy_falcon(kubeconfig, namespace)
+    llmd = get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace)
+    assert llmd is not None
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    planned = expected_args(example(FALCON, namespace))
+    assert container["args"][: len(planned)] == planned
+    assert "--tensor-parallel-size=1" in planned
+    assert any(arg.startswith("--max-num-seqs=") for arg in planned)
+    assert any(arg.startswith("--gpu-memory-utilization=") for arg in planned)
+    assert "--model=tiiuae/falcon-7b" in planned
+    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] in (1, "1")
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A10G"}
+    [owner] = deployment["metadata"]["ownerReferences"]
+    assert owner == {
+        "apiVersion": "vramgate.dev/v1alpha1",
+        "kind": "LLMDeployment",
+        "name": "falcon-7b",
+        "uid": llmd["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    service = get_json(kubeconfig, "service", "falcon-7b", "-n", namespace)
+    assert service is not None and service["spec"]["ports"][0]["port"] == 8000
+
+    def status_with_both_conditions() -> dict[str, Any] | None:
+        status = (get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) or {}).get("status") or {}
+        return status if len(status.get("conditions", [])) == 2 else None
+
+    status = wait_for(status_with_both_conditions, message="the Planned and Ready conditions")
+    assert status["phase"] == "Deployed"
+    assert status["observedGeneration"] == llmd["metadata"]["generation"]
+    assert status["plan"]["gpuType"] == "A10G"
+    # No kubelet runs pods here, so the server never becomes available.
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Planned": "True", "Ready": "False"}
+    table = kubectl("get", "llmd", "-n", namespace, kubeconfig=kubeconfig).stdout
+    assert "tiiuae/falcon-7b" in table and "A10G" in table and "Deployed" in table
+
+
+def test_refused_example_is_not_stored_and_kubectl_shows_why(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    result = kubectl("apply", "-n", namespace, "-f", str(LLAMA_70B), kubeconfig=kubeconfig, check=False)
+
+    assert result.returncode != 0
+    message = decide(example(LLAMA_70B, namespace)).message
+    assert message.startswith(f"LLMDeployment {namespace}/llama-3-1-70b refused: ")
+    assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}' in result.stderr
+    assert get_json(kubeconfig, "llmd", "llama-3-1-70b", "-n", namespace) is None
+
+
+def test_unknown_model_is_refused_with_its_field_path(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    resource = example(FALCON, namespace)
+    resource["spec"]["model"]["name"] = "tiiuae/falcon-8b"
+    result = kubectl("apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False)
+
+    assert result.returncode != 0
+    assert "denied the request: LLMDeployment " in result.stderr
+    assert "refused: spec.model.name: 'tiiuae/falcon-8b' is not in the catalog" in result.stderr
+
+
+def test_schema_rules_refuse_a_model_with_both_name_and_architecture(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    resource = example(FALCON, namespace)
+    resource["spec"]["model"]["architecture"] = {
+        "layers": 2, "hiddenSize": 64, "attentionHeads": 4, "kvHeads": 4, "vocabSize": 100,
+        "intermediateSize": 64,
+    }  # fmt: skip
+    result = kubectl("apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False)
+
+    assert result.returncode != 0
+    assert "set exactly one of name (a catalog id) and architecture" in result.stderr
+
+
+def test_server_dry_run_of_a_fitting_example_stores_nothing(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig)
+
+    assert "created (server dry run)" in result.stdout
+    assert get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) is None
+
+
+def test_changing_concurrency_changes_max_num_seqs(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_falcon(kubeconfig, namespace)
+    resource = example(FALCON, namespace)
+    resource["spec"]["workload"]["concurrency"] = 20
+    wanted = expected_args(resource)
+    assert wanted != expected_args(example(FALCON, namespace))
+
+    kubectl("apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource))
+
+    wait_for(
+        lambda: (server_args(kubeconfig, namespace, "falcon-7b") or [])[: len(wanted)] == wanted,
+        timeout=CONVERGE_SECONDS,
+        message=f"arguments {wanted}",
+    )
+
+
+def test_deployment_edited_or_deleted_by_hand_is_put_back(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    original = deploy_falcon(kubeconfig, namespace)
+    planned = original["spec"]["template"]["spec"]["containers"][0]["args"]
+    edit = {
+        "spec": {"template": {"spec": {"containers": [{"name": "server", "args": ["--max-num-seqs=999"]}]}}}
+    }
+    kubectl(
+        "patch", "deployment", "falcon-7b", "-n", namespace, "-p", json.dumps(edit), kubeconfig=kubeconfig
+    )
+
+    wait_for(
+        lambda: server_args(kubeconfig, namespace, "falcon-7b") == planned,
+        timeout=CONVERGE_SECONDS,
+        message="the planned arguments back",
+    )
+
+    kubectl("delete", "deployment", "falcon-7b", "-n", namespace, kubeconfig=kubeconfig)
+
+    recreated = wait_for(
+        lambda: get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace),
+        timeout=CONVERGE_SECONDS,
+        message="the Deployment recreated",
+    )
+    assert recreated["metadata"]["uid"] != original["metadata"]["uid"]
+    assert recreated["spec"]["template"]["spec"]["containers"][0]["args"] == planned
+
+
+def test_operator_restarts_converge_to_one_deployment(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_falcon(kubeconfig, namespace)
+    operator.stop(signal.SIGKILL)  # a crash: nothing cleaned up, the webhook stays registered
+    operator.start()
+    operator.stop()  # a clean stop: kopf removes its webhook, so this apply is not checked at all
+    resource = example(FALCON, namespace)
+    resource["metadata"]["name"] = "falcon-7b-second"
+    wait_for(
+        lambda: kubectl(
+            "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False
+        ).returncode == 0,
+        timeout=CONVERGE_SECONDS,
+        message="the API server noticing the webhook is gone",
+    )  # fmt: skip
+    operator.start()
+
+    wait_for(
+        lambda: get_json(kubeconfig, "deployment", "falcon-7b-second", "-n", namespace),
+        timeout=CONVERGE_SECONDS,
+        message="the Deployment of the resource created while the operator was down",
+    )
+    deployments = get_json(kubeconfig, "deployments", "-n", namespace)
+    assert deployments is not None
+    assert sorted(d["metadata"]["name"] for d in deployments["items"]) == ["falcon-7b", "falcon-7b-second"]
+    planned = expected_args(example(FALCON, namespace))
+    for deployment in deployments["items"]:
+        assert len(deployment["metadata"]["ownerReferences"]) == 1
+        assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][: len(planned)] == planned
+
+
+def test_pod_is_scheduled_on_the_planned_gpu_type(
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient, operator: OperatorProcess
+) -> None:
+    suffix = secrets.token_hex(3)
+    a10g, l4 = f"gpu-a10g-{suffix}", f"gpu-l4-{suffix}"
+    register_gpu_node(api_client, a10g, product="NVIDIA-A10G", memory_mib=23028)
+    register_gpu_node(api_client, l4, product="NVIDIA-L4", memory_mib=23034)
+    try:
+        deploy_falcon(kubeconfig, namespace)
+
+        def bound_node() -> str | None:
+            pods = get_json(kubeconfig, "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=falcon-7b")
+            nodes = [pod["spec"].get("nodeName") for pod in (pods or {}).get("items", [])]
+            return nodes[0] if nodes and nodes[0] else None
+
+        assert wait_for(bound_node, timeout=CONVERGE_SECONDS, message="the pod bound to a node") == a10g
+    finally:
+        client.CoreV1Api(api_client).delete_node(a10g)
+        client.CoreV1Api(api_client).delete_node(l4)
+
+
+def test_deleting_the_llmdeployment_deletes_what_it_generated(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_falcon(kubeconfig, namespace)
+
+    kubectl("delete", "llmd", "falcon-7b", "-n", namespace, kubeconfig=kubeconfig)
+
+    wait_for(
+        lambda: (
+            get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace) is None
+            and get_json(kubeconfig, "service", "falcon-7b", "-n", namespace) is None
+        ),
+        timeout=GARBAGE_COLLECTION_SECONDS,
+        message="the garbage collector deleting the Deployment and Service",
+    )
