@@ -21,7 +21,12 @@ CATEGORIES = ["vramgate", "ai"]
 PRINTER_COLUMNS = [
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name", "description": "Catalog id."},
     {"name": "GPU", "type": "string", "jsonPath": ".status.plan.gpuType", "description": "GPU type."},
-    {"name": "Count", "type": "integer", "jsonPath": ".status.plan.gpuCount", "description": "GPUs per replica."},
+    {
+        "name": "Count",
+        "type": "integer",
+        "jsonPath": ".status.plan.gpuCount",
+        "description": "GPUs per replica.",
+    },
     {
         "name": "Fraction",
         "type": "number",
@@ -58,7 +63,7 @@ def openapi_schema() -> dict[str, Any]:
     properties = structural["properties"]
     for name in ("apiVersion", "kind"):  # their values are the API server's to check, not an enum's
         properties[name] = {"description": properties[name]["description"], "type": "string"}
-    properties["metadata"] = {"type": "object"}
+    properties["metadata"] = {"description": "Standard object metadata.", "type": "object"}
     return structural
 
 

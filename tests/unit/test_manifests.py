@@ -1,0 +1,122 @@
+"""The generated Deployment and Service: the plan's arguments, GPU scheduling, ownership, probes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vramgate.decision import decide
+from vramgate.manifests import PLAN_ANNOTATION, deployment, service
+
+OWNER_UID = "0c0ffee0-0000-4000-8000-000000000001"
+
+
+def resource(spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "vramgate.dev/v1alpha1",
+        "kind": "LLMDeployment",
+        "metadata": {"name": "falcon", "namespace": "team-a", "uid": OWNER_UID},
+        "spec": spec,
+    }
+
+
+FALCON = {
+    "model": {"name": "tiiuae/falcon-7b", "precision": "fp16"},
+    "workload": {"maxSequenceLength": 1000, "concurrency": 100},
+    "gpu": {"type": "A10G"},
+    "runtime": {"extraArgs": ["--enable-prefix-caching"], "env": [{"name": "HF_HOME", "value": "/cache"}]},
+}
+
+
+def generate(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    owner = resource(spec)
+    decision = decide(owner)
+    assert decision.allowed and decision.spec is not None and decision.plan is not None, decision.message
+    return (
+        deployment(owner, decision.spec, decision.plan),
+        service(owner, decision.spec),
+        decision.plan.model_dump(mode="json", by_alias=True),
+    )
+
+
+def test_container_runs_the_plans_arguments_then_port_then_extra_args() -> None:
+    generated, _, plan = generate(FALCON)
+    container = generated["spec"]["template"]["spec"]["containers"][0]
+
+    assert container["args"] == [*plan["engineArgs"]["vllm"], "--port=8000", "--enable-prefix-caching"]
+    assert container["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert container["image"] == "vllm/vllm-openai:v0.11.0"
+    assert container["env"] == [{"name": "HF_HOME", "value": "/cache"}]
+
+
+def test_gpus_are_requested_and_the_pod_is_pinned_to_the_planned_product() -> None:
+    generated, _, _ = generate(FALCON)
+    pod = generated["spec"]["template"]["spec"]
+
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A10G"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "volumes" not in pod, "one GPU needs no shared memory for NCCL"
+
+
+def test_tensor_parallel_pods_get_a_memory_backed_dev_shm() -> None:
+    tgi = {
+        "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
+        "workload": {"maxSequenceLength": 4096, "concurrency": 8},
+        "gpu": {"type": "L4", "count": 2},
+        "runtime": {"engine": "tgi", "resources": {"limits": {"memory": "32Gi"}}},
+    }
+    generated, _, _ = generate(tgi)
+    pod = generated["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    assert container["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
+    assert container["resources"]["limits"] == {"memory": "32Gi", "nvidia.com/gpu": 2}
+    assert "--num-shard=2" in container["args"] and "--port=80" in container["args"]
+    assert "command" not in container, "the TGI image's entrypoint is the launcher"
+
+
+def test_sglang_listens_on_all_interfaces_on_its_port_and_is_probed_there() -> None:
+    sglang = {**FALCON, "runtime": {"engine": "sglang"}}
+    generated, svc, _ = generate(sglang)
+    container = generated["spec"]["template"]["spec"]["containers"][0]
+
+    assert "--host=0.0.0.0" in container["args"] and "--port=30000" in container["args"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 30000, "protocol": "TCP"}]
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 30000, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_generated_objects_are_owned_by_the_llmdeployment_and_labelled() -> None:
+    generated, svc, _ = generate(FALCON)
+    for manifest in (generated, svc):
+        metadata = manifest["metadata"]
+        assert metadata["ownerReferences"] == [
+            {
+                "apiVersion": "vramgate.dev/v1alpha1",
+                "kind": "LLMDeployment",
+                "name": "falcon",
+                "uid": OWNER_UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert metadata["labels"]["app.kubernetes.io/managed-by"] == "vramgate"
+        assert metadata["labels"]["app.kubernetes.io/instance"] == "falcon"
+    selector = generated["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= generated["spec"]["template"]["metadata"]["labels"].items()
+    assert svc["spec"]["selector"] == selector
+
+
+def test_the_plan_rides_along_as_compact_json() -> None:
+    generated, _, plan = generate(FALCON)
+    annotation = generated["metadata"]["annotations"][PLAN_ANNOTATION]
+
+    assert " " not in annotation.replace(" x ", "")  # compact separators
+    stored = json.loads(annotation)
+    assert stored["maxBatch"] == plan["maxBatch"] and "alternatives" not in stored
+
+
+def test_generation_is_deterministic_so_reapplying_changes_nothing() -> None:
+    assert generate(FALCON) == generate(FALCON)

@@ -1,0 +1,110 @@
+"""Spec parsing: camelCase fields, errors with the resource's field path, the plan request it makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from vramgate.sizing import Engine, Precision
+from vramgate.spec import SpecError, check_extra_args, parse_spec, to_plan_request
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": {"name": "tiiuae/falcon-7b", "precision": "fp16"},
+        "workload": {"maxSequenceLength": 1000, "concurrency": 100},
+        "gpu": {"type": "A10G"},
+        "runtime": {"image": "vllm/vllm-openai:v0.11.0"},
+    }
+    return {**base, **overrides}
+
+
+def field_of(raw: Any) -> str:
+    with pytest.raises(SpecError) as error:
+        to_plan_request(parse_spec(raw))
+    return error.value.field
+
+
+def test_a_valid_spec_becomes_the_plan_request() -> None:
+    request = to_plan_request(parse_spec(spec()))
+
+    assert request.model.name == "tiiuae/falcon-7b"
+    assert request.model_source == "tiiuae/falcon-7b"
+    assert request.precision is Precision.FP16
+    assert (request.max_seq_len, request.concurrency) == (1000, 100)
+    assert request.gpu is not None and request.gpu.name == "A10G"
+    assert request.engine is Engine.VLLM
+
+
+def test_the_image_tag_is_the_engine_version_unless_one_is_given() -> None:
+    assert to_plan_request(parse_spec(spec())).engine_version == "v0.11.0"
+    pinned = spec(runtime={"image": "registry:5000/vllm@sha256:abc", "engineVersion": "0.10.2"})
+    assert to_plan_request(parse_spec(pinned)).engine_version == "0.10.2"
+    assert to_plan_request(parse_spec(spec(runtime={"image": "registry:5000/vllm"}))).engine_version is None
+
+
+def test_source_defaults_to_the_model_name() -> None:
+    assert parse_spec(spec()).model_source == "tiiuae/falcon-7b"
+    custom = spec(model={"name": "tiiuae/falcon-7b", "source": "s3://models/falcon"})
+    assert to_plan_request(parse_spec(custom)).model_source == "s3://models/falcon"
+
+
+def test_errors_name_the_field_path() -> None:
+    assert (
+        field_of(spec(workload={"maxSequenceLength": 0, "concurrency": 1}))
+        == "spec.workload.maxSequenceLength"
+    )
+    assert field_of(spec(model={"name": "nobody/nothing-7b"})) == "spec.model.name"
+    assert field_of(spec(gpu={"type": "A10X"})) == "spec.gpu.type"
+    assert (
+        field_of(spec(workload={"maxSequenceLength": 100, "concurrency": 1, "qps": 3})) == "spec.workload.qps"
+    )
+    assert field_of(spec(runtime={"env": [{"value": "x"}]})) == "spec.runtime.env[0].name"
+    assert field_of(None) == "spec"
+
+
+def test_an_unknown_model_is_explained_with_the_resource_remedy() -> None:
+    with pytest.raises(SpecError) as error:
+        to_plan_request(parse_spec(spec(model={"name": "falcon-7b"})))
+    assert "did you mean tiiuae/falcon-7b" in error.value.message
+    assert "config.json" not in error.value.message
+    assert "spec.model.architecture" in error.value.message
+
+
+def test_exactly_one_of_name_and_architecture() -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec(model={}))
+    assert (error.value.field, error.value.message) == (
+        "spec.model",
+        "set exactly one of name (a catalog id) and architecture (an inline shape)",
+    )
+
+
+INLINE = {
+    "layers": 32, "hiddenSize": 4096, "attentionHeads": 32, "kvHeads": 8,
+    "vocabSize": 128256, "intermediateSize": 14336,
+}  # fmt: skip
+
+
+def test_an_inline_architecture_is_sized_as_the_catalog_model_it_mirrors() -> None:
+    inline = spec(model={"architecture": INLINE, "source": "/models/my-llama"}, gpu={})
+    request = to_plan_request(parse_spec(inline))
+    assert request.model.name == "/models/my-llama"
+    assert request.model.num_kv_heads == 8 and request.model.head_dim == 128
+
+
+def test_a_malformed_inline_architecture_is_refused_with_its_path() -> None:
+    uneven = spec(model={"architecture": {**INLINE, "kvHeads": 5}, "source": "/models/x"})
+    with pytest.raises(SpecError) as error:
+        parse_spec(uneven)
+    assert error.value.field == "spec.model.architecture"
+    assert "multiple of kvHeads" in error.value.message
+    assert field_of(spec(model={"architecture": INLINE})) == "spec.model"  # no source
+
+
+def test_extra_args_may_not_override_planned_flags() -> None:
+    parsed = parse_spec(spec(runtime={"extraArgs": ["--enable-prefix-caching", "--max-num-seqs=512"]}))
+    with pytest.raises(SpecError) as error:
+        check_extra_args(parsed, ["--model=x", "--max-num-seqs=126"])
+    assert error.value.field == "spec.runtime.extraArgs[1]"
