@@ -63,7 +63,7 @@ def openapi_schema() -> dict[str, Any]:
     properties = structural["properties"]
     for name in ("apiVersion", "kind"):  # their values are the API server's to check, not an enum's
         properties[name] = {"description": properties[name]["description"], "type": "string"}
-    properties["metadata"] = {"description": "Standard object metadata.", "type": "object"}
+    properties["metadata"] = {"type": "object"}  # the API server allows nothing more here
     return structural
 
 

@@ -39,7 +39,7 @@ def test_every_field_has_a_description_for_kubectl_explain() -> None:
         for path, node in nodes(openapi_schema())
         if "description" not in node and not (path.endswith("[]") and node["type"] == "string")
     ]
-    assert undocumented == []
+    assert undocumented == [".metadata"]  # Kubernetes' own, and the API server forbids more than its type
 
 
 def test_bounds_enums_and_free_form_fields() -> None:
