@@ -427,7 +427,6 @@ _SIZING_FIELD_PATHS = {
     "max-seq-len": "spec.workload.maxSequenceLength",
     "precision": "spec.model.precision",
 }
-_CLI_REMEDY = re.compile(r" \(give a path to its config\.json[^)]*\)$")
 # Flags of each engine the plan computes, as they appear in `Plan.engine_args`, refused in extraArgs.
 _FLAG = re.compile(r"^(--[A-Za-z0-9-]+)")
 
@@ -498,10 +497,11 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
 
 def sizing_error_to_spec_error(error: SizingError) -> SpecError:
     """The same error, with the resource's field path instead of the sizing core's flag name, and the
-    resource's remedy for an unknown model instead of the CLI's (a path to a config.json)."""
+    resource's remedy for an unknown model."""
     if error.field == "model":
-        known = _CLI_REMEDY.sub("", error.message)
-        return SpecError("spec.model.name", f"{known} (set spec.model.architecture for a model it lacks)")
+        return SpecError(
+            "spec.model.name", f"{error.message} (set spec.model.architecture for a model it lacks)"
+        )
     return SpecError(_SIZING_FIELD_PATHS.get(error.field, "spec"), error.message)
 
 

@@ -103,11 +103,7 @@ def find_model(model_id: str) -> CatalogModel:
     found = catalog.get(model_id.lower())
     if found is None:
         known = [model.id for model in catalog.values()]
-        raise SizingError(
-            "model",
-            f"{model_id!r} is not in the catalog{_did_you_mean(model_id, known)} "
-            "(give a path to its config.json, or an explicit architecture)",
-        )
+        raise SizingError("model", f"{model_id!r} is not in the catalog{_did_you_mean(model_id, known)}")
     return found
 
 
@@ -134,7 +130,10 @@ def load_model(model: str) -> ModelArchitecture:
         return architecture_from_config(
             config, _name_for_path(config_path, config), parameters, str(config_path)
         )
-    return find_model(model).architecture()
+    try:
+        return find_model(model).architecture()
+    except SizingError as exc:
+        raise SizingError(exc.field, f"{exc.message} (or give a path to its config.json)") from None
 
 
 def _name_for_path(path: Path, config: dict[str, Any]) -> str:
