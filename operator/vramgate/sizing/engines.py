@@ -169,6 +169,7 @@ class VllmGeneration:
     v0_engine: bool
     sampler_bytes_per_logit: float
     cuda_graphs_inside_fraction: bool
+    hybrid_kv_cache: bool  # sliding-window layers keep only their window (the hybrid allocator, 0.10+)
     description: str
 
 
@@ -179,7 +180,8 @@ VLLM_GENERATIONS = (
         True,
         38.4,
         False,
-        "V0 engine: PyTorch sort for top-k/top-p, no chunked prefill to 32K",
+        False,
+        "V0 engine: PyTorch sort for top-k/top-p, no chunked prefill",
     ),
     VllmGeneration(
         "v1-flashinfer-sampler",
@@ -187,7 +189,17 @@ VLLM_GENERATIONS = (
         False,
         10.0,
         False,
-        "V1 engine sampling with FlashInfer (default when installed, as in the image, until 0.11.1)",
+        False,
+        "V1 sampling with FlashInfer (default when installed, as in the image); sliding layers kept whole",
+    ),
+    VllmGeneration(
+        "v1-hybrid-kv",
+        (0, 10, 0),
+        False,
+        10.0,
+        False,
+        True,
+        "V1 with FlashInfer sampling and the hybrid KV allocator (sliding layers keep their window)",
     ),
     VllmGeneration(
         "v1-sort-sampler",
@@ -195,6 +207,7 @@ VLLM_GENERATIONS = (
         False,
         38.4,
         False,
+        True,
         "V1 engine after FlashInfer sampling became opt-in: top-k/top-p sort the fp32 logits",
     ),
     VllmGeneration(
@@ -203,10 +216,11 @@ VLLM_GENERATIONS = (
         False,
         12.0,
         True,
+        True,
         "CUDA graphs estimated into the fraction; light top-k/top-p (read from source, uncalibrated)",
     ),
 )
-DEFAULT_VLLM_GENERATION = VLLM_GENERATIONS[2]
+DEFAULT_VLLM_GENERATION = VLLM_GENERATIONS[3]
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
@@ -243,6 +257,7 @@ class VllmModel(EngineModel):
 
     def __init__(self, generation: VllmGeneration = DEFAULT_VLLM_GENERATION) -> None:
         self.generation = generation
+        self.sliding_window_paged = generation.hybrid_kv_cache
         self.sampler_bytes_per_logit = generation.sampler_bytes_per_logit
         self.cuda_graphs_inside_fraction = generation.cuda_graphs_inside_fraction
 

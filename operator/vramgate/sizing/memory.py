@@ -217,7 +217,13 @@ def kv_bytes_per_token_per_layer(arch: ModelArchitecture, element_bytes: int, te
 
 @dataclass(frozen=True)
 class KvLayout:
-    """The paged KV cache of one deployment on one GPU."""
+    """The paged KV cache of one deployment on one GPU.
+
+    Sliding-window layers (`num_sliding_window_layers`, 0 where the engine keeps them whole) are paged the
+    way vLLM's hybrid allocator does: layers are grouped, equally many per group, by attention type (the
+    group size is the smaller type's layer count, or the larger's when they are within 25%); each group
+    takes blocks from one pool, and a block spans a whole group, padding included.
+    """
 
     bytes_per_token_per_layer: int
     num_layers: int
@@ -227,12 +233,29 @@ class KvLayout:
 
     @property
     def bytes_per_token(self) -> int:
-        """All layers, as engines count capacity ("GPU KV cache size: N tokens")."""
+        """One token over all layers: the model's own figure."""
         return self.bytes_per_token_per_layer * self.num_layers
 
     @property
+    def group_size(self) -> int:
+        full, sliding = self.num_layers - self.num_sliding_window_layers, self.num_sliding_window_layers
+        if not full or not sliding:
+            return self.num_layers
+        smaller, larger = sorted((full, sliding))
+        return larger if larger < 1.25 * smaller else smaller
+
+    @property
+    def group_counts(self) -> tuple[int, int]:
+        """How many full-attention and sliding-window groups the layers form."""
+        full = self.num_layers - self.num_sliding_window_layers
+        return ceil_div(full, self.group_size), ceil_div(self.num_sliding_window_layers, self.group_size)
+
+    @property
     def bytes_per_block(self) -> int:
-        return self.bytes_per_token * self.block_size_tokens
+        """One block of every group: what a token of capacity costs ("GPU KV cache size: N tokens")."""
+        return (
+            self.bytes_per_token_per_layer * self.group_size * sum(self.group_counts) * self.block_size_tokens
+        )
 
     def capacity_tokens(self, kv_budget_bytes: int) -> int:
         """Tokens that whole blocks of a KV budget hold (what the engine reports at start-up)."""
@@ -243,18 +266,17 @@ class KvLayout:
     def bytes_per_sequence(self, sequence_tokens: int, max_batched_tokens: int) -> int:
         """KV bytes one sequence of `sequence_tokens` takes, in whole blocks.
 
-        Sliding-window layers hold at most the window plus one scheduling step of tokens (vLLM keeps
-        `window - 1 + max_num_batched_tokens` tokens' blocks per sliding layer).
+        A sliding-window group keeps the blocks of `window - 1 + max_num_batched_tokens` tokens, plus one
+        for a window that does not start on a block boundary.
         """
         blocks = ceil_div(sequence_tokens, self.block_size_tokens)
-        full_layers = self.num_layers - self.num_sliding_window_layers
-        total = full_layers * blocks
-        if self.num_sliding_window_layers and self.sliding_window is not None:
-            window_tokens = min(sequence_tokens, self.sliding_window - 1 + max_batched_tokens)
-            total += self.num_sliding_window_layers * min(
-                blocks, ceil_div(window_tokens, self.block_size_tokens)
-            )
-        return total * self.block_size_tokens * self.bytes_per_token_per_layer
+        if not self.num_sliding_window_layers or self.sliding_window is None:
+            return self.num_layers * blocks * self.block_size_tokens * self.bytes_per_token_per_layer
+        window_tokens = min(sequence_tokens, self.sliding_window - 1 + max_batched_tokens)
+        window_blocks = ceil_div(window_tokens, self.block_size_tokens) + 1
+        full_groups, sliding_groups = self.group_counts
+        group_blocks = full_groups * blocks + sliding_groups * window_blocks
+        return group_blocks * self.group_size * self.block_size_tokens * self.bytes_per_token_per_layer
 
 
 def kv_layout(

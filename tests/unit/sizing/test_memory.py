@@ -70,10 +70,21 @@ def test_sliding_window_layers_hold_the_window_plus_one_step() -> None:
     gpt_oss = load_model("openai/gpt-oss-120b")
     layout = kv_layout(gpt_oss, BF16, 1, 16)
     per_layer = layout.bytes_per_token_per_layer
-    # 18 full layers keep 16384 tokens; 18 sliding layers keep 128 - 1 + 2048 tokens -> 136 blocks.
-    assert layout.bytes_per_sequence(16384, 2048) == (18 * 16384 + 18 * 136 * 16) * per_layer
-    # A sequence shorter than the window costs the same in both kinds of layer.
-    assert layout.bytes_per_sequence(100, 2048) == 36 * 112 * per_layer
+    assert (layout.group_size, layout.group_counts) == (18, (1, 1))
+    # 18 full layers keep 16384 tokens (1024 blocks); 18 sliding layers keep 128 - 1 + 2048 tokens
+    # (136 blocks) plus one block for a window that straddles a block boundary.
+    assert layout.bytes_per_sequence(16384, 2048) == 18 * (1024 + 137) * 16 * per_layer
+    assert layout.bytes_per_sequence(100, 2048) == 18 * (7 + 8) * 16 * per_layer
+    # Capacity counts every layer, as vLLM prints it.
+    assert layout.bytes_per_block == 36 * 16 * per_layer
+
+
+def test_uneven_layer_types_are_grouped_with_padding_like_vllms_hybrid_allocator() -> None:
+    gemma3 = load_model("google/gemma-3-27b-it")  # 52 sliding-window layers, 10 global
+    layout = kv_layout(gemma3, BF16, 1, 16)
+    assert (layout.group_size, layout.group_counts) == (10, (1, 6))
+    assert layout.bytes_per_block == 70 * 16 * layout.bytes_per_token_per_layer  # 8 padding slots
+    assert layout.bytes_per_token == 62 * layout.bytes_per_token_per_layer
 
 
 def test_dense_weights_are_bytes_times_parameters() -> None:
