@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vramgate.sizing import catalog
+from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType, load_model
 from vramgate.sizing.engines import Engine
 from vramgate.sizing.errors import SizingError
@@ -180,6 +181,12 @@ def _kv_gib_reported(row: dict[str, str]) -> float | None:
     return _first_number(text)
 
 
+def _model(row: dict[str, str], configs_dir: Path) -> ModelArchitecture:
+    """The row's config.json when it names one that exists, else the catalog entry of its model id."""
+    config = configs_dir / Path(row.get("config_file") or "missing").name
+    return load_model(str(config) if config.is_file() else row["model_id"])
+
+
 def _engine_version(text: str) -> str | None:
     """The version a row states; "not shown/not stated (...)" states none, though it may say V0."""
     if text.lower().startswith("not"):
@@ -206,7 +213,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
         engine = _engine(row["engine"])
         settings = row.get("other_relevant_settings", "")
         block = _first_number(row.get("block_size", ""))
-        model = load_model(str(configs_dir / Path(row["config_file"]).name))
+        model = _model(row, configs_dir)
         request = PlanRequest(
             model=model,
             model_source=row["model_id"],

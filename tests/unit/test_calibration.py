@@ -103,3 +103,11 @@ def test_row_settings_reach_the_plan() -> None:
     # A smaller batch limit shrinks the sampler's profile, so more memory is left for KV.
     assert fewer_seqs.predicted.kv_capacity_tokens > base.kv_capacity_tokens
     assert online_fp8.weights_bytes_per_gpu < 0.6 * base.weights_bytes_per_gpu
+
+
+def test_a_row_without_a_config_file_uses_the_catalog() -> None:
+    configs = LOGS.parent / "configs"
+    with_file = calibrate_row(_row(), configs).predicted
+    from_catalog = calibrate_row(_row(config_file=""), configs).predicted
+    assert with_file is not None and from_catalog is not None
+    assert from_catalog.kv_capacity_tokens == with_file.kv_capacity_tokens
