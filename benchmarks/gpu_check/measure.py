@@ -81,10 +81,12 @@ def measure(entry: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     catalog_path, out_path, *wanted = sys.argv[1:]
     entries = {m["id"]: m for m in yaml.safe_load(Path(catalog_path).read_text())["models"]}
-    _free, total = torch.cuda.mem_get_info()
+    torch.zeros(1, device="cuda")  # creates the CUDA context
+    free, total = torch.cuda.mem_get_info()
     results: dict[str, Any] = {
         "device": torch.cuda.get_device_name(),
         "cuda_total_bytes": total,
+        "cuda_context_bytes": total - free - torch.cuda.memory_reserved(),
         "torch": torch.__version__,
         "models": [],
     }

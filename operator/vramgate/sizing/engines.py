@@ -103,7 +103,7 @@ class EngineModel(ABC):
     # non-torch allocations, NCCL/all-reduce buffers with TP, the CUDA context, captured CUDA graphs.
     non_torch_bytes: int = round(0.13 * GIB)
     non_torch_bytes_tensor_parallel: int = round(0.28 * GIB)
-    cuda_context_bytes: int = 512 * MIB
+    cuda_context_bytes: int = 620 * MIB  # measured: 619 MiB on an H100 (PyTorch 2.11, CUDA 13)
     cuda_graph_bytes: int = 512 * MIB
     sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
@@ -248,7 +248,7 @@ class VllmModel(EngineModel):
     Calibrated on the shared start-up logs: non-torch 0.13 GiB at TP=1 (median of R03/R19/R20/R22/R35),
     +0.28 GiB of NCCL and all-reduce buffers at TP>1 (R04 0.30, R24 0.54). The profile run's sampler keeps
     ~38 bytes per logit when top-k/top-p sort the fp32 logits (R19/R20/R22: 38.3-38.4 B x 1024 seqs x
-    vocab) and ~10 with FlashInfer's sampler (R09/R10). CUDA context (~0.5 GiB) and graphs (~0.5 GiB for
+    vocab) and ~10 with FlashInfer's sampler (R09/R10). CUDA context (~0.6 GiB) and graphs (~0.5 GiB for
     the default capture sizes) stay outside the fraction until the graphs-in-budget generation.
     """
 
