@@ -168,7 +168,7 @@ def _phase(kubeconfig: Path, name: str) -> str:
 def main() -> int:
     with _cluster() as (kubeconfig, local):
         if local:
-            config.load_kube_config(config_file=str(kubeconfig))
+            config.load_kube_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
             with client.ApiClient() as api:
                 for name, product, memory_mib in FAKE_GPU_NODES:
                     register_gpu_node(api, name, product=product, memory_mib=memory_mib)

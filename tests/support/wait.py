@@ -10,7 +10,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 30.0, message: str = "", interval: float = 0.2
+    condition: Callable[[], T | None], timeout: float = 30.0, message: str = "", interval: float = 0.2
 ) -> T:
     """Call ``condition`` until it returns something truthy, and return that.
 

@@ -68,7 +68,7 @@ def test_service_mode_advertises_the_service_instead_of_a_url(monkeypatch: pytes
     )
 
     async def first() -> kopf.WebhookClientConfig:
-        return await anext(aiter(server(lambda *args, **kwargs: None)))  # type: ignore[arg-type,return-value]
+        return await anext(aiter(server(lambda *args, **kwargs: None)))  # type: ignore[arg-type]
 
     assert asyncio.run(first()) == {
         "service": {"name": "hook", "namespace": "system", "port": 443},

@@ -7,7 +7,7 @@ from typing import Any
 from vramgate.decision import decide
 from vramgate.handlers.status import deployed_status, readiness, ready_condition, rejected_status
 
-FITS = {
+FITS: dict[str, Any] = {
     "kind": "LLMDeployment",
     "metadata": {"name": "falcon", "namespace": "team-a"},
     "spec": {
