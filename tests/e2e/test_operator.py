@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.kubectl import kubectl
 from support.wait import wait_for
@@ -55,6 +56,7 @@ class OperatorProcess:
         self.log_path = log_path
         self.webhook_port = webhook_port
         self.liveness_url = f"http://127.0.0.1:{liveness_port}/healthz"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
@@ -216,6 +218,37 @@ def test_refused_example_is_not_stored_and_kubectl_shows_why(
     assert message.startswith(f"LLMDeployment {namespace}/llama-3-1-70b refused: ")
     assert f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}' in result.stderr
     assert get_json(kubeconfig, "llmd", "llama-3-1-70b", "-n", namespace) is None
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """A sample's value in Prometheus text format (0 when the labelled series does not exist yet)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def test_metrics_count_plans_and_refusals(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    def scrape() -> str:
+        with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+            body: bytes = response.read()
+        return body.decode()
+
+    before = scrape()
+    kubectl("apply", "-n", namespace, "-f", str(LLAMA_70B), kubeconfig=kubeconfig, check=False)
+    deploy_falcon(kubeconfig, namespace)
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return _metric(after, name, **labels) - _metric(before, name, **labels)
+
+    assert grew("vramgate_admission_rejections_total", reason="too-big") == 1
+    assert grew("vramgate_plans_total", source="admission", outcome="too-big") == 1
+    assert grew("vramgate_plans_total", source="reconcile", outcome="fits") >= 1
+    assert grew("vramgate_reconcile_duration_seconds_count") >= 1
 
 
 def test_unknown_model_is_refused_with_its_field_path(
