@@ -365,6 +365,35 @@ def test_operator_restarts_converge_to_one_deployment(
         assert deployment["spec"]["template"]["spec"]["containers"][0]["args"][: len(planned)] == planned
 
 
+def test_a_stored_resource_that_stopped_fitting_is_rejected_and_its_deployment_left_alone(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    running = deploy_falcon(kubeconfig, namespace)
+    operator.stop()  # a clean stop removes the webhook: the next change is stored unchecked
+    too_big = example(FALCON, namespace)
+    too_big["spec"]["workload"]["concurrency"] = 100_000
+    wait_for(
+        lambda: kubectl(
+            "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(too_big), check=False
+        ).returncode == 0,
+        timeout=CONVERGE_SECONDS,
+        message="the API server storing the change without the webhook",
+    )  # fmt: skip
+    operator.start()
+
+    def rejected() -> dict[str, Any] | None:
+        status = (get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) or {}).get("status") or {}
+        return status if status.get("phase") == "Rejected" else None
+
+    status = wait_for(rejected, timeout=CONVERGE_SECONDS, message="phase Rejected")
+    assert decide(too_big).message in json.dumps(status)
+    after = get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace)
+    assert after is not None
+    assert after["metadata"]["generation"] == running["metadata"]["generation"]
+    container_args = after["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert container_args == running["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
 def test_pod_is_scheduled_on_the_planned_gpu_type(
     kubeconfig: Path, namespace: str, api_client: client.ApiClient, operator: OperatorProcess
 ) -> None:
