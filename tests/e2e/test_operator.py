@@ -25,7 +25,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.kubectl import kubectl
-from support.wait import wait_for
+from support.wait import stays, wait_for
 from vramgate.crd import CRD_NAME
 from vramgate.decision import decide
 from vramgate.testing.controlplane import free_loopback_ports
@@ -284,6 +284,29 @@ def test_server_dry_run_of_a_fitting_example_stores_nothing(
 
     assert "created (server dry run)" in result.stdout
     assert get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) is None
+
+
+def test_applying_the_same_spec_again_writes_nothing(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    deploy_falcon(kubeconfig, namespace)
+    objects = (("llmd", "falcon-7b"), ("deployment", "falcon-7b"), ("service", "falcon-7b"))
+
+    def versions() -> tuple[str, ...]:
+        return tuple(
+            (get_json(kubeconfig, kind, name, "-n", namespace) or {})["metadata"]["resourceVersion"]
+            for kind, name in objects
+        )
+
+    def conditions() -> int:
+        llmd = get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) or {}
+        return len((llmd.get("status") or {}).get("conditions", []))
+
+    wait_for(lambda: conditions() == 2, timeout=CONVERGE_SECONDS, message="the Planned and Ready conditions")
+    steady = versions()
+    stays(lambda: versions() == steady, seconds=3, message="the settled objects (no status ping-pong)")
+    kubectl("apply", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig)
+    stays(lambda: versions() == steady, seconds=5, message="the resource, Deployment and Service versions")
 
 
 def test_changing_concurrency_changes_max_num_seqs(

@@ -27,3 +27,13 @@ def wait_for(
                 f"{message or 'condition not met'} within {timeout:g}s (last value: {result!r})"
             )
         time.sleep(interval)
+
+
+def stays(condition: Callable[[], bool], seconds: float, message: str = "", interval: float = 0.5) -> None:
+    """Check ``condition`` holds for ``seconds``: how a test shows that nothing happens (no update
+    storm, no status ping-pong), since absence cannot be waited for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not condition():
+            raise AssertionError(f"{message or 'condition'} stopped holding")
+        time.sleep(interval)
