@@ -149,6 +149,18 @@ def server_args(kubeconfig: Path, namespace: str, name: str) -> list[str] | None
     return deployment["spec"]["template"]["spec"]["containers"][0]["args"] if deployment else None
 
 
+def apply_unchecked(kubeconfig: Path, resource: dict[str, Any]) -> None:
+    """Apply while the operator is stopped cleanly (its webhook removed): the API server stores the
+    resource unchecked, once it has noticed that the webhook configuration is gone."""
+    wait_for(
+        lambda: kubectl(
+            "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False
+        ).returncode == 0,
+        timeout=CONVERGE_SECONDS,
+        message="the API server storing the resource without the webhook",
+    )  # fmt: skip
+
+
 def expected_args(resource: dict[str, Any]) -> list[str]:
     decision = decide(resource)
     assert decision.plan is not None and decision.allowed, decision.message
@@ -365,13 +377,7 @@ def test_operator_restarts_converge_to_one_deployment(
     operator.stop()  # a clean stop: kopf removes its webhook, so this apply is not checked at all
     resource = example(FALCON, namespace)
     resource["metadata"]["name"] = "falcon-7b-second"
-    wait_for(
-        lambda: kubectl(
-            "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False
-        ).returncode == 0,
-        timeout=CONVERGE_SECONDS,
-        message="the API server noticing the webhook is gone",
-    )  # fmt: skip
+    apply_unchecked(kubeconfig, resource)
     operator.start()
 
     wait_for(
@@ -395,13 +401,7 @@ def test_a_stored_resource_that_stopped_fitting_is_rejected_and_its_deployment_l
     operator.stop()  # a clean stop removes the webhook: the next change is stored unchecked
     too_big = example(FALCON, namespace)
     too_big["spec"]["workload"]["concurrency"] = 100_000
-    wait_for(
-        lambda: kubectl(
-            "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(too_big), check=False
-        ).returncode == 0,
-        timeout=CONVERGE_SECONDS,
-        message="the API server storing the change without the webhook",
-    )  # fmt: skip
+    apply_unchecked(kubeconfig, too_big)
     operator.start()
 
     def rejected() -> dict[str, Any] | None:
