@@ -98,6 +98,16 @@ _ARCHITECTURE_RULES = (
         "slidingWindowLayers cannot exceed layers",
         lambda a: a.sliding_window_layers <= a.layers,
     ),
+    Rule(
+        "self.denseLayers <= self.layers",
+        "denseLayers cannot exceed layers",
+        lambda a: a.dense_layers <= a.layers,
+    ),
+    Rule(
+        "self.kvLoraRank == 0 || (self.qkRopeHeadDim > 0 && self.vHeadDim > 0)",
+        "latent attention (kvLoraRank > 0) needs qkRopeHeadDim and vHeadDim",
+        lambda a: a.kv_lora_rank == 0 or (a.qk_rope_head_dim > 0 and a.v_head_dim > 0),
+    ),
 )
 _MODEL_RULES = (
     Rule(
@@ -148,6 +158,36 @@ class InlineArchitecture(_Schema):
     experts: int = Field(default=0, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense.")
     experts_per_token: int = Field(default=0, ge=0, le=4096, description="Experts each token is routed to.")
     moe_intermediate_size: int = Field(default=0, ge=0, description="Inner width of one expert's MLP.")
+    shared_expert_intermediate_size: int = Field(
+        default=0,
+        ge=0,
+        description="Inner width of the always-active shared experts together (n_shared_experts x "
+        "moe_intermediate_size, or shared_expert_intermediate_size).",
+    )
+    dense_layers: int = Field(
+        default=0,
+        ge=0,
+        description="Leading layers of an MoE model whose MLP is dense (first_k_dense_replace).",
+    )
+    kv_lora_rank: int = Field(
+        default=0,
+        ge=0,
+        le=65536,
+        description="Latent width of multi-head latent attention (kv_lora_rank, DeepSeek); 0 for K/V heads. "
+        "The cache then holds kvLoraRank + qkRopeHeadDim values per token and layer, on every GPU.",
+    )
+    q_lora_rank: int = Field(
+        default=0, ge=0, le=65536, description="Query compression width (q_lora_rank); 0 for none."
+    )
+    qk_rope_head_dim: int = Field(
+        default=0, ge=0, le=4096, description="Rotary part of a latent-attention key (qk_rope_head_dim)."
+    )
+    qk_nope_head_dim: int = Field(
+        default=0, ge=0, le=4096, description="Non-rotary part of a latent-attention head (qk_nope_head_dim)."
+    )
+    v_head_dim: int = Field(
+        default=0, ge=0, le=4096, description="Value head width under latent attention (v_head_dim)."
+    )
     sliding_window: int | None = Field(
         default=None, ge=1, description="Tokens a sliding-window layer attends to, if any layer has one."
     )
@@ -165,7 +205,7 @@ class InlineArchitecture(_Schema):
         return self
 
     def to_architecture(self, name: str) -> ModelArchitecture:
-        """The sizing core's architecture; MoE layers are all layers, as in the common MoE families."""
+        """The sizing core's architecture; an MoE model's dense layers come first, as in DeepSeek's."""
         return ModelArchitecture(
             name=name,
             parameters=self.parameters,
@@ -181,7 +221,13 @@ class InlineArchitecture(_Schema):
             num_experts=self.experts,
             num_experts_per_token=self.experts_per_token,
             moe_intermediate_size=self.moe_intermediate_size,
-            num_moe_layers=self.layers if self.experts else 0,
+            shared_expert_intermediate_size=self.shared_expert_intermediate_size,
+            num_moe_layers=self.layers - self.dense_layers if self.experts else 0,
+            kv_lora_rank=self.kv_lora_rank,
+            q_lora_rank=self.q_lora_rank,
+            qk_rope_head_dim=self.qk_rope_head_dim,
+            qk_nope_head_dim=self.qk_nope_head_dim,
+            v_head_dim=self.v_head_dim,
             sliding_window=self.sliding_window,
             num_sliding_window_layers=self.sliding_window_layers,
             native_dtype=self.dtype.value,

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from vramgate.sizing import Engine, Precision
+from vramgate.sizing import Engine, Precision, find_model
+from vramgate.sizing.architecture import parameter_groups
+from vramgate.sizing.memory import kv_layout
 from vramgate.spec import SpecError, check_extra_args, parse_spec, to_plan_request
 
 
@@ -92,6 +94,29 @@ def test_an_inline_architecture_is_sized_as_the_catalog_model_it_mirrors() -> No
     request = to_plan_request(parse_spec(inline))
     assert request.model.name == "/models/my-llama"
     assert request.model.num_kv_heads == 8 and request.model.head_dim == 128
+
+
+DEEPSEEK_V2_LITE = {
+    "layers": 27, "hiddenSize": 2048, "attentionHeads": 16, "kvHeads": 16, "vocabSize": 102400,
+    "intermediateSize": 10944, "experts": 64, "expertsPerToken": 6, "moeIntermediateSize": 1408,
+    "sharedExpertIntermediateSize": 2 * 1408, "denseLayers": 1, "kvLoraRank": 512, "qkRopeHeadDim": 64,
+    "qkNopeHeadDim": 128, "vHeadDim": 128, "maxPositionEmbeddings": 163840,
+}  # fmt: skip
+
+
+def test_an_inline_latent_attention_moe_is_sized_like_its_catalog_entry() -> None:
+    inline = spec(model={"architecture": DEEPSEEK_V2_LITE, "source": "/models/dsv2-lite"}, gpu={})
+    arch = to_plan_request(parse_spec(inline)).model
+    catalog = find_model("deepseek-ai/DeepSeek-V2-Lite").architecture()
+    assert arch.attention_kind == "MLA"
+    assert parameter_groups(arch) == parameter_groups(catalog)
+    assert kv_layout(arch, 2, 2, 16).bytes_per_token == kv_layout(catalog, 2, 2, 16).bytes_per_token
+
+
+def test_latent_attention_needs_its_rotary_and_value_widths() -> None:
+    broken = {**DEEPSEEK_V2_LITE, "vHeadDim": 0}
+    with pytest.raises(SpecError, match="kvLoraRank > 0"):
+        parse_spec(spec(model={"architecture": broken, "source": "/models/x"}, gpu={}))
 
 
 def test_a_malformed_inline_architecture_is_refused_with_its_path() -> None:
