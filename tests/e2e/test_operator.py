@@ -25,7 +25,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.kubectl import kubectl
-from support.wait import stays, wait_for
+from support.wait import settled, stays, wait_for
 from vramgate.crd import CRD_NAME
 from vramgate.decision import decide
 from vramgate.testing.controlplane import free_loopback_ports
@@ -315,8 +315,8 @@ def test_applying_the_same_spec_again_writes_nothing(
         return len((llmd.get("status") or {}).get("conditions", []))
 
     wait_for(lambda: conditions() == 2, timeout=CONVERGE_SECONDS, message="the Planned and Ready conditions")
-    steady = versions()
-    stays(lambda: versions() == steady, seconds=3, message="the settled objects (no status ping-pong)")
+    # Settling at all is the check against update storms and status ping-pong.
+    steady = settled(versions, quiet_seconds=3, timeout=CONVERGE_SECONDS, message="the generated objects")
     kubectl("apply", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig)
     stays(lambda: versions() == steady, seconds=5, message="the resource, Deployment and Service versions")
 

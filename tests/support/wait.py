@@ -37,3 +37,18 @@ def stays(condition: Callable[[], bool], seconds: float, message: str = "", inte
         if not condition():
             raise AssertionError(f"{message or 'condition'} stopped holding")
         time.sleep(interval)
+
+
+def settled(value: Callable[[], T], quiet_seconds: float, timeout: float = 60.0, message: str = "") -> T:
+    """Poll ``value`` until it has not changed for ``quiet_seconds``, and return it: a controller
+    has finished its follow-up writes (annotations, status) once its objects stop changing."""
+    deadline = time.monotonic() + timeout
+    current, since = value(), time.monotonic()
+    while time.monotonic() - since < quiet_seconds:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{message or 'value'} still changing after {timeout:g}s (last: {current!r})")
+        time.sleep(0.5)
+        latest = value()
+        if latest != current:
+            current, since = latest, time.monotonic()
+    return current
