@@ -224,11 +224,24 @@ DEFAULT_VLLM_GENERATION = VLLM_GENERATIONS[3]
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-def vllm_generation(version: str | None) -> VllmGeneration:
-    """The generation of a vLLM version string ("0.10.1.1", "v0.11.0", "... V0 ...").
+# Before 0.10 the V1 engine needed compute capability 8.0; older GPUs (T4, V100) ran the V0 engine.
+V1_ON_ANY_GPU = (0, 10, 0)
+V1_MIN_COMPUTE_CAPABILITY = 8
+
+
+def vllm_generation(version: str | None, compute_capability_major: int | None = None) -> VllmGeneration:
+    """The generation of a vLLM version string ("0.10.1.1", "v0.11.0", "... V0 ...") on a GPU.
 
     Unknown or unparseable versions, and source builds without a tag ("0.1.devN"), get the default.
     """
+    generation = _generation_of(version)
+    pre_ampere = compute_capability_major is not None and compute_capability_major < V1_MIN_COMPUTE_CAPABILITY
+    if pre_ampere and not generation.v0_engine and generation.first_version < V1_ON_ANY_GPU:
+        return VLLM_GENERATIONS[0]
+    return generation
+
+
+def _generation_of(version: str | None) -> VllmGeneration:
     if not version:
         return DEFAULT_VLLM_GENERATION
     if re.search(r"\bV0\b", version):
@@ -382,8 +395,9 @@ class TgiModel(EngineModel):
 _TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def engine_model(engine: Engine, version: str | None = None) -> EngineModel:
-    """The memory model of `engine` at `version` (only vLLM's profile changed enough to tell apart)."""
+def engine_model(engine: Engine, version: str | None = None, gpu: GpuType | None = None) -> EngineModel:
+    """The memory model of `engine` at `version` on `gpu` (only vLLM's profile changed enough to tell
+    apart, and which engine generation runs can depend on the GPU)."""
     if engine is Engine.VLLM:
-        return VllmModel(vllm_generation(version))
+        return VllmModel(vllm_generation(version, gpu.compute_capability_major if gpu else None))
     return SglangModel() if engine is Engine.SGLANG else TgiModel()

@@ -180,9 +180,15 @@ class _Evaluator:
 
     def __init__(self, request: PlanRequest) -> None:
         self.request = request
-        self.engine = engine_model(request.engine, request.engine_version)
+        self._engines: dict[str, EngineModel] = {}
         self.weights = resolve_weight_format(request.model, request.precision)
         self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
+
+    def engine_on(self, gpu: GpuType) -> EngineModel:
+        """The engine's memory model on `gpu` (the release that runs can depend on the GPU)."""
+        if gpu.name not in self._engines:
+            self._engines[gpu.name] = engine_model(self.request.engine, self.request.engine_version, gpu)
+        return self._engines[gpu.name]
 
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
@@ -214,7 +220,7 @@ class _Stage:
     def __init__(
         self, evaluator: _Evaluator, gpu: GpuType, tensor_parallel: int, stage: PipelineStage
     ) -> None:
-        request, engine, arch = evaluator.request, evaluator.engine, evaluator.request.model
+        request, engine, arch = evaluator.request, evaluator.engine_on(gpu), evaluator.request.model
         self.request, self.engine, self.evaluator = request, engine, evaluator
         self.gpu, self.tensor_parallel, self.stage = gpu, tensor_parallel, stage
         self.total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes

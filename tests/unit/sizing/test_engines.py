@@ -93,3 +93,10 @@ def test_sglang_fraction_covers_weights_and_pool_only() -> None:
     plan = Scheduling(256, 8192, 1)
     assert sglang.overhead(llama, fmt, 1, plan).activation_bytes == 0
     assert sglang.usable_bytes(80 * 2**30, 0.9) < vllm.usable_bytes(80 * 2**30, 0.9)
+
+
+def test_old_v1_releases_fall_back_to_v0_on_pre_ampere_gpus() -> None:
+    t4 = find_gpu("T4").compute_capability_major
+    assert vllm_generation("0.9.2", t4).name == "v0"
+    assert vllm_generation("0.9.2", find_gpu("A10G").compute_capability_major).name == "v1-flashinfer-sampler"
+    assert vllm_generation("0.11.2", t4).name == "v1-sort-sampler"  # V0 is gone; V1 runs everywhere
