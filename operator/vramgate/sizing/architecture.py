@@ -114,23 +114,9 @@ class ModelArchitecture(BaseModel):
         return "MHA"
 
     @property
-    def num_full_attention_layers(self) -> int:
-        """Layers that keep the whole sequence in the KV cache."""
-        return self.num_layers - self.num_sliding_window_layers
-
-    @property
     def parameter_count(self) -> int:
         """The official count when known, else the count computed from the shape."""
         return self.parameters if self.parameters is not None else parameter_groups(self).total
-
-    @property
-    def active_parameter_count(self) -> int:
-        """Parameters used per token (MoE models route each token through a few experts)."""
-        groups = parameter_groups(self)
-        if not self.is_moe:
-            return groups.total
-        inactive = groups.experts * (self.num_experts - self.num_experts_per_token) // self.num_experts
-        return groups.total - inactive
 
 
 @dataclass(frozen=True)

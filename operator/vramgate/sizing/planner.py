@@ -29,7 +29,7 @@ from vramgate.sizing.memory import (
     weights_bytes,
 )
 from vramgate.sizing.precision import KvCacheDtype, Precision
-from vramgate.sizing.units import GIB, format_gib
+from vramgate.sizing.units import format_gib
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 MAX_SEQUENCE_TOKENS = 10_000_000  # the longest context windows shipped today are 10M tokens
@@ -145,7 +145,6 @@ class _Evaluation:
     weights_bytes_per_gpu: int
     layout: KvLayout
     sequence_bytes: int
-    scheduling: Scheduling
     overhead: Overhead  # at the target concurrency: what `required_bytes` counts
     launch_overhead: Overhead  # at the batch limit the engine is started with: what its profile takes
     fraction: float
@@ -286,7 +285,6 @@ class _Stage:
             weights_bytes_per_gpu=self.weights_per_gpu,
             layout=self.layout,
             sequence_bytes=self.sequence_bytes,
-            scheduling=Scheduling(num_seqs, self.batched, self.block),
             overhead=self.overhead(target),
             launch_overhead=launch,
             fraction=fraction,
@@ -559,4 +557,4 @@ def _to_plan(
     )
 
 
-__all__ = ["GIB", "Candidate", "Plan", "PlanRequest", "Suggestion", "plan"]
+__all__ = ["Candidate", "Plan", "PlanRequest", "Suggestion", "plan"]

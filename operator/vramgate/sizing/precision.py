@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
-
-from vramgate.sizing.errors import SizingError
 
 
 class Precision(StrEnum):
@@ -49,18 +46,6 @@ def normalize_torch_dtype(name: str | None) -> str:
     if name is None:
         return "fp16"
     return _TORCH_DTYPE_NAMES.get(name.lower().removeprefix("torch."), "bf16")
-
-
-_Choice = TypeVar("_Choice", bound=StrEnum)
-
-
-def parse_choice(enum: type[_Choice], value: str, field: str) -> _Choice:
-    """An enum member from user text, or a SizingError listing what is allowed."""
-    try:
-        return enum(value.lower())
-    except ValueError:
-        allowed = ", ".join(member.value for member in enum)
-        raise SizingError(field, f"{value!r} is not one of: {allowed}") from None
 
 
 class Quantization(BaseModel):

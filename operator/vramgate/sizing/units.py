@@ -7,11 +7,6 @@ MIB = 1024**2
 GIB = 1024**3
 
 
-def gib(n_bytes: float) -> float:
-    """Bytes as GiB, for display."""
-    return n_bytes / GIB
-
-
 def format_gib(n_bytes: float, digits: int = 2) -> str:
     """`12.34 GiB`: the one way vramgate prints a memory figure."""
     return f"{n_bytes / GIB:.{digits}f} GiB"
