@@ -37,8 +37,10 @@ test: install controlplane lint
 demo: install $(if $(KUBECONFIG),,controlplane)
 	$(BIN)/python hack/demo.py
 
+# The chart ships a copy (helm lint warns about a symlink); a test keeps both identical.
 crd: install
 	$(BIN)/python -m vramgate.crd > crds/llmdeployments.vramgate.dev.yaml
+	cp crds/llmdeployments.vramgate.dev.yaml charts/vramgate/crds/
 
 calibration: install
 	$(BIN)/vramgate calibrate benchmarks/calibration/vllm_startup_logs.csv
