@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from vramgate.sizing import Engine, Plan
+from vramgate.sizing import Plan
+from vramgate.sizing.engines import definition
 from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -25,45 +25,6 @@ SHM_VOLUME = "dshm"
 # Loading weights takes minutes; the startup probe gives it this long before liveness counts.
 STARTUP_PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_FAILURES = 180
-
-
-@dataclass(frozen=True)
-class EngineRuntime:
-    """How one engine's official image is started and probed."""
-
-    image: str
-    command: tuple[str, ...]  # empty: the image's entrypoint is the server
-    port: int
-    port_flag: str
-    host_flag: str | None  # only where the default does not listen on all interfaces
-    health_path: str = "/health"
-
-
-ENGINE_RUNTIMES: Mapping[Engine, EngineRuntime] = {
-    # The module path, not `vllm serve`: it takes --model in every release.
-    Engine.VLLM: EngineRuntime(
-        image="vllm/vllm-openai:v0.11.0",
-        command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
-        port=8000,
-        port_flag="--port",
-        host_flag=None,
-    ),
-    Engine.TGI: EngineRuntime(
-        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
-        command=(),
-        port=80,
-        port_flag="--port",
-        host_flag=None,
-    ),
-    # SGLang listens on 127.0.0.1 unless told otherwise.
-    Engine.SGLANG: EngineRuntime(
-        image="lmsysorg/sglang:v0.5.3-cu129",
-        command=("python3", "-m", "sglang.launch_server"),
-        port=30000,
-        port_flag="--port",
-        host_flag="--host",
-    ),
-}
 
 
 def labels(name: str) -> dict[str, str]:
@@ -94,12 +55,12 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def server_port(spec: LLMDeploymentSpec) -> int:
-    return spec.runtime.port or ENGINE_RUNTIMES[spec.runtime.engine].port
+    return spec.runtime.port or definition(spec.runtime.engine).runtime.port
 
 
 def server_arguments(spec: LLMDeploymentSpec, plan: Plan) -> list[str]:
     """The plan's arguments for the engine (model source included), the port, then the user's extras."""
-    runtime = ENGINE_RUNTIMES[spec.runtime.engine]
+    runtime = definition(spec.runtime.engine).runtime
     arguments = [*plan.engine_args[spec.runtime.engine.value], f"{runtime.port_flag}={server_port(spec)}"]
     if runtime.host_flag is not None:
         arguments.append(f"{runtime.host_flag}=0.0.0.0")
@@ -136,7 +97,7 @@ def _probe(path: str, *, period_seconds: int, failure_threshold: int) -> dict[st
 
 
 def _container(spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
-    runtime = ENGINE_RUNTIMES[spec.runtime.engine]
+    runtime = definition(spec.runtime.engine).runtime
     resources = {key: dict(value) for key, value in spec.runtime.resources.items()}
     resources["limits"] = {**resources.get("limits", {}), GPU_RESOURCE: plan.gpu_count}
     container: dict[str, Any] = {

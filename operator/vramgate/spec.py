@@ -28,6 +28,7 @@ from vramgate.sizing import (
     find_model,
     gpu_catalog,
 )
+from vramgate.sizing.engines import definition
 from vramgate.sizing.planner import MAX_CONCURRENCY, MAX_GPUS_PER_REPLICA, MAX_SEQUENCE_TOKENS
 
 GROUP = "vramgate.dev"
@@ -321,10 +322,21 @@ class EnvVar(_Schema):
     name: str = Field(min_length=1, description="Variable name.")
 
 
+def _engine_names() -> str:
+    """`vllm, tgi or sglang`: the registry's engines, in its order."""
+    *others, last = (engine.value for engine in Engine)
+    return f"{', '.join(others)} or {last}"
+
+
+def _engine_ports() -> str:
+    """`vLLM 8000, TGI 80, SGLang 30000`: each engine's default port from its module."""
+    return ", ".join(f"{definition(e).display_name} {definition(e).runtime.port}" for e in Engine)
+
+
 class RuntimeSpec(_Schema):
     """How the inference server runs: engine, image and container settings."""
 
-    engine: Engine = Field(default=Engine.VLLM, description="Inference server: vllm, tgi or sglang.")
+    engine: Engine = Field(default=Engine.VLLM, description=f"Inference server: {_engine_names()}.")
     image: str | None = Field(
         default=None,
         min_length=1,
@@ -352,7 +364,7 @@ class RuntimeSpec(_Schema):
         default=None,
         ge=1,
         le=65535,
-        description="HTTP port of the server; defaults per engine (vLLM 8000, TGI 80, SGLang 30000).",
+        description=f"HTTP port of the server; defaults per engine ({_engine_ports()}).",
     )
 
     def engine_version_or_tag(self) -> str | None:

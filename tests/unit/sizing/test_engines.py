@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
-from vramgate.sizing.engines import Engine, Scheduling, VllmModel, engine_model, vllm_generation
+from vramgate.sizing.engines import Engine, Launch, Scheduling, definition, engine_model
+from vramgate.sizing.engines.vllm import VllmModel, vllm_generation
 from vramgate.sizing.memory import resolve_weight_format
 
 
@@ -100,3 +101,28 @@ def test_old_v1_releases_fall_back_to_v0_on_pre_ampere_gpus() -> None:
     assert vllm_generation("0.9.2", t4).name == "v0"
     assert vllm_generation("0.9.2", find_gpu("A10G").compute_capability_major).name == "v1-flashinfer-sampler"
     assert vllm_generation("0.11.2", t4).name == "v1-sort-sampler"  # V0 is gone; V1 runs everywhere
+
+
+@pytest.mark.parametrize("engine", list(Engine))
+def test_every_engine_in_the_registry_has_its_module(engine: Engine) -> None:
+    found = definition(engine)
+    assert found.engine is engine
+    model = found.model(None, find_gpu("L4"))
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    args = model.arguments(
+        Launch(
+            model="m",
+            tensor_parallel=2,
+            pipeline_parallel=1,
+            memory_fraction=0.9,
+            max_model_len=4096,
+            max_num_seqs=8,
+            weights=resolve_weight_format(llama, Precision.BF16),
+            kv_cache_fp8=False,
+            max_num_batched_tokens=None,
+            block_size_tokens=None,
+        )
+    )
+    flags = found.flags
+    assert {f"{flags.model}=m", f"{flags.tensor_parallel}=2", f"{flags.memory_fraction}=0.90"} <= set(args)
+    assert f"{flags.max_num_seqs}=8" in args and f"{flags.max_model_len}=4096" in args

@@ -6,7 +6,7 @@ import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.architecture import parameter_groups
-from vramgate.sizing.engines import VllmModel, vllm_generation
+from vramgate.sizing.engines.vllm import VllmModel, vllm_generation
 from vramgate.sizing.memory import (
     kv_bytes_per_token_per_layer,
     kv_layout,

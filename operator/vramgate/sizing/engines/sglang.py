@@ -1,0 +1,87 @@
+"""SGLang: its memory model, its official image, and the flags a plan sets."""
+
+from __future__ import annotations
+
+from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.engines.base import (
+    TORCH_DTYPE_NAMES,
+    Engine,
+    EngineDefinition,
+    EngineModel,
+    EngineRuntime,
+    Launch,
+    PlanFlags,
+    Scheduling,
+    format_fraction,
+)
+from vramgate.sizing.units import GIB
+
+FLAGS = PlanFlags(
+    model="--model-path",
+    tensor_parallel="--tp-size",
+    pipeline_parallel="--pp-size",
+    max_model_len="--context-length",
+    max_input_tokens=None,
+    max_num_seqs="--max-running-requests",
+    memory_fraction="--mem-fraction-static",
+    dtype="--dtype",
+    kv_cache_dtype="--kv-cache-dtype",
+    quantization="--quantization",
+    max_num_batched_tokens="--chunked-prefill-size",
+    block_size=None,
+)
+# SGLang listens on 127.0.0.1 unless told otherwise.
+RUNTIME = EngineRuntime(
+    image="lmsysorg/sglang:v0.5.3-cu129",
+    command=("python3", "-m", "sglang.launch_server"),
+    port=30000,
+    port_flag="--port",
+    host_flag="--host",
+)
+
+
+class SglangModel(EngineModel):
+    """SGLang: `--mem-fraction-static` x free memory at start holds weights and the KV pool.
+
+    Calibrated on R32 (RTX 3090): 0.21 GiB beyond the weights is taken before the pool; the pool is
+    token-granular (page size 1); activations and CUDA graphs use the memory the fraction leaves.
+    """
+
+    engine = Engine.SGLANG
+    default_block_size = 1
+    non_torch_bytes = round(0.21 * GIB)
+    activation_inside_fraction = False
+    sliding_window_paged = False
+
+    def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
+        return int((cuda_total_bytes - self.cuda_context_bytes) * fraction)
+
+    def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
+        return Scheduling(max_num_seqs=256, max_num_batched_tokens=8192, block_size_tokens=1)
+
+    def arguments(self, launch: Launch) -> list[str]:
+        args = [
+            f"{FLAGS.model}={launch.model}",
+            f"{FLAGS.tensor_parallel}={launch.tensor_parallel}",
+            f"{FLAGS.max_model_len}={launch.max_model_len}",
+            f"{FLAGS.max_num_seqs}={launch.max_num_seqs}",
+            f"{FLAGS.memory_fraction}={format_fraction(launch.memory_fraction)}",
+            f"{FLAGS.dtype}={TORCH_DTYPE_NAMES[launch.weights.compute_dtype]}",
+        ]
+        if launch.pipeline_parallel > 1:
+            args.append(f"{FLAGS.pipeline_parallel}={launch.pipeline_parallel}")
+        if launch.kv_cache_fp8:
+            args.append(f"{FLAGS.kv_cache_dtype}=fp8_e4m3")
+        quant = launch.weights.quantization
+        if quant is not None and quant.method == "fp8":
+            args.append(f"{FLAGS.quantization}=fp8")
+        if launch.max_num_batched_tokens is not None:
+            args.append(f"{FLAGS.max_num_batched_tokens}={launch.max_num_batched_tokens}")
+        return args
+
+
+def _model(version: str | None, gpu: GpuType | None) -> EngineModel:
+    return SglangModel()
+
+
+DEFINITION = EngineDefinition(Engine.SGLANG, "SGLang", RUNTIME, FLAGS, _model)
