@@ -20,15 +20,18 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from vramgate.testing.controlplane import (
+REPO = Path(__file__).resolve().parents[1]
+# The local control plane and fake GPU nodes are test helpers (tests/support/), not part of the package.
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.controlplane import (  # noqa: E402 - needs the sys.path entry above
     ControlPlaneError,
     LocalControlPlane,
     find_assets_dir,
     free_loopback_ports,
 )
-from vramgate.testing.gpunodes import register_gpu_node
+from support.gpunodes import register_gpu_node  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "vramgate-demo"
 FITS = REPO / "examples" / "falcon-7b-a10g.yaml"
 REFUSED = REPO / "examples" / "llama-3.1-70b-too-big.yaml"

@@ -9,7 +9,7 @@
 # If KUBEBUILDER_ASSETS already holds every binary, nothing is built.
 set -euo pipefail
 
-# Names the cache folder, which vramgate.testing.controlplane.KUBERNETES_VERSION looks for.
+# Names the cache folder, which KUBERNETES_VERSION in tests/support/controlplane.py looks for.
 KUBERNETES_VERSION=v1.34.4
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
 

@@ -11,8 +11,8 @@ import pytest
 from kubernetes import client, config
 
 from support.api import exists
+from support.controlplane import LocalControlPlane
 from support.wait import wait_for
-from vramgate.testing.controlplane import LocalControlPlane
 
 CONTROL_PLANE = pytest.StashKey[LocalControlPlane]()
 LOG_TAIL_LINES = 30

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from kubernetes import client
 
+from support.gpunodes import register_gpu_node
 from support.kubectl import helm, kubectl
 from support.wait import wait_for
 from support.webhook import AdmissionRequest, RecordingWebhook
-from vramgate.testing.gpunodes import register_gpu_node
 
 pytestmark = pytest.mark.e2e
 

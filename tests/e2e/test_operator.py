@@ -24,12 +24,12 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.controlplane import free_loopback_ports
+from support.gpunodes import register_gpu_node
 from support.kubectl import kubectl
 from support.wait import settled, stays, wait_for
 from vramgate.crd import CRD_NAME
 from vramgate.decision import decide
-from vramgate.testing.controlplane import free_loopback_ports
-from vramgate.testing.gpunodes import register_gpu_node
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from vramgate.testing.controlplane import ControlPlaneError, find_assets_dir
+from support.controlplane import ControlPlaneError, find_assets_dir
 
 COMMAND_TIMEOUT_SECONDS = 120
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from vramgate.testing.pki import CertificateAuthority, write_key_pair
+from support.pki import CertificateAuthority, write_key_pair
 
 AdmissionRequest = dict[str, Any]
 Decide = Callable[[AdmissionRequest], str | None]

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 import vramgate.handlers.admission
 import vramgate.operator
+from support.controlplane import BUILD_COMMAND, ControlPlaneError, find_assets_dir
 from vramgate.settings import OperatorConfig, WebhookMode
-from vramgate.testing.controlplane import BUILD_COMMAND, ControlPlaneError, find_assets_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "vramgate"

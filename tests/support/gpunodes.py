@@ -67,7 +67,7 @@ def register_gpu_node(
                         "type": "Ready",
                         "status": "True",
                         "reason": "FakeGpuNode",
-                        "message": "registered by vramgate.testing; no kubelet runs",
+                        "message": "registered by the tests; no kubelet runs",
                         "lastHeartbeatTime": now,
                         "lastTransitionTime": now,
                     }

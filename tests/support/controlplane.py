@@ -10,7 +10,7 @@ Usage::
     with LocalControlPlane() as cluster:
         subprocess.run([cluster.binary("kubectl"), "--kubeconfig", cluster.kubeconfig, "get", "ns"])
 
-or, for a demo, ``python -m vramgate.testing.controlplane up --kubeconfig-out PATH``.
+or, by hand, ``PYTHONPATH=tests python -m support.controlplane up --kubeconfig-out PATH``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Self
 
 import yaml
 
-from vramgate.testing.pki import (
+from support.pki import (
     CertificateAuthority,
     new_private_key,
     public_key_pem,
@@ -458,7 +458,7 @@ def _wait_for_signal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``up``: run the control plane in the foreground until SIGINT/SIGTERM (for demos)."""
-    parser = argparse.ArgumentParser(prog="python -m vramgate.testing.controlplane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m support.controlplane", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the control plane and keep it running")
     up.add_argument("--kubeconfig-out", type=Path, required=True, help="where to write the kubeconfig")
