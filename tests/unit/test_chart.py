@@ -300,7 +300,7 @@ def test_crd_is_shipped_and_identical_to_the_generated_one(helm_template: Callab
     generated = REPO / "crds" / CRD_FILE
     shipped = CHART / "crds" / CRD_FILE
     assert not shipped.is_symlink(), "helm lint warns about a symlinked CRD: ship a copy (`make crd`)"
-    assert shipped.read_bytes() == generated.read_bytes(), "regenerate (`make crd`), never edit, the chart's CRD"
+    assert shipped.read_bytes() == generated.read_bytes(), "regenerate (`make crd`), never edit, the copy"
     rendered = helm_template(include_crds=True)
     assert rendered[("CustomResourceDefinition", "llmdeployments.vramgate.dev")] == yaml.safe_load(
         generated.read_text()
