@@ -8,7 +8,7 @@ and, when nothing fits, says why in numbers and what would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -335,8 +335,11 @@ def _closest(evaluations: Iterable[_Evaluation]) -> _Evaluation:
     return min(evaluations, key=lambda e: (e.required_bytes / max(e.usable_bytes, 1), e.price))
 
 
-def plan(request: PlanRequest) -> Plan:
-    """Plan one deployment: choose GPUs, fraction and max batch, or say why nothing fits."""
+def plan(request: PlanRequest, gpus: Sequence[tuple[GpuType, int]] | None = None) -> Plan:
+    """Plan one deployment: choose GPUs, fraction and max batch, or say why nothing fits.
+
+    `gpus` are the candidates, each with the most GPUs one node offers for a replica (one pipeline
+    stage): what a cluster holds. Default: every catalog type at any count."""
     evaluator = _Evaluator(request)
     arch = request.model
     if arch.max_position_embeddings and request.max_seq_len > arch.max_position_embeddings:
@@ -352,11 +355,12 @@ def plan(request: PlanRequest) -> Plan:
             f"and {arch.num_kv_heads} KV heads evenly (valid: "
             f"{', '.join(str(n) for n in TENSOR_PARALLEL_SIZES if evaluator.valid_tensor_parallel(n))})",
         )
+    offered = gpus if gpus is not None else [(gpu, MAX_GPUS_PER_REPLICA) for gpu in gpu_catalog().values()]
     field = [
         evaluator.evaluate(gpu, count)
-        for gpu in gpu_catalog().values()
+        for gpu, per_node in offered
         for count in _counts(request)
-        if evaluator.valid_tensor_parallel(count)
+        if count <= per_node and evaluator.valid_tensor_parallel(count)
     ]
     allowed = [
         e
@@ -364,8 +368,8 @@ def plan(request: PlanRequest) -> Plan:
         if (request.gpu is None or e.gpu.name == request.gpu.name)
         and (request.gpu_count is None or e.tensor_parallel == request.gpu_count)
     ]
-    if not allowed:  # a pinned GPU type outside the catalog's list cannot happen; a custom count can
-        raise SizingError("gpu-count", "no valid tensor-parallel size for this model")
+    if not allowed:  # the caller checks a pinned type against its candidates; a custom count can miss
+        raise SizingError("gpu-count", "no valid tensor-parallel size for this model on the GPUs offered")
     chosen = _cheapest(allowed)
     fits = chosen is not None
     if chosen is None:
