@@ -1,28 +1,23 @@
-"""`vramgate` (also `kubectl vramgate`): plan deployments, list the catalogs, check manifests offline.
+"""The commands of `vramgate` (also `kubectl vramgate`): plan deployments, list the catalogs, check
+manifests offline. `vramgate.entry` is the executable; it loads this module when a command runs.
 
-Exit status: 0 fits (or allowed), 1 does not fit (or refused), 2 bad input. Bad input is one line on
-stderr, never a traceback.
+What only one command needs (rich's tables, the CRD generator, the calibration report, the admission
+decision) is imported inside that command, so `vramgate plan -o json` loads no more than planning needs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from vramgate import __version__
-from vramgate.calibration import calibrate, summarize
-from vramgate.crd import render as render_crd
-from vramgate.decision import decide
+from vramgate.entry import EXIT_DOES_NOT_FIT, EXIT_FITS
 from vramgate.sizing import (
     Engine,
     KvCacheDtype,
@@ -44,9 +39,11 @@ from vramgate.sizing.planner import (
     MAX_SEQUENCE_TOKENS,
 )
 from vramgate.sizing.units import GIB, KIB, format_gib
-from vramgate.spec import GROUP
 
-EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_BAD_INPUT = 0, 1, 2
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
 MAX_GIB = 1_000_000.0  # a million GiB per GPU: past any hardware, still no overflow
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
@@ -65,6 +62,8 @@ def _output_option(command: _Command) -> _Command:
 
 def _console() -> Console:
     """A console that keeps tables whole when piped (rich assumes 80 columns off a terminal)."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     return console if console.is_terminal else Console(highlight=False, width=150)
 
@@ -76,10 +75,9 @@ def _emit(data: Any, output: str) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(__version__, prog_name="vramgate")
+@click.group()
 def cli() -> None:
-    """Size LLM serving deployments to their GPUs: weights, KV cache and runtime overhead."""
+    """The commands; `vramgate.entry` lists them and runs one."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,6 +264,8 @@ _BAR_PARTS = (("weights", "█", "blue"), ("KV cache", "█", "green"), ("overhe
 
 def _bar(weights: int, kv: int, overhead: int, total: int) -> Text:
     """One GPU's memory as a bar: weights / KV cache / overhead / free; red past the end."""
+    from rich.text import Text
+
     bar = Text()
     used = 0
     for (_, glyph, style), size in zip(_BAR_PARTS, (weights, kv, overhead), strict=True):
@@ -280,6 +280,8 @@ def _bar(weights: int, kv: int, overhead: int, total: int) -> Text:
 
 
 def _print_plan(result: Plan) -> None:
+    from rich.table import Table
+
     console = _console()
     verdict = "[bold green]FITS[/]" if result.fits else "[bold red]DOES NOT FIT[/]"
     gpus = f"{result.gpu_count} x {result.gpu_type}" if result.gpu_count > 1 else result.gpu_type
@@ -335,6 +337,9 @@ def _print_plan(result: Plan) -> None:
 
 
 def _print_field(console: Console, result: Plan) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     """One row per GPU type, at its smallest count that fits (else its largest), with a memory bar."""
     by_type: dict[str, list[Any]] = {}
     for candidate in result.alternatives:
@@ -409,6 +414,8 @@ def models_command(output: str) -> int:
     if output != "table":
         _emit(rows, output)
         return EXIT_FITS
+    from rich.table import Table
+
     table = Table(
         "model", "params", "attention", "layers", "KV heads", "head dim", "experts", "quant", "context"
     )
@@ -436,6 +443,8 @@ def gpus_command(output: str) -> int:
     if output != "table":
         _emit([gpu.model_dump(mode="json", by_alias=True) for gpu in gpus], output)
         return EXIT_FITS
+    from rich.table import Table
+
     table = Table("GPU", "node label (nvidia.com/gpu.product)", "nvidia-smi MiB", "CUDA total", "$/GPU-h")
     for gpu in gpus:
         table.add_row(
@@ -467,6 +476,8 @@ def _documents(path: str) -> list[Any]:
 
 def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
     """LLMDeployments among the documents, also inside `kind: List` items."""
+    from vramgate.spec import GROUP
+
     found: list[dict[str, Any]] = []
     for doc in documents:
         if not isinstance(doc, dict):
@@ -484,6 +495,9 @@ def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
 )
 def check_command(files: tuple[str, ...]) -> int:
     """Run the admission webhook's exact decision on manifests, offline (for CI and GitOps)."""
+    from vramgate.decision import decide
+    from vramgate.spec import GROUP
+
     refused = checked = 0
     for path in files:
         for resource in _llm_deployments(_documents(path)):
@@ -500,6 +514,8 @@ def check_command(files: tuple[str, ...]) -> int:
 @cli.command("crd")
 def crd_command() -> int:
     """Print the LLMDeployment CustomResourceDefinition generated from the spec models."""
+    from vramgate.crd import render as render_crd
+
     click.echo(render_crd(), nl=False)
     return EXIT_FITS
 
@@ -518,6 +534,8 @@ def crd_command() -> int:
 @_output_option
 def calibrate_command(logs: Path, configs: Path | None, output: str) -> int:
     """Compare predictions with real engine start-up logs (a CSV like benchmarks/calibration/)."""
+    from vramgate.calibration import calibrate, summarize
+
     rows = calibrate(logs, configs)
     summary = summarize(rows)
     records = [
@@ -589,42 +607,15 @@ def calibration_markdown(
 
 
 # ----------------------------------------------------------------------------------------------------
-# entry point
+# errors
 
 
-def _validation_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "input"
-    return f"{where}: {first['msg']}"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; map every failure to one line on stderr and the documented exit status."""
-    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "vramgate"
-    prog = "kubectl vramgate" if prog == "kubectl-vramgate" else "vramgate"
-    try:
-        status = cli.main(
-            args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
-        )
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-        return EXIT_FITS
-    except click.ClickException as exc:
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
-        return EXIT_BAD_INPUT
-    except SizingError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
-        return EXIT_BAD_INPUT
-    except ValidationError as exc:
-        click.echo(f"{prog}: error: {_validation_line(exc)}", err=True)
-        return EXIT_BAD_INPUT
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.Abort:
-        click.echo(f"{prog}: aborted", err=True)
-        return EXIT_BAD_INPUT
-    return status if isinstance(status, int) else EXIT_FITS
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def bad_input_line(error: Exception) -> str | None:
+    """The one stderr line for bad input a command raised (`vramgate.entry` prints it); None otherwise."""
+    if isinstance(error, SizingError):
+        return str(error)
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "input"
+        return f"{where}: {first['msg']}"
+    return None

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vramgate.cli import main
 from vramgate.decision import decide
+from vramgate.entry import main
 
 STABLE_KEYS = {
     "fits",

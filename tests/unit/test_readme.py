@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vramgate.cli import main
+from vramgate.entry import main
 
 ROOT = Path(__file__).parents[2]
 
