@@ -275,3 +275,43 @@ def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]
     status, out, _ = run(["crd"], capsys)
     assert status == 0
     assert out == (Path(__file__).parents[2] / "crds" / "llmdeployments.vramgate.dev.yaml").read_text()
+
+
+def test_command_listing_matches_each_commands_own_help() -> None:
+    from vramgate.cli import cli as commands
+    from vramgate.entry import COMMANDS
+
+    assert {name: command.get_short_help_str(200) for name, command in commands.commands.items()} == COMMANDS
+
+
+def test_help_and_completion_load_no_command_code() -> None:
+    """`--help` lists the commands from a table: no pydantic, sizing core or catalogs are imported."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from vramgate.entry import main\n"
+        "for argv in (['--help'], ['completion', 'bash']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main(argv) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'vramgate.', 'rich', 'yaml'))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "['vramgate.entry']"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_script_completes_commands(capsys: pytest.CaptureFixture[str], shell: str) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "_VRAMGATE_COMPLETE" in script
+    # The script calls back into the program: the callback lists commands and a command's options.
+    # bash and zsh pass the index of the word being completed, fish the word itself.
+    cword = "pl" if shell == "fish" else "1"
+    env = {"_VRAMGATE_COMPLETE": f"{shell}_complete", "COMP_WORDS": "vramgate pl", "COMP_CWORD": cword}
+    vramgate = Path(sys.executable).parent / "vramgate"
+    words = subprocess.run([str(vramgate)], env=env, capture_output=True, text=True, check=False).stdout
+    assert "plan" in words
+
+
+def test_completion_refuses_an_unknown_shell(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "powershell"]) == 2
+    assert "'powershell' is not one of 'bash', 'zsh', 'fish'" in capsys.readouterr().err
