@@ -28,6 +28,7 @@ from support.controlplane import free_loopback_ports
 from support.gpunodes import register_gpu_node
 from support.kubectl import kubectl
 from support.wait import settled, stays, wait_for
+from vramgate import __version__
 from vramgate.crd import CRD_NAME
 from vramgate.decision import decide
 
@@ -261,6 +262,10 @@ def test_metrics_count_plans_and_refusals(
     assert grew("vramgate_plans_total", source="admission", outcome="too-big") == 1
     assert grew("vramgate_plans_total", source="reconcile", outcome="fits") >= 1
     assert grew("vramgate_reconcile_duration_seconds_count") >= 1
+    # kubectl apply asks the webhook once for the refused resource and at least once for falcon.
+    assert grew("vramgate_admission_duration_seconds_count", outcome="too-big") == 1
+    assert grew("vramgate_admission_duration_seconds_count", outcome="fits") >= 1
+    assert _metric(after, "vramgate_build_info", version=__version__) == 1
 
 
 def test_unknown_model_is_refused_with_its_field_path(

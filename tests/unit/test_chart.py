@@ -363,3 +363,28 @@ def test_dockerignore_keeps_the_context_small() -> None:
     ignored = set(_instructions(REPO / ".dockerignore"))
     assert {".venv", ".cache", ".git", "tests", "benchmarks"} <= ignored
     assert "operator" not in ignored and "pyproject.toml" not in ignored
+
+
+def test_service_monitor_scrapes_exactly_the_metrics_service(
+    helm_template: Callable[..., Manifests], default: Manifests
+) -> None:
+    assert not [key for key in default if key[0] == "ServiceMonitor"], "off unless asked for"
+    rendered = helm_template(
+        "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"
+    )
+    monitor = next(doc for (kind, _), doc in rendered.items() if kind == "ServiceMonitor")
+    services = [doc for (kind, _), doc in rendered.items() if kind == "Service"]
+    selected = [
+        s
+        for s in services
+        if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-vramgate-metrics"]
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert not [
+        k
+        for k in helm_template("metrics.enabled=false", "metrics.serviceMonitor.enabled=true")
+        if k[0] == "ServiceMonitor"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kopf
@@ -36,8 +37,10 @@ def validate_llmdeployment(
     """
     if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
         return
+    started = time.perf_counter()
     decision = decide(body)
     outcome = metrics.outcome(decision.allowed, decision.field)
+    metrics.ADMISSION_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - started)
     metrics.PLANS.labels(source="admission", outcome=outcome).inc()
     if not decision.allowed:
         metrics.REJECTIONS.labels(reason=outcome).inc()
