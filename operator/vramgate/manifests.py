@@ -7,6 +7,7 @@ is; this module adds only what running it on Kubernetes needs: image, ports, pro
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 PLAN_ANNOTATION = f"{GROUP}/plan"
+APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 MANAGED_BY = "vramgate"
 OWNER_LABEL = f"{GROUP}/llmdeployment"
 HTTP_PORT_NAME = "http"
@@ -132,36 +134,86 @@ def deployment(owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan) ->
     }
     if plan.gpu_count > 1:  # NCCL exchanges tensors through shared memory; the default 64 MiB is too small
         pod_spec["volumes"] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
-        "spec": {
-            "replicas": spec.replicas,
-            "selector": {"matchLabels": selector(name)},
-            # A surge pod would need GPUs of its own, which a GPU pool rarely has spare: replace in place.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-            "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
-        },
-    }
+    return _stamped(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
+            "spec": {
+                "replicas": spec.replicas,
+                "selector": {"matchLabels": selector(name)},
+                # A surge pod would need GPUs of its own, which a GPU pool rarely has spare: replace in place.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
+            },
+        }
+    )
 
 
 def service(owner: Mapping[str, Any], spec: LLMDeploymentSpec) -> dict[str, Any]:
     """A ClusterIP Service for the server's HTTP port, named like its LLMDeployment."""
     name = owner["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(owner),
-        "spec": {
-            "selector": selector(name),
-            "ports": [
-                {
-                    "name": HTTP_PORT_NAME,
-                    "port": server_port(spec),
-                    "targetPort": HTTP_PORT_NAME,
-                    "protocol": "TCP",
-                }
-            ],
-        },
-    }
+    return _stamped(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _metadata(owner),
+            "spec": {
+                "selector": selector(name),
+                "ports": [
+                    {
+                        "name": HTTP_PORT_NAME,
+                        "port": server_port(spec),
+                        "targetPort": HTTP_PORT_NAME,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        }
+    )
+
+
+def _stamped(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with the hash of its own content as an annotation: what was last applied can then
+    be read off the live object, after a restart too, without keeping anything in memory."""
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode())
+    manifest["metadata"].setdefault("annotations", {})[APPLIED_HASH_ANNOTATION] = digest.hexdigest()[:16]
+    return manifest
+
+
+def is_current(live: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> bool:
+    """Whether applying `manifest` would change nothing on `live`: the same manifest was applied last
+    (its hash annotation) and every value it sets still holds (nobody edited them since). Fields the
+    API server adds by default, or other managers own, do not count."""
+    if live is None:
+        return False
+    applied = (live.get("metadata") or {}).get("annotations") or {}
+    wanted = manifest["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+    return applied.get(APPLIED_HASH_ANNOTATION) == wanted and _holds(live.get("spec"), manifest["spec"])
+
+
+def _holds(live: object, wanted: object) -> bool:
+    """`wanted` is contained in `live`: mappings key by key, lists item by item and of equal length;
+    an empty list or mapping matches an absent field (the API server drops them)."""
+    if isinstance(wanted, Mapping):
+        live_map = live if isinstance(live, Mapping) else {}
+        return all(
+            _holds(live_map[key], value) if key in live_map else value in ({}, [])
+            for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        live_list = live if isinstance(live, list) else []
+        return len(live_list) == len(wanted) and all(map(_holds, live_list, wanted))
+    return live == wanted or _same_quantity(live, wanted)
+
+
+def _same_quantity(live: object, wanted: object) -> bool:
+    """Resource quantities come back in canonical form (`1` becomes "1", `1000m` becomes "1")."""
+    if not isinstance(live, str | int) or not isinstance(wanted, str | int) or isinstance(wanted, bool):
+        return False
+    from kubernetes.utils import parse_quantity  # only the operator compares: the CLI never imports it
+
+    try:
+        return bool(parse_quantity(live) == parse_quantity(wanted))  # type: ignore[no-untyped-call]
+    except ValueError:
+        return False

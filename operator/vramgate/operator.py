@@ -6,12 +6,14 @@ from the environment (`vramgate.settings`) to kopf and opens the API client and 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
 
 from vramgate import metrics
 from vramgate.handlers import admission, reconcile
+from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
 from vramgate.handlers.kube import new_api_client
 from vramgate.handlers.webhook import webhook_server
 from vramgate.settings import OperatorConfig
@@ -26,9 +28,13 @@ _LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "jso
 def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """kopf's settings for vramgate: its own names on objects and events, admission per config."""
     settings.posting.reporting_component = REPORTING_COMPONENT
+    # kopf would post an Event for every handler run ("succeeded", "processed"): a write per object on
+    # each restart. Warnings and errors still become Events; decisions are posted with `kopf.event`,
+    # which this level does not filter.
+    settings.posting.level = logging.WARNING
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.progress_storage = MemoryProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = ObservedGenerationDiffBase()
     settings.peering.standalone = True
     settings.admission.server = webhook_server(config)
     settings.admission.managed = config.webhook_configuration or None

@@ -326,6 +326,92 @@ def test_applying_the_same_spec_again_writes_nothing(
     stays(lambda: versions() == steady, seconds=5, message="the resource, Deployment and Service versions")
 
 
+WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "UPDATE"})
+OPERATOR_OBJECTS = {
+    ("deployments", ""),
+    ("services", ""),
+    ("llmdeployments", ""),
+    ("llmdeployments", "status"),
+}
+
+
+def api_writes(kubeconfig: Path) -> dict[tuple[str, str, str], float]:
+    """The API server's own count of write requests, by (verb, resource, subresource), over the objects
+    the operator writes: apiserver_request_total, as `kubectl get --raw /metrics` shows it."""
+    text = kubectl("get", "--raw", "/metrics", kubeconfig=kubeconfig).stdout
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name != "apiserver_request_total" or labels.get("verb") not in WRITE_VERBS:
+                continue
+            if (labels.get("resource", ""), labels.get("subresource", "")) not in OPERATOR_OBJECTS:
+                continue
+            key = (labels["verb"], labels["resource"], labels.get("subresource", ""))
+            counts[key] = counts.get(key, 0.0) + float(sample.value)
+    return counts
+
+
+def writes_since(
+    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
+) -> dict[str, int]:
+    return {
+        "/".join(filter(None, key)): int(after[key] - before.get(key, 0.0))
+        for key in sorted(after)
+        if after[key] != before.get(key, 0.0)
+    }
+
+
+def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    """Counted by the API server: creating three resources costs one apply of each Deployment, Service
+    and status, and nothing else (no kopf annotations); a restart with nothing changed writes nothing."""
+    names = [f"falcon-{index}" for index in range(3)]
+    resources = []
+    for name in names:
+        resource = example(FALCON, namespace)
+        resource["metadata"]["name"] = name
+        resources.append(resource)
+    quiet = settled(
+        lambda: api_writes(kubeconfig), quiet_seconds=3, timeout=CONVERGE_SECONDS, message="writes"
+    )
+
+    for resource in resources:
+        kubectl("create", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource))
+
+    def deployed() -> bool:
+        items = (get_json(kubeconfig, "llmd", "-n", namespace) or {}).get("items", [])
+        return len(items) == len(names) and all(
+            (item.get("status") or {}).get("phase") == "Deployed" for item in items
+        )
+
+    wait_for(deployed, timeout=CONVERGE_SECONDS, message="three resources Deployed")
+    converged = settled(
+        lambda: api_writes(kubeconfig), quiet_seconds=5, timeout=CONVERGE_SECONDS, message="writes"
+    )
+    assert writes_since(quiet, converged) == {
+        "POST/llmdeployments": 3,  # the test's own creates
+        "APPLY/deployments": 3,
+        "APPLY/services": 3,
+        "APPLY/llmdeployments/status": 3,
+    }
+    statuses = [(get_json(kubeconfig, "llmd", name, "-n", namespace) or {})["status"] for name in names]
+    assert all({c["type"] for c in status["conditions"]} == {"Planned", "Ready"} for status in statuses)
+
+    operator.stop()
+    operator.start()
+    stays(
+        lambda: writes_since(converged, api_writes(kubeconfig)) == {},
+        seconds=10,
+        message="no writes after the restart",
+    )
+    reasons = kubectl(
+        "get", "events", "-n", namespace, "-o", "jsonpath={.items[*].reason}", kubeconfig=kubeconfig
+    ).stdout.split()
+    assert sorted(reason for reason in reasons if reason == "Deployed") == ["Deployed"] * 3, reasons
+
+
 def test_changing_concurrency_changes_max_num_seqs(
     kubeconfig: Path, namespace: str, operator: OperatorProcess
 ) -> None:

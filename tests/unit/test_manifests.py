@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 from vramgate.decision import decide
-from vramgate.manifests import PLAN_ANNOTATION, deployment, service
+from vramgate.manifests import APPLIED_HASH_ANNOTATION, PLAN_ANNOTATION, deployment, is_current, service
 
 OWNER_UID = "0c0ffee0-0000-4000-8000-000000000001"
 
@@ -120,3 +121,53 @@ def test_the_plan_rides_along_as_compact_json() -> None:
 
 def test_generation_is_deterministic_so_reapplying_changes_nothing() -> None:
     assert generate(FALCON) == generate(FALCON)
+
+
+def as_stored(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the API server gives back: defaults added, quantities as strings, empty lists dropped."""
+    stored = copy.deepcopy(manifest)
+    stored["metadata"].update(uid="d3p10y", generation=1, resourceVersion="7")
+    pod = stored["spec"]["template"]["spec"]
+    pod["restartPolicy"] = "Always"
+    container = pod["containers"][0]
+    container["imagePullPolicy"] = "IfNotPresent"
+    container["resources"]["limits"] = {k: str(v) for k, v in container["resources"]["limits"].items()}
+    container["readinessProbe"]["timeoutSeconds"] = 1
+    stored["status"] = {"replicas": 1}
+    return stored
+
+
+def test_a_stored_deployment_with_server_defaults_is_current() -> None:
+    generated, _, _ = generate({**FALCON, "runtime": {}})
+    stored = as_stored(generated)
+    del stored["spec"]["template"]["spec"]["containers"][0]["env"]  # generated as [], dropped by the server
+
+    assert generated["spec"]["template"]["spec"]["containers"][0]["env"] == []
+    assert is_current(stored, generated)
+
+
+def test_an_edited_deployment_or_a_changed_plan_is_not_current() -> None:
+    generated, _, _ = generate(FALCON)
+    edited = as_stored(generated)
+    edited["spec"]["template"]["spec"]["containers"][0]["args"][0] = "--max-num-seqs=999"
+    shorter = as_stored(generated)
+    shorter["spec"]["template"]["spec"]["containers"][0]["args"].pop()
+    replanned, _, _ = generate({**FALCON, "workload": {"maxSequenceLength": 1000, "concurrency": 20}})
+
+    assert not is_current(edited, generated)
+    assert not is_current(shorter, generated)
+    assert not is_current(None, generated)
+    assert not is_current(as_stored(generated), replanned), "the hash annotation tells a new plan apart"
+    assert (
+        replanned["metadata"]["annotations"][APPLIED_HASH_ANNOTATION]
+        != (generated["metadata"]["annotations"][APPLIED_HASH_ANNOTATION])
+    )
+
+
+def test_the_applied_hash_is_stable_and_on_both_objects() -> None:
+    first, first_service, _ = generate(FALCON)
+    again, again_service, _ = generate(FALCON)
+
+    assert first == again and first_service == again_service
+    assert APPLIED_HASH_ANNOTATION in first_service["metadata"]["annotations"]
+    assert is_current(copy.deepcopy(first_service), first_service)

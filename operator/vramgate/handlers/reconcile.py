@@ -1,15 +1,23 @@
 """Keep each LLMDeployment's Deployment and Service as its plan says, and its status truthful.
 
-The LLMDeployment handlers (create, spec update, operator resume) size the spec with `decide` and apply
-the generated objects; a spec that does not fit (stored before a catalog change, or with the webhook
-off) becomes phase Rejected and whatever already runs is left alone. A watch on the generated
-Deployments puts back one edited or deleted by hand, and carries its availability to the Ready condition.
+The LLMDeployment handlers (a generation not yet observed, and every resource once when the operator
+starts) size the spec with `decide` and apply the generated objects; a spec that does not fit (stored
+before a catalog change, or with the webhook off) becomes phase Rejected and whatever already runs is
+left alone. A watch on the generated Deployments puts back one edited or deleted by hand, and carries
+its availability to the Ready condition.
+
+Every write is decided against the live objects, which kopf's indices keep from its watch streams: a
+generated object is applied only when `manifests.is_current` says it differs, the status only when it
+would change. One change costs one apply per object; a restart with nothing changed writes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -35,60 +43,159 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def apply_generated(api: client.ApiClient, owner: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    """Apply the Service and Deployment of a fitting decision; returns the Deployment as stored."""
-    assert decision.spec is not None and decision.plan is not None, "only a fitting decision is applied"
-    kube.apply(api, manifests.service(owner, decision.spec))
-    return kube.apply(api, manifests.deployment(owner, decision.spec, decision.plan))
+GENERATED_LABELS = {"app.kubernetes.io/managed-by": manifests.MANAGED_BY}
+DESIRED_CACHE_SIZE = 2048  # plans kept for the Deployment watch; a miss re-plans, nothing worse
 
 
-def _write_status(api: client.ApiClient, metadata: Mapping[str, Any], new: dict[str, Any]) -> None:
-    kube.apply_llmdeployment_status(api, metadata, new, field_manager=kube.FIELD_MANAGER)
+def _first(kwargs: Mapping[str, Any], index: str, key: object) -> Any:
+    """The live object under `key` in kopf's index `index` (handlers get indices as keyword arguments)."""
+    found: kopf.Index[Any, Any] = kwargs[index]
+    return next(iter(found.get(key, ())), None)
+
+
+def _live(body: kopf.Body) -> dict[str, Any]:
+    """What the comparisons need of a live object: without managedFields, the bulk of it."""
+    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
+    return {
+        "metadata": metadata,
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+@kopf.index("apps", "v1", "deployments", labels=GENERATED_LABELS)
+def generated_deployments(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The live generated Deployments, by namespace and name (kopf keeps it from its watch)."""
+    return {(namespace, name): _live(body)}
+
+
+@kopf.index(group="", version="v1", plural="services", labels=GENERATED_LABELS)
+def generated_services(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The live generated Services, by namespace and name."""
+    return {(namespace, name): _live(body)}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def llmdeployments(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The live LLMDeployments, for the Deployment watch: owner and status without a read."""
+    return {(namespace, name): _live(body)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Desired:
+    """A decision and, when it fits, the objects it generates."""
+
+    decision: Decision
+    service: dict[str, Any] | None = None
+    deployment: dict[str, Any] | None = None
+
+
+class _DesiredCache:
+    """Plans by owner uid and generation (a spec change is a new generation), least recently used
+    first out: the watch sees several events per Deployment and should not re-plan for each."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int], Desired] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, owner: Mapping[str, Any]) -> Desired:
+        key = (str(owner["metadata"]["uid"]), int(owner["metadata"].get("generation") or 0))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        found = _desired(owner)
+        with self._lock:
+            self._items[key] = found
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return found
+
+
+def _desired(owner: Mapping[str, Any]) -> Desired:
+    decision = decide(owner)
+    if not decision.allowed or decision.spec is None or decision.plan is None:
+        return Desired(decision)
+    service = manifests.service(owner, decision.spec)
+    deployment = manifests.deployment(owner, decision.spec, decision.plan)
+    # The status needs the plan's own figures, not the table of every other option.
+    kept = decision.plan.model_copy(update={"alternatives": [], "suggestions": []})
+    return Desired(dataclasses.replace(decision, plan=kept), service, deployment)
+
+
+DESIRED = _DesiredCache(DESIRED_CACHE_SIZE)
+
+
+def sync(
+    api: client.ApiClient, manifest: dict[str, Any], live: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """Apply `manifest` unless the live object already holds it; returns the object as it stands."""
+    if live is not None and manifests.is_current(live, manifest):
+        return live
+    return kube.apply(api, manifest)
+
+
+def _owner(meta: kopf.Meta, spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": dict(meta), "spec": dict(spec)}
+
+
+def _write_status(
+    api: client.ApiClient, metadata: Mapping[str, Any], previous: Mapping[str, Any], new: dict[str, Any]
+) -> None:
+    if not status.unchanged(previous, new):
+        kube.apply_llmdeployment_status(api, metadata, new, field_manager=kube.FIELD_MANAGER)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile_llmdeployment(
-    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    body: kopf.Body,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
 ) -> None:
-    """Size, apply, report. Retries transient API errors; records permanent ones as phase Failed."""
+    """Size, apply what differs, report. Retries transient API errors; records permanent ones as phase
+    Failed. A spec change arrives as a creation: see `persistence.ObservedGenerationDiffBase`."""
     started = time.monotonic()
     api = api_client(memo)
-    owner: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": dict(meta),
-        "spec": body["spec"],
-    }
+    owner = _owner(meta, body["spec"])
+    key = (meta["namespace"], meta["name"])
     previous = body.get("status") or {}
     generation = meta.get("generation")
-    decision = decide(owner)
+    desired = DESIRED.get(owner)
+    decision = desired.decision
     metrics.PLANS.labels(source="reconcile", outcome=metrics.outcome(decision.allowed, decision.field)).inc()
     try:
-        if not decision.allowed:
+        if desired.service is None or desired.deployment is None:
             _write_status(
                 api,
                 meta,
+                previous,
                 status.rejected_status(decision, previous=previous, generation=generation, now=now()),
             )
             if previous.get("observedGeneration") != generation or previous.get("phase") != "Rejected":
                 kopf.warn(body, reason="Rejected", message=decision.message)
             return
-        deployment = apply_generated(api, owner, decision)
+        sync(api, desired.service, _first(kwargs, "generated_services", key))
+        deployment = sync(api, desired.deployment, _first(kwargs, "generated_deployments", key))
         new_status = status.deployed_status(
-            decision, deployment["metadata"]["name"], previous=previous, generation=generation, now=now()
+            decision, deployment, previous=previous, generation=generation, now=now()
         )
-        _write_status(api, meta, new_status)
+        _write_status(api, meta, previous, new_status)
         if previous.get("observedGeneration") != generation or previous.get("phase") != "Deployed":
-            kopf.info(body, reason="Deployed", message=decision.message)
+            kopf.event(body, type="Normal", reason="Deployed", message=decision.message)
     except kube.CALL_ERRORS as error:
         failure = kube.api_error("applying the Deployment, Service and status", error)
         if isinstance(failure, kopf.PermanentError):
             kopf.warn(body, reason="Failed", message=str(failure))
             try:
                 _write_status(
-                    api, meta, status.failed_status(str(failure), previous=previous, generation=generation)
+                    api,
+                    meta,
+                    previous,
+                    status.failed_status(str(failure), previous=previous, generation=generation),
                 )
             except kube.CALL_ERRORS as status_error:
                 logger.error(f"Could not record the failure in the status: {status_error}")
@@ -109,51 +216,65 @@ def _controller(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": manifests.MANAGED_BY})
+def _ready_tuple(condition: Mapping[str, Any] | None) -> tuple[object, ...]:
+    fields = ("status", "reason", "message", "observedGeneration")
+    return tuple((condition or {}).get(field) for field in fields)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=GENERATED_LABELS)
 def watch_generated_deployment(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+    type: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **kwargs: Any,
 ) -> None:
-    """Re-apply the owner's plan when its Deployment is deleted or its spec changes (a new generation:
-    ours re-applied is a no-op); carry its availability to the owner's Ready condition when it changes."""
+    """Re-apply the owner's plan when its Deployment is deleted or differs from it; carry its
+    availability to the owner's Ready condition when that changes. Both are decided against the live
+    owner and Deployment; the memo (per Deployment, gone with it) only spares re-checking a generation
+    already found current, and re-writing a Ready condition already written."""
     reference = _controller(body)
     if reference is None:
         return
-    generation = body.get("metadata", {}).get("generation")
-    stored: Mapping[str, Any] | None = None if type == "DELETED" else body
-    drifted = stored is None or memo.get("applied_generation") != generation
-    if not drifted and memo.get("readiness") == status.readiness(stored):
-        return
+    namespace = body["metadata"]["namespace"]
+    owner = _first(kwargs, "llmdeployments", (namespace, reference["name"]))
+    if (
+        owner is None
+        or owner["metadata"]["uid"] != reference["uid"]
+        or owner["metadata"].get("deletionTimestamp")
+    ):
+        return  # the owner is going: the garbage collector takes its objects too
+    owner_status = owner.get("status") or {}
+    if owner_status.get("observedGeneration") != owner["metadata"].get("generation"):
+        return  # the reconciler is on it, and writes Ready with its status
     api = api_client(memo)
-    namespace, name = body["metadata"]["namespace"], reference["name"]
+    stored: Mapping[str, Any] | None = None if type == "DELETED" else body
+    generation = body.get("metadata", {}).get("generation")
     try:
-        owner = kube.read_llmdeployment(api, namespace, name)
-        if (
-            owner is None
-            or owner["metadata"]["uid"] != reference["uid"]
-            or owner["metadata"].get("deletionTimestamp")
-        ):
-            return  # the owner is going: the garbage collector takes its objects too
-        if drifted:
-            decision = decide(owner)
-            if decision.allowed:  # a Rejected spec keeps what runs, as it is
-                stored = apply_generated(api, owner, decision)
-                if stored["metadata"].get("generation") != generation or type == "DELETED":
-                    logger.info(f"Put the Deployment of {namespace}/{name} back as planned.")
-                    kopf.info(
+        if stored is None or memo.get("current_generation") != generation:
+            desired = DESIRED.get(owner).deployment
+            if desired is not None:  # a Rejected spec keeps what runs, as it is
+                if stored is None or not manifests.is_current(stored, desired):
+                    stored = kube.apply(api, desired)
+                    logger.info(f"Put the Deployment of {namespace}/{reference['name']} back as planned.")
+                    kopf.event(
                         kopf.Body(cast(kopf.RawBody, owner)),
+                        type="Normal",
                         reason="Repaired",
                         message="its Deployment was changed or deleted by hand; the plan is applied again",
                     )
-            memo["applied_generation"] = (stored or {}).get("metadata", {}).get("generation")
+                memo["current_generation"] = stored["metadata"].get("generation")
         ready = status.ready_condition(
-            stored,
-            previous=owner.get("status") or {},
-            generation=owner["metadata"].get("generation"),
-            now=now(),
+            stored, previous=owner_status, generation=owner["metadata"].get("generation"), now=now()
         )
+        stored_ready = next(
+            (c for c in owner_status.get("conditions") or [] if c.get("type") == status.READY), None
+        )
+        if _ready_tuple(ready) in (_ready_tuple(stored_ready), memo.get("ready")):
+            return
         kube.apply_llmdeployment_status(
             api, owner["metadata"], {"conditions": [ready]}, field_manager=kube.READINESS_FIELD_MANAGER
         )
-        memo["readiness"] = status.readiness(stored)
+        memo["ready"] = _ready_tuple(ready)
     except kube.CALL_ERRORS as error:
-        raise kube.api_error(f"repairing the Deployment of {namespace}/{name}", error) from error
+        raise kube.api_error(f"repairing the Deployment of {namespace}/{reference['name']}", error) from error

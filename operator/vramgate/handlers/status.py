@@ -1,9 +1,10 @@
 """The LLMDeployment status block, computed from a decision and the Deployment (pure functions).
 
-Two writers share the status, each server-side applying only its own part: the reconciler owns phase,
-message, plan and the Planned condition; the Deployment watch owns the Ready condition. Conditions keep
-their lastTransitionTime while their status holds, and nothing here reads the clock (`now` comes in),
-so the same inputs give the same status: reconciling twice writes nothing new.
+Two writers share the status, each server-side applying its own part: the reconciler writes phase,
+message, plan and the Planned condition, with the Ready condition as it stands (one status write per
+change); the Deployment watch writes Ready alone when the Deployment's availability changes. Conditions
+keep their lastTransitionTime while their status holds, and nothing here reads the clock (`now` comes
+in), so the same inputs give the same status, and `unchanged` tells when there is nothing to write.
 """
 
 from __future__ import annotations
@@ -83,15 +84,34 @@ def _carried(previous: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     return {key: previous[key] for key in keys if key in previous}
 
 
+def _previous_condition(previous: Mapping[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [dict(c) for c in previous.get("conditions") or [] if c.get("type") == type_]
+
+
 def _planned_condition(previous: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [dict(c) for c in previous.get("conditions") or [] if c.get("type") == PLANNED]
+    return _previous_condition(previous, PLANNED)
+
+
+def unchanged(previous: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether writing `new` would change nothing in the stored status `previous` (conditions compare
+    by type: other writers' conditions do not count)."""
+    stored = {c.get("type"): c for c in previous.get("conditions") or []}
+    return all(
+        all(stored.get(c["type"]) == c for c in value) if key == "conditions" else previous.get(key) == value
+        for key, value in new.items()
+    )
 
 
 def deployed_status(
-    decision: Decision, deployment_name: str, *, previous: Mapping[str, Any], generation: int | None, now: str
+    decision: Decision,
+    deployment: Mapping[str, Any],
+    *,
+    previous: Mapping[str, Any],
+    generation: int | None,
+    now: str,
 ) -> dict[str, Any]:
-    """Status after the Deployment and Service were applied for a fitting plan (Ready is not ours to
-    write here: the Deployment watch owns it)."""
+    """Status after the Deployment (as stored) and Service were applied for a fitting plan; its Ready
+    condition goes in the same write, so a new resource costs one status write, not two."""
     assert decision.plan is not None, "only a sized decision is deployed"
     planned = condition(
         _planned_condition(previous), PLANNED, True, "Fits", decision.message, generation=generation, now=now
@@ -101,8 +121,11 @@ def deployed_status(
         "message": decision.message,
         "observedGeneration": generation,
         "plan": plan_summary(decision.plan),
-        "deployment": deployment_name,
-        "conditions": [planned],
+        "deployment": deployment["metadata"]["name"],
+        "conditions": [
+            planned,
+            ready_condition(deployment, previous=previous, generation=generation, now=now),
+        ],
     }
 
 
@@ -120,7 +143,7 @@ def rejected_status(
         "phase": Phase.REJECTED.value,
         "message": decision.message,
         "observedGeneration": generation,
-        "conditions": [planned],
+        "conditions": [planned, *_previous_condition(previous, READY)],
     }
 
 
@@ -131,7 +154,7 @@ def failed_status(message: str, *, previous: Mapping[str, Any], generation: int 
         "phase": Phase.FAILED.value,
         "message": message,
         "observedGeneration": generation,
-        "conditions": _planned_condition(previous),
+        "conditions": [*_planned_condition(previous), *_previous_condition(previous, READY)],
     }
 
 
