@@ -33,6 +33,8 @@ class OperatorConfig:
     """What the operator reads from its environment (VRAMGATE_<FIELD NAME IN CAPITALS>)."""
 
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # A label selector on namespaces: this instance's shard (several instances, disjoint selectors).
+    namespace_selector: str = ""
     webhook_mode: WebhookMode = WebhookMode.LOCAL
     webhook_port: int = 9443
     webhook_host: str = "127.0.0.1"  # local mode: the address the API server dials
@@ -60,6 +62,7 @@ class OperatorConfig:
         )
         return cls(
             namespaces=tuple(name.strip() for name in get("NAMESPACES", "").split(",") if name.strip()),
+            namespace_selector=get("NAMESPACE_SELECTOR", ""),
             webhook_mode=mode,
             webhook_port=_port(get("WEBHOOK_PORT", str(defaults.webhook_port)), "WEBHOOK_PORT"),
             webhook_host=get("WEBHOOK_HOST", defaults.webhook_host),

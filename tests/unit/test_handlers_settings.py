@@ -26,9 +26,11 @@ def test_environment_overrides() -> None:
             "VRAMGATE_NAMESPACES": "team-a, team-b",
             "VRAMGATE_WEBHOOK_MODE": "Service",
             "VRAMGATE_METRICS_PORT": "0",
+            "VRAMGATE_NAMESPACE_SELECTOR": " vramgate.dev/shard=a ",
         }
     )
     assert config.namespaces == ("team-a", "team-b")
+    assert config.namespace_selector == "vramgate.dev/shard=a"
     assert config.webhook_mode is WebhookMode.SERVICE and config.metrics_port == 0
 
 

@@ -38,14 +38,14 @@ def new_api_client() -> client.ApiClient:
 def api_error(action: str, error: Exception) -> kopf.TemporaryError | kopf.PermanentError:
     """The kopf error for a failed call: temporary for what retrying can fix, permanent otherwise."""
     if isinstance(error, ApiException):
-        detail = _api_message(error)
+        detail = api_message(error)
         if error.status in _TRANSIENT_STATUSES or error.status >= 500 or error.status == 0:
             return kopf.TemporaryError(f"{action}: {detail}", delay=RETRY_DELAY_SECONDS)
         return kopf.PermanentError(f"{action}: {detail}")
     return kopf.TemporaryError(f"{action}: {error}", delay=RETRY_DELAY_SECONDS)
 
 
-def _api_message(error: ApiException) -> str:
+def api_message(error: ApiException) -> str:
     try:
         return str(json.loads(error.body or "")["message"])
     except (TypeError, ValueError, KeyError):
