@@ -4,14 +4,21 @@ Reads a CSV of engine starts (the columns of benchmarks/calibration/vllm_startup
 GPU, fraction, max model len, what the engine printed) and re-plans each row with the engine's own
 settings fixed, so predicted and reported weights and KV-cache capacity can be set side by side. Rows
 are never special-cased: each goes through the same `plan()` a deployment does.
+
+Every row belongs to one of two splits, decided by where it came from (`split_of`): the fit split may
+inform the engine model; the held-out split only measures it. Errors are signed (prediction / report - 1):
+a positive KV error over-promises memory the engine does not have.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from vramgate.sizing import catalog
@@ -31,6 +38,63 @@ KV_ROW_TOLERANCE = 0.15
 KV_ROW_TOLERANCE_BYTES = GIB // 2
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+# A KV error above this over-promises: the plan would let more sequences in than the cache holds.
+KV_OVER_PROMISE_TOLERANCE = 0.01
+
+# One source in HELD_OUT_ONE_IN is held out (the first 8 bytes of the SHA-256 of its key, modulo), except the
+# sources of the rows the engine model was fitted to before the split existed: those stay in the fit split.
+HELD_OUT_ONE_IN = 2
+FITTED_BEFORE_SPLIT = frozenset(
+    {"R03", "R04", "R09", "R10", "R14", "R19", "R20", "R22", "R24", "R26", "R28", "R32", "R35", "R36", "R37"}
+)
+
+
+class Split(StrEnum):
+    FIT = "fit"
+    HELD_OUT = "held-out"
+
+
+_THREAD = re.compile(r"github\.com/([^/]+)/([^/]+)/(issues|pull|discussions)/(\d+)")
+_REPOSITORY = re.compile(r"github\.com/([^/]+)/([^/#?]+)")
+
+
+def source_key(url: str) -> str:
+    """The source a row came from: `owner/repo#N` for an issue, pull request or discussion (any comment of
+    it), `owner/repo` for a file in a repository (any commit or path), else the URL without its anchor."""
+    thread = _THREAD.search(url)
+    if thread:
+        return f"{thread[1]}/{thread[2]}#{thread[4]}".lower()
+    repository = _REPOSITORY.search(url)
+    if repository:
+        return f"{repository[1]}/{repository[2]}".lower()
+    return url.split("#", maxsplit=1)[0].strip().lower()
+
+
+def split_of(key: str, fitted_sources: frozenset[str]) -> Split:
+    """Fit or held-out, the same for every row of one source, and stable as rows are added."""
+    if key in fitted_sources:
+        return Split.FIT
+    digest = hashlib.sha256(key.encode()).digest()
+    return Split.HELD_OUT if int.from_bytes(digest[:8], "big") % HELD_OUT_ONE_IN == 0 else Split.FIT
+
+
+_RELEASE = re.compile(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?(?!\.?dev)")
+
+
+def engine_generation(engine: str, version: str) -> str:
+    """The report's engine group: SGLang, TGI, or vLLM before/from 0.8 (the V1 engine's first default
+    release) by the first release number the row's version column names; source builds (`0.1.devN`) and
+    rows that name none form their own group."""
+    name = _engine(engine)
+    if name is Engine.SGLANG:
+        return "SGLang"
+    if name is Engine.TGI:
+        return "TGI"
+    match = _RELEASE.search(version or "")
+    if match is None or (int(match[1]), int(match[2])) < (0, 2):
+        return "vLLM, release not shown"
+    return "vLLM >=0.8" if (int(match[1]), int(match[2])) >= (0, 8) else "vLLM <0.8"
 
 
 def _first_number(text: str) -> float | None:
@@ -85,6 +149,9 @@ class CalibrationRow:
     predicted: Plan | None
     reported: Reported
     skipped: str | None = None
+    source: str = ""
+    split: Split = Split.FIT
+    generation: str = ""
 
     @property
     def weights_error(self) -> float | None:
@@ -165,12 +232,14 @@ def _weights_reported(row: dict[str, str]) -> float | None:
 
 
 def _kv_tokens_reported(row: dict[str, str]) -> int | None:
+    """KV capacity in tokens: printed directly, as blocks x block size, or in the error a refused start
+    prints ("... the maximum number of tokens that can be stored in KV cache (N)")."""
     if row.get("kv_cache_tokens"):
         return int(_first_number(row["kv_cache_tokens"]) or 0) or None
     blocks, block = _first_number(row.get("gpu_blocks", "")), _first_number(row.get("block_size", ""))
     if blocks and block:
         return int(blocks * block)
-    return None
+    return int(_first_number(row.get("kv_tokens_from_error_msg", "")) or 0) or None
 
 
 def _kv_gib_reported(row: dict[str, str]) -> float | None:
@@ -181,9 +250,17 @@ def _kv_gib_reported(row: dict[str, str]) -> float | None:
     return _first_number(text)
 
 
+_UNVERIFIED = "unverified"
+
+
 def _model(row: dict[str, str], configs_dir: Path) -> ModelArchitecture:
-    """The row's config.json when it names one that exists, else the catalog entry of its model id."""
-    config = configs_dir / Path(row.get("config_file") or "missing").name
+    """The row's config.json when it names one that exists, else the catalog entry of its model id.
+
+    A `config_file` of "unverified: why" records a row whose config.json could not be established."""
+    named = (row.get("config_file") or "").strip()
+    if named.lower().startswith(_UNVERIFIED):
+        raise SizingError("config_file", f"config.json not established ({named.partition(':')[2].strip()})")
+    config = configs_dir / Path(named or "missing").name
     return load_model(str(config) if config.is_file() else row["model_id"])
 
 
@@ -194,7 +271,7 @@ def _engine_version(text: str) -> str | None:
     return text or None
 
 
-def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
+def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.FIT) -> CalibrationRow:
     """Re-plan one logged engine start with its own settings."""
     reported = Reported(_weights_reported(row), _kv_gib_reported(row), _kv_tokens_reported(row))
     tensor_parallel = int(_first_number(row["tensor_parallel_size"]) or 1)
@@ -206,7 +283,15 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
         engine_version=row.get("engine_version", ""),
         predicted=None,
         reported=reported,
+        source=source_key(row.get("source_url", "")),
+        split=split,
+        generation=engine_generation(row.get("engine", ""), row.get("engine_version", "")),
     )
+    missing = [
+        name for name in ("gpu_memory_utilization", "max_model_len") if not _first_number(row.get(name, ""))
+    ]
+    if missing:
+        return _skip(base, f"{' and '.join(missing)} not in the log")
     try:
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)
@@ -234,7 +319,9 @@ def calibrate_row(row: dict[str, str], configs_dir: Path) -> CalibrationRow:
             memory_fraction=_first_number(row["gpu_memory_utilization"]),
             gpu_memory_bytes_override=round(logged_total * GIB) if logged_total else None,
             max_num_seqs=_setting(settings, "max_num_seqs", "max_running_requests"),
-            max_num_batched_tokens=_setting(settings, "max_num_batched_tokens", "chunked_prefill_size"),
+            max_num_batched_tokens=_setting(
+                settings, "max_num_batched_tokens", "chunked_prefill_size", "max_batch_prefill_tokens"
+            ),
             block_size=int(block) if block and engine is Engine.VLLM else None,
         )
         return CalibrationRow(**{**base.__dict__, "predicted": plan(request)})
@@ -250,21 +337,32 @@ def calibrate(csv_path: Path, configs_dir: Path | None = None) -> list[Calibrati
     """Re-plan every row of a start-up log CSV; configs live beside it under configs/ by default."""
     configs = configs_dir or csv_path.parent / "configs"
     with csv_path.open(newline="", encoding="utf-8") as handle:
-        return [calibrate_row(row, configs) for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    fitted = frozenset(
+        source_key(r.get("source_url", "")) for r in rows if r["row_id"] in FITTED_BEFORE_SPLIT
+    )
+    return [calibrate_row(r, configs, split_of(source_key(r.get("source_url", "")), fitted)) for r in rows]
 
 
 @dataclass(frozen=True)
 class Summary:
+    """Errors over a set of rows; KV figures are relative (prediction / report - 1)."""
+
     weights_rows: int
     weights_max_error: float
     kv_rows: int
     kv_median_error: float
     kv_rows_out_of_bounds: list[str]
+    kv_median_signed_error: float = 0.0
+    kv_max_over_prediction: float | None = None  # the largest positive error; None when no row over-predicts
+    kv_max_under_prediction: float | None = None  # the most negative error; None when no row under-predicts
+    kv_rows_over_promising: tuple[str, ...] = ()
 
     @property
     def meets_targets(self) -> bool:
         return (
-            self.weights_max_error <= WEIGHTS_TOLERANCE
+            self.kv_rows > 0
+            and self.weights_max_error <= WEIGHTS_TOLERANCE
             and self.kv_median_error <= KV_MEDIAN_TOLERANCE
             and not self.kv_rows_out_of_bounds
         )
@@ -272,11 +370,25 @@ class Summary:
 
 def summarize(rows: list[CalibrationRow]) -> Summary:
     weights = [abs(r.weights_error) for r in rows if r.weights_error is not None]
-    kv = [abs(r.kv_error) for r in rows if r.kv_error is not None]
+    signed = [r.kv_error for r in rows if r.kv_error is not None]
     return Summary(
         weights_rows=len(weights),
         weights_max_error=max(weights, default=0.0),
-        kv_rows=len(kv),
-        kv_median_error=statistics.median(kv) if kv else 0.0,
+        kv_rows=len(signed),
+        kv_median_error=statistics.median(abs(e) for e in signed) if signed else 0.0,
         kv_rows_out_of_bounds=[r.row_id for r in rows if r.kv_within_bounds is False],
+        kv_median_signed_error=statistics.median(signed) if signed else 0.0,
+        kv_max_over_prediction=max((e for e in signed if e > 0), default=None),
+        kv_max_under_prediction=min((e for e in signed if e < 0), default=None),
+        kv_rows_over_promising=tuple(
+            r.row_id for r in rows if r.kv_error is not None and r.kv_error > KV_OVER_PROMISE_TOLERANCE
+        ),
     )
+
+
+def summarize_by(rows: list[CalibrationRow], key: Callable[[CalibrationRow], str]) -> dict[str, Summary]:
+    """One summary per group (split, engine generation), groups in first-seen order."""
+    groups: dict[str, list[CalibrationRow]] = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return {name: summarize(members) for name, members in groups.items()}

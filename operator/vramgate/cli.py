@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from vramgate.calibration import CalibrationRow, Summary
+
 MAX_GIB = 1_000_000.0  # a million GiB per GPU: past any hardware, still no overflow
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
@@ -533,14 +535,19 @@ def crd_command() -> int:
 )
 @_output_option
 def calibrate_command(logs: Path, configs: Path | None, output: str) -> int:
-    """Compare predictions with real engine start-up logs (a CSV like benchmarks/calibration/)."""
-    from vramgate.calibration import calibrate, summarize
+    """Compare predictions with real engine start-up logs (a CSV like benchmarks/calibration/).
+
+    Exits 0 when the held-out rows meet the accuracy targets, 1 when they do not."""
+    from vramgate.calibration import Split, calibrate, summarize
 
     rows = calibrate(logs, configs)
-    summary = summarize(rows)
+    held_out = summarize([r for r in rows if r.split is Split.HELD_OUT])
     records = [
         {
             "row": r.row_id,
+            "split": str(r.split),
+            "generation": r.generation,
+            "source": r.source,
             "model": r.model,
             "gpu": r.gpu,
             "tp": r.tensor_parallel,
@@ -558,51 +565,81 @@ def calibrate_command(logs: Path, configs: Path | None, output: str) -> int:
         }
         for r in rows
     ]
+    groups = _calibration_groups(rows)
+    status = EXIT_FITS if held_out.meets_targets else EXIT_DOES_NOT_FIT
     if output != "table":
-        _emit(
-            {"rows": records, "summary": summary.__dict__ | {"meetsTargets": summary.meets_targets}}, output
-        )
-        return EXIT_FITS if summary.meets_targets else EXIT_DOES_NOT_FIT
-    click.echo(
-        calibration_markdown(
-            records, summary.weights_max_error, summary.kv_median_error, summary.kv_rows_out_of_bounds
-        )
-    )
-    return EXIT_FITS if summary.meets_targets else EXIT_DOES_NOT_FIT
+        _emit({"rows": records, "summaries": {name: s.__dict__ for name, s in groups.items()}}, output)
+        return status
+    click.echo(calibration_markdown(records, groups))
+    return status
+
+
+def _calibration_groups(rows: list[CalibrationRow]) -> dict[str, Summary]:
+    """Summaries per split, per engine generation within each split, and over all rows."""
+    from vramgate.calibration import Split, summarize, summarize_by
+
+    groups: dict[str, Summary] = {}
+    for split in (Split.HELD_OUT, Split.FIT):
+        members = [r for r in rows if r.split is split]
+        groups[str(split)] = summarize(members)
+        by_generation = summarize_by(members, lambda r: r.generation)
+        groups |= {f"{split} · {name}": by_generation[name] for name in sorted(by_generation)}
+    groups["all rows"] = summarize(rows)
+    return groups
 
 
 def _cell(value: Any, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
-def calibration_markdown(
-    records: list[dict[str, Any]], weights_max: float, kv_median: float, out_of_bounds: list[str]
-) -> str:
-    """The calibration table as Markdown, the form the README carries."""
+def _row_table(records: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| row | model | GPU | TP | weights GiB pred / log | err "
+        "| row | engine | model | GPU | TP | weights GiB pred / log | err "
         "| KV GiB pred / log | KV tokens pred / log | KV err |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
+        head = f"| {r['row']} | {r['generation']} | {r['model']} | {r['gpu']} | {r['tp']} "
         if r["skipped"]:
-            lines.append(
-                f"| {r['row']} | {r['model']} | {r['gpu']} | {r['tp']} | skipped: {r['skipped']} |||||"
-            )
+            lines.append(f"{head}| skipped: {r['skipped']} |||||")
             continue
         lines.append(
-            f"| {r['row']} | {r['model']} | {r['gpu']} | {r['tp']} "
-            f"| {_cell(r['weightsGibPredicted'], '.2f')} / {_cell(r['weightsGibReported'], '.2f')} "
+            f"{head}| {_cell(r['weightsGibPredicted'], '.2f')} / {_cell(r['weightsGibReported'], '.2f')} "
             f"| {_cell(r['weightsError'], '+.1%')} "
             f"| {_cell(r['kvGibPredicted'], '.2f')} / {_cell(r['kvGibReported'], '.2f')} "
             f"| {_cell(r['kvTokensPredicted'], ',')} / {_cell(r['kvTokensReported'], ',')} "
             f"| {_cell(r['kvError'], '+.1%')}{'' if r['withinBounds'] is not False else ' ✗'} |"
         )
-    lines.append("")
-    lines.append(
-        f"Weights: max error {weights_max:.1%}. KV-cache capacity: median error {kv_median:.1%}; "
-        f"rows outside 15% / 0.5 GiB: {', '.join(out_of_bounds) or 'none'}."
-    )
+    return lines
+
+
+def calibration_markdown(records: list[dict[str, Any]], groups: dict[str, Summary]) -> str:
+    """The calibration report as Markdown, the form the README carries: each split's rows with signed
+    errors (prediction / log - 1; ✗ marks a row outside 15% and 0.5 GiB), then the summaries."""
+    from vramgate.calibration import Split
+
+    lines: list[str] = []
+    for split in (Split.HELD_OUT, Split.FIT):
+        members = [r for r in records if r["split"] == str(split)]
+        sources = len({r["source"] for r in members})
+        lines += [f"**{split.capitalize()} split**: {len(members)} rows from {sources} sources.", ""]
+        lines += [*_row_table(members), ""]
+    lines += [
+        "| group | KV rows | KV median abs err | KV median signed | KV worst over | KV worst under "
+        "| KV over +1% | outside 15% / 0.5 GiB | weights rows | weights max abs err |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in groups.items():
+        kv = s.kv_rows > 0
+        lines.append(
+            f"| {name} | {s.kv_rows} | {_cell(s.kv_median_error if kv else None, '.1%') or '—'} "
+            f"| {_cell(s.kv_median_signed_error if kv else None, '+.1%') or '—'} "
+            f"| {_cell(s.kv_max_over_prediction, '+.1%') or 'none'} "
+            f"| {_cell(s.kv_max_under_prediction, '+.1%') or 'none'} "
+            f"| {', '.join(s.kv_rows_over_promising) or 'none'} "
+            f"| {', '.join(s.kv_rows_out_of_bounds) or 'none'} "
+            f"| {s.weights_rows} | {_cell(s.weights_max_error if s.weights_rows else None, '.1%') or '—'} |"
+        )
     return "\n".join(lines)
 
 
