@@ -27,13 +27,15 @@ from vramgate.spec import (
 @dataclass(frozen=True)
 class Decision:
     """The verdict on one resource. `field` is the path to fix when the spec itself is wrong (not when
-    it is merely too big); `plan` is there whenever the spec could be sized, fitting or not."""
+    it is merely too big); `plan` is there whenever the spec could be sized, fitting or not; `warnings`
+    are what the user should hear even when it is allowed (the webhook returns them to kubectl)."""
 
     allowed: bool
     message: str
     field: str | None = None
     plan: Plan | None = None
     spec: LLMDeploymentSpec | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def resource_name(resource: Mapping[str, Any]) -> str:

@@ -1,16 +1,20 @@
-"""Settings from the environment, and the webhook server each mode builds."""
+"""Settings from the environment, and where each webhook mode serves and what it registers."""
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import kopf
 import pytest
 
-from vramgate.handlers.webhook import ServiceWebhookServer, self_signed_certificate, webhook_server
+from vramgate.handlers.webhook import (
+    ServingFiles,
+    client_config,
+    self_signed_certificate,
+    serving_files,
+    webhook_configuration,
+)
 from vramgate.settings import OperatorConfig, SettingsError, WebhookMode
 
 
@@ -42,6 +46,17 @@ def test_bad_values_name_the_variable(variable: str, value: str) -> None:
         OperatorConfig.from_environ({variable: value})
 
 
+def test_leader_election_settings() -> None:
+    defaults = OperatorConfig.from_environ({})
+    assert defaults.leader_election and defaults.lease_namespace == "default" and defaults.lease_seconds == 15
+    in_pod = OperatorConfig.from_environ(
+        {"POD_NAMESPACE": "ops", "POD_NAME": "vramgate-0", "VRAMGATE_LEADER_ELECTION": "False"}
+    )
+    assert (in_pod.lease_namespace, in_pod.identity, in_pod.leader_election) == ("ops", "vramgate-0", False)
+    with pytest.raises(SettingsError, match="VRAMGATE_LEASE_SECONDS must be a whole number \\(3-300\\)"):
+        OperatorConfig.from_environ({"VRAMGATE_LEASE_SECONDS": "1"})
+
+
 def test_the_self_signed_certificate_loads_as_a_server_certificate(tmp_path: Path) -> None:
     certfile, keyfile = self_signed_certificate("127.0.0.1", tmp_path)
     context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
@@ -49,30 +64,48 @@ def test_the_self_signed_certificate_loads_as_a_server_certificate(tmp_path: Pat
     assert keyfile.stat().st_mode & 0o077 == 0
 
 
-def test_each_mode_builds_its_server() -> None:
-    assert webhook_server(OperatorConfig(webhook_mode=WebhookMode.NONE)) is None
-    local = webhook_server(OperatorConfig(webhook_mode=WebhookMode.LOCAL, webhook_port=9555))
-    assert local is not None and (local.addr, local.port) == ("127.0.0.1", 9555)
-    service = webhook_server(OperatorConfig(webhook_mode=WebhookMode.SERVICE))
-    assert isinstance(service, ServiceWebhookServer) and service.addr == "0.0.0.0"
-    assert (service.service_name, service.service_port) == ("vramgate-webhook", 443)
-
-
-def test_service_mode_advertises_the_service_instead_of_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def url_config(
-        self: kopf.WebhookServer, fn: kopf.WebhookFn
-    ) -> AsyncIterator[kopf.WebhookClientConfig]:
-        yield kopf.WebhookClientConfig(url="https://10.1.2.3:9443", caBundle="Q0E=")
-
-    monkeypatch.setattr(kopf.WebhookServer, "__call__", url_config)
-    server = ServiceWebhookServer(
-        service_name="hook", service_namespace="system", service_port=443, port=9443
+def test_local_mode_makes_a_certificate_unless_the_folder_has_one(tmp_path: Path) -> None:
+    scratch, mounted = tmp_path / "scratch", tmp_path / "mounted"
+    scratch.mkdir()
+    mounted.mkdir()
+    local = OperatorConfig(webhook_mode=WebhookMode.LOCAL, webhook_cert_dir=mounted)
+    made = serving_files(local, scratch)
+    assert made.certificate.parent == scratch and made.ca is None
+    self_signed_certificate("127.0.0.1", mounted)
+    assert serving_files(local, scratch).certificate == mounted / "tls.crt"
+    (mounted / "ca.crt").write_bytes(made.certificate.read_bytes())
+    service = serving_files(
+        OperatorConfig(webhook_mode=WebhookMode.SERVICE, webhook_cert_dir=mounted), scratch
     )
+    assert service == ServingFiles(mounted / "tls.crt", mounted / "tls.key", mounted / "ca.crt")
+    assert base64.b64decode(service.ca_bundle()) == made.certificate.read_bytes()
 
-    async def first() -> kopf.WebhookClientConfig:
-        return await anext(aiter(server(lambda *args, **kwargs: None)))  # type: ignore[arg-type]
 
-    assert asyncio.run(first()) == {
-        "service": {"name": "hook", "namespace": "system", "port": 443},
-        "caBundle": "Q0E=",
+def test_each_mode_tells_the_api_server_where_to_call(tmp_path: Path) -> None:
+    files = ServingFiles(*self_signed_certificate("127.0.0.1", tmp_path))
+    local = client_config(OperatorConfig(webhook_port=9555), files)
+    assert local["url"] == "https://127.0.0.1:9555/validate-llmdeployment"
+    service = client_config(OperatorConfig(webhook_mode=WebhookMode.SERVICE), files)
+    assert service["service"] == {
+        "name": "vramgate-webhook",
+        "namespace": "vramgate-system",
+        "port": 443,
+        "path": "/validate-llmdeployment",
     }
+    assert local["caBundle"] == service["caBundle"] == files.ca_bundle()
+
+
+def test_the_webhook_configuration_covers_only_watched_namespaces() -> None:
+    everywhere = webhook_configuration(OperatorConfig(), {"url": "https://x"}, own_namespace=None)
+    (hook,) = everywhere["webhooks"]
+    assert hook["failurePolicy"] == "Fail" and hook["timeoutSeconds"] == 10
+    assert hook["namespaceSelector"] == {
+        "matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+        ]
+    }
+    scoped = webhook_configuration(OperatorConfig(namespaces=("team-a",)), {}, own_namespace="ops")
+    assert scoped["webhooks"][0]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "ops"]},
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]},
+    ]

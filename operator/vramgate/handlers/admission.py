@@ -1,48 +1,60 @@
-"""The validating webhook: refuse an LLMDeployment that cannot fit its GPUs, before it is stored."""
+"""The validating webhook's answer: refuse an LLMDeployment that cannot fit its GPUs, before it is stored.
+
+A pure function from an AdmissionReview to its response, so the server (`webhook`) can run it in an
+executor of its own: admission never queues behind reconciliation, and every replica (the leader and
+the standbys alike) answers it.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
-
-import kopf
 
 from vramgate import metrics
 from vramgate.decision import decide
-from vramgate.spec import GROUP, PLURAL, VERSION
 
+WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
+WEBHOOK_PATH = "/validate-llmdeployment"
+ADMISSION_API_VERSION = "admission.k8s.io/v1"
 # HTTP 422 Unprocessable Entity: the request is well-formed, its content cannot be served.
 REFUSAL_CODE = 422
 
 
-@kopf.on.validate(
-    GROUP,
-    VERSION,
-    PLURAL,
-    id="validate-llmdeployment",
-    operations=["CREATE", "UPDATE"],
-    side_effects=False,  # the webhook only reads: `kubectl apply --dry-run=server` may call it
-)
-def validate_llmdeployment(
-    body: kopf.Body,
-    logger: kopf.Logger,
-    old: kopf.Body | None = None,
-    operation: str | None = None,
-    **_: Any,
-) -> None:
-    """Size the spec; refuse with the decision's message (numbers and nearest fits) when it does not fit.
+class MalformedReviewError(ValueError):
+    """A body that is not an AdmissionReview with a request (the caller is not an API server)."""
 
-    Updates that leave the spec alone (labels, annotations, kopf's own bookkeeping) pass unchecked, so
-    a stored resource that stopped fitting (a new catalog, a new engine profile) can still be managed.
+
+def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
+    """The AdmissionReview answering `admission_review`: allowed, or refused with the decision's message
+    (numbers and nearest fits); the decision's warnings go back as AdmissionReview warnings.
+
+    Updates that leave the spec alone (labels, annotations, the operator's bookkeeping) pass unchecked,
+    so a stored resource that stopped fitting (a new catalog, a new engine profile) can still be managed.
     """
-    if operation == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
-        return
-    started = time.perf_counter()
-    decision = decide(body)
-    outcome = metrics.outcome(decision.allowed, decision.field)
-    metrics.ADMISSION_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - started)
-    metrics.PLANS.labels(source="admission", outcome=outcome).inc()
-    if not decision.allowed:
-        metrics.REJECTIONS.labels(reason=outcome).inc()
-        logger.info(decision.message)
-        raise kopf.AdmissionError(decision.message, code=REFUSAL_CODE)
+    request = admission_review.get("request")
+    if not isinstance(request, Mapping) or not isinstance(request.get("uid"), str):
+        raise MalformedReviewError("expected an AdmissionReview with request.uid")
+    resource = request.get("object")
+    if not isinstance(resource, Mapping):
+        raise MalformedReviewError("expected an AdmissionReview with request.object")
+    response: dict[str, Any] = {"uid": request["uid"], "allowed": True}
+    old = request.get("oldObject")
+    unchanged_spec = (
+        request.get("operation") == "UPDATE"
+        and isinstance(old, Mapping)
+        and old.get("spec") == resource.get("spec")
+    )
+    if not unchanged_spec:
+        started = time.perf_counter()
+        decision = decide(resource)
+        outcome = metrics.outcome(decision.allowed, decision.field)
+        metrics.ADMISSION_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - started)
+        metrics.PLANS.labels(source="admission", outcome=outcome).inc()
+        if not decision.allowed:
+            metrics.REJECTIONS.labels(reason=outcome).inc()
+            response["allowed"] = False
+            response["status"] = {"code": REFUSAL_CODE, "message": decision.message}
+        if decision.warnings:
+            response["warnings"] = list(decision.warnings)
+    return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}

@@ -1,0 +1,138 @@
+"""The admission path: an AdmissionReview in, the answer out; and the HTTPS server that serves it,
+with its certificate rotated underneath while requests keep coming."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+
+from support.certificates import mount_serving_certificate
+from vramgate.decision import Decision, decide
+from vramgate.handlers import admission
+from vramgate.handlers.admission import REFUSAL_CODE, WEBHOOK_PATH, MalformedReviewError, review
+from vramgate.handlers.webhook import AdmissionServer, ServingFiles
+from vramgate.testing.controlplane import free_loopback_ports
+from vramgate.testing.pki import CertificateAuthority
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example(name: str) -> dict[str, Any]:
+    resource: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
+    resource["metadata"]["namespace"] = "team-a"
+    return resource
+
+
+def admission_review(resource: dict[str, Any], operation: str = "CREATE", **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u-1", "operation": operation, "object": resource, **extra},
+    }
+
+
+def test_a_fitting_resource_is_allowed() -> None:
+    answer = review(admission_review(example("falcon-7b-a10g.yaml")))
+    assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
+    assert answer["response"] == {"uid": "u-1", "allowed": True}
+
+
+def test_a_resource_that_does_not_fit_is_refused_with_the_decision_message() -> None:
+    too_big = example("llama-3.1-70b-too-big.yaml")
+    response = review(admission_review(too_big))["response"]
+    assert response["allowed"] is False
+    assert response["status"] == {"code": REFUSAL_CODE, "message": decide(too_big).message}
+
+
+def test_an_update_that_keeps_the_spec_is_not_planned() -> None:
+    """A stored resource that stopped fitting can still get labels and the operator's bookkeeping."""
+    too_big = example("llama-3.1-70b-too-big.yaml")
+    relabelled = {**too_big, "metadata": {**too_big["metadata"], "labels": {"team": "a"}}}
+    response = review(admission_review(relabelled, "UPDATE", oldObject=too_big))["response"]
+    assert response == {"uid": "u-1", "allowed": True}
+    changed = review(admission_review(too_big, "UPDATE", oldObject=example("falcon-7b-a10g.yaml")))
+    assert changed["response"]["allowed"] is False
+
+
+def test_the_decision_warnings_go_back_as_admission_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    def decide_with_warning(resource: dict[str, Any]) -> Decision:
+        return Decision(True, "fits", warnings=("only 1 A10G node is free",))
+
+    monkeypatch.setattr(admission, "decide", decide_with_warning)
+    response = review(admission_review(example("falcon-7b-a10g.yaml")))["response"]
+    assert response == {"uid": "u-1", "allowed": True, "warnings": ["only 1 A10G node is free"]}
+
+
+@pytest.mark.parametrize("body", [{}, {"request": {"object": {}}}, {"request": {"uid": "u"}}])
+def test_a_body_that_is_no_admission_review_is_a_bad_request(body: dict[str, Any]) -> None:
+    with pytest.raises(MalformedReviewError):
+        review(body)
+
+
+async def _post(port: int, ca: ssl.SSLContext, body: bytes) -> tuple[int, dict[str, Any], int]:
+    """POST to the webhook over a new TLS connection; (status, JSON body, serial of the certificate)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ca, server_hostname="127.0.0.1")
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        serial = x509.load_der_x509_certificate(ssl_object.getpeercert(binary_form=True)).serial_number
+        writer.write(
+            f"POST {WEBHOOK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = response.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload or b"{}"), serial
+
+
+def test_rotating_the_certificate_files_under_load_drops_no_request(tmp_path: Path) -> None:
+    """Requests keep flowing while the mounted certificate is rotated twice, the kubelet's way: every
+    one is answered, and connections made after a rotation get the new certificate."""
+    ca = CertificateAuthority.create("webhook-ca")
+    first = mount_serving_certificate(tmp_path, ca, "127.0.0.1")
+    (port,) = free_loopback_ports(1)
+    files = ServingFiles(tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "ca.crt")
+    client = ssl.create_default_context(cadata=ca.certificate_pem.decode())
+    body = json.dumps(admission_review(example("falcon-7b-a10g.yaml"))).encode()
+
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        server = AdmissionServer(host="127.0.0.1", port=port, files=files)
+        await server.start()
+        statuses: list[int] = []
+        serials: list[int] = []
+        rotations: list[int] = []
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            while not stop.is_set():
+                status, answer, serial = await _post(port, client, body)
+                statuses.append(status if answer.get("response", {}).get("allowed") else -status)
+                serials.append(serial)
+
+        writers = [asyncio.create_task(traffic()) for _ in range(3)]
+        try:
+            for _ in range(2):
+                await asyncio.sleep(1)
+                rotations.append(mount_serving_certificate(tmp_path, ca, "127.0.0.1"))
+                await asyncio.sleep(3)  # the server checks the files every 2 s
+            stop.set()
+            await asyncio.gather(*writers)
+        finally:
+            await server.stop()
+        return statuses, serials, rotations
+
+    statuses, serials, rotations = asyncio.run(scenario())
+    assert len(statuses) > 20
+    assert set(statuses) == {200}, "every request answered and allowed"
+    assert serials[0] == first and serials[-1] == rotations[-1]
+    assert set(serials) == {first, *rotations}
