@@ -46,6 +46,13 @@ class OperatorConfig:
     metrics_port: int = 9090  # 0: no metrics endpoint
     liveness_port: int = 8080  # `python -m vramgate.operator` only (kopf run takes --liveness); 0: none
     log_format: str = "plain"  # `python -m vramgate.operator` only: plain, full or json
+    # Reconciliation runs in one replica at a time, the holder of this Lease (every replica serves
+    # admission); off: this process always reconciles (one instance, or namespace shards).
+    leader_election: bool = True
+    lease_name: str = "vramgate"
+    lease_namespace: str = "default"  # in cluster: the pod's namespace (POD_NAMESPACE)
+    lease_seconds: int = 15  # a standby takes over at most this long after the leader stops renewing
+    identity: str = ""  # this replica's name in the Lease; empty: host name and process id
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -82,6 +89,16 @@ class OperatorConfig:
                 get("LIVENESS_PORT", str(defaults.liveness_port)), "LIVENESS_PORT", allow_zero=True
             ),
             log_format=_choice(get("LOG_FORMAT", defaults.log_format).lower(), "LOG_FORMAT", LOG_FORMATS),
+            leader_election=_choice(
+                get("LEADER_ELECTION", "true").lower(), "LEADER_ELECTION", ("true", "false")
+            )
+            == "true",
+            lease_name=get("LEASE_NAME", defaults.lease_name),
+            lease_namespace=get("LEASE_NAMESPACE", env.get("POD_NAMESPACE", defaults.lease_namespace)),
+            lease_seconds=_bounded(
+                get("LEASE_SECONDS", str(defaults.lease_seconds)), "LEASE_SECONDS", 3, 300
+            ),
+            identity=get("IDENTITY", env.get("POD_NAME", "")),
         )
 
 
@@ -92,7 +109,10 @@ def _choice(value: str, name: str, allowed: Iterable[str]) -> str:
 
 
 def _port(value: str, name: str, *, allow_zero: bool = False) -> int:
-    lowest = 0 if allow_zero else 1
-    if not value.isdigit() or not lowest <= int(value) <= 65535:
-        raise SettingsError(f"{ENV_PREFIX}{name} must be a port number ({lowest}-65535), not {value!r}")
+    return _bounded(value, name, 0 if allow_zero else 1, 65535, what="a port number")
+
+
+def _bounded(value: str, name: str, lowest: int, highest: int, *, what: str = "a whole number") -> int:
+    if not value.isdigit() or not lowest <= int(value) <= highest:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be {what} ({lowest}-{highest}), not {value!r}")
     return int(value)

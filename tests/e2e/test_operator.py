@@ -9,11 +9,8 @@ the same example file, so these tests pin the wiring, and the unit tests pin the
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +21,9 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.controlplane import free_loopback_ports
 from support.gpunodes import register_gpu_node
 from support.kubectl import kubectl
+from support.operator import OperatorProcess, remove_webhook_configuration
 from support.wait import settled, stays, wait_for
 from vramgate import __version__
 from vramgate.crd import CRD_NAME
@@ -40,79 +37,9 @@ CRD_FILE = REPOSITORY / "crds" / f"{CRD_NAME}.yaml"
 FALCON = EXAMPLES / "falcon-7b-a10g.yaml"
 LLAMA_70B = EXAMPLES / "llama-3.1-70b-too-big.yaml"
 WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
-# Where the API server can reach the operator's webhook (kind: the Docker network gateway).
-WEBHOOK_HOST = os.environ.get("VRAMGATE_TEST_WEBHOOK_HOST", "127.0.0.1")
-STOP_TIMEOUT_SECONDS = 20
 CONVERGE_SECONDS = 60
 # The garbage collector learns about a new kind of owner on its periodic discovery.
 GARBAGE_COLLECTION_SECONDS = 120
-
-
-class OperatorProcess:
-    """The operator as a child process, as users run it; restartable, with its log kept for failures."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path) -> None:
-        webhook_port, metrics_port, liveness_port = free_loopback_ports(3)
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.webhook_port = webhook_port
-        self.liveness_url = f"http://127.0.0.1:{liveness_port}/healthz"
-        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "VRAMGATE_WEBHOOK_MODE": "local",
-            "VRAMGATE_WEBHOOK_HOST": WEBHOOK_HOST,
-            "VRAMGATE_WEBHOOK_PORT": str(webhook_port),
-            "VRAMGATE_METRICS_PORT": str(metrics_port),
-            "VRAMGATE_LIVENESS_PORT": str(liveness_port),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "vramgate.operator"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._serving, timeout=60, message="the operator serving and registering its webhook")
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
-        """SIGTERM: kopf finishes and removes its webhook; SIGKILL: a crash, the webhook stays."""
-        if self.process is None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-    def _serving(self) -> bool:
-        """This process is live, and the webhook configuration points at its port (a crashed
-        predecessor on the same port leaves a configuration that looks just as right)."""
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
-        try:
-            with urllib.request.urlopen(self.liveness_url, timeout=2) as response:
-                if response.status != 200:
-                    return False
-        except OSError:
-            return False
-        result = kubectl(
-            "get", "validatingwebhookconfiguration", "vramgate.dev", "-o", "json",
-            kubeconfig=self.kubeconfig, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            return False
-        webhooks = json.loads(result.stdout).get("webhooks") or []
-        return any(f":{self.webhook_port}/" in hook["clientConfig"].get("url", "") for hook in webhooks)
-
-    def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +53,8 @@ def operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
     finally:
         running.stop()
+        # A stopped operator leaves its webhook (writes refused, not let through): later tests need it gone.
+        remove_webhook_configuration(kubeconfig)
         print(f"--- operator log (tail) ---\n{running.log_tail()}")  # shown when a test failed
 
 
@@ -151,8 +80,10 @@ def server_args(kubeconfig: Path, namespace: str, name: str) -> list[str] | None
 
 
 def apply_unchecked(kubeconfig: Path, resource: dict[str, Any]) -> None:
-    """Apply while the operator is stopped cleanly (its webhook removed): the API server stores the
-    resource unchecked, once it has noticed that the webhook configuration is gone."""
+    """Apply while the operator is stopped, after removing its webhook configuration (a stop leaves
+    it, so that nothing slips through unnoticed): the API server stores the resource unchecked, once it
+    has noticed that the configuration is gone."""
+    remove_webhook_configuration(kubeconfig)
     wait_for(
         lambda: kubectl(
             "apply", "-f", "-", kubeconfig=kubeconfig, input=json.dumps(resource), check=False
@@ -465,7 +396,7 @@ def test_operator_restarts_converge_to_one_deployment(
     deploy_falcon(kubeconfig, namespace)
     operator.stop(signal.SIGKILL)  # a crash: nothing cleaned up, the webhook stays registered
     operator.start()
-    operator.stop()  # a clean stop: kopf removes its webhook, so this apply is not checked at all
+    operator.stop()  # a clean stop: the webhook stays too; apply_unchecked removes it
     resource = example(FALCON, namespace)
     resource["metadata"]["name"] = "falcon-7b-second"
     apply_unchecked(kubeconfig, resource)
@@ -489,7 +420,7 @@ def test_a_stored_resource_that_stopped_fitting_is_rejected_and_its_deployment_l
     kubeconfig: Path, namespace: str, operator: OperatorProcess
 ) -> None:
     running = deploy_falcon(kubeconfig, namespace)
-    operator.stop()  # a clean stop removes the webhook: the next change is stored unchecked
+    operator.stop()  # apply_unchecked then removes the webhook: the next change is stored unchecked
     too_big = example(FALCON, namespace)
     too_big["spec"]["workload"]["concurrency"] = 100_000
     apply_unchecked(kubeconfig, too_big)

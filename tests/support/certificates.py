@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from vramgate.testing.pki import CertificateAuthority, write_key_pair
+from support.pki import CertificateAuthority, write_key_pair
 
 
 def mount_serving_certificate(folder: Path, ca: CertificateAuthority, host: str) -> int:

@@ -18,8 +18,8 @@ from vramgate.decision import Decision, decide
 from vramgate.handlers import admission
 from vramgate.handlers.admission import REFUSAL_CODE, WEBHOOK_PATH, MalformedReviewError, review
 from vramgate.handlers.webhook import AdmissionServer, ServingFiles
-from vramgate.testing.controlplane import free_loopback_ports
-from vramgate.testing.pki import CertificateAuthority
+from support.controlplane import free_loopback_ports
+from support.pki import CertificateAuthority
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -70,10 +70,10 @@ def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
         )
     else:
         raise ValueError(f"cannot apply a {manifest['kind']}")
-    return _as_dict(api.sanitize_for_serialization(stored))  # type: ignore[no-untyped-call]
+    return as_dict(api.sanitize_for_serialization(stored))  # type: ignore[no-untyped-call]
 
 
-def _as_dict(value: object) -> dict[str, Any]:
+def as_dict(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"expected an object from the API server, got {type(value).__name__}")
     return value
@@ -89,7 +89,7 @@ def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict
         if error.status == 404:
             return None
         raise
-    return _as_dict(found)
+    return as_dict(found)
 
 
 def apply_llmdeployment_status(

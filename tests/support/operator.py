@@ -1,0 +1,126 @@
+"""The operator as a child process, as users run it (`python -m vramgate.operator`), webhook in local mode.
+
+Restartable, stoppable by any signal, its log kept for failures. Several can run at once (each on its
+own ports, sharing a Lease): that is how the fault tests run replicas against one API server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from support.kubectl import kubectl
+from support.wait import wait_for
+from support.controlplane import free_loopback_ports
+
+# Where the API server can reach the operator's webhook (kind: the Docker network gateway).
+WEBHOOK_HOST = os.environ.get("VRAMGATE_TEST_WEBHOOK_HOST", "127.0.0.1")
+STOP_TIMEOUT_SECONDS = 20
+START_TIMEOUT_SECONDS = 60
+# Short, so a crashed leader's successor starts within seconds; the chart's default is 15.
+TEST_LEASE_SECONDS = 5
+
+
+class OperatorProcess:
+    """One replica. `env` adds or overrides VRAMGATE_* settings (namespaces, Lease, identity, ...)."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        webhook_port, metrics_port, liveness_port = free_loopback_ports(3)
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.webhook_port = webhook_port
+        self.liveness_url = f"http://127.0.0.1:{liveness_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "VRAMGATE_WEBHOOK_MODE": "local",
+            "VRAMGATE_WEBHOOK_HOST": WEBHOOK_HOST,
+            "VRAMGATE_WEBHOOK_PORT": str(webhook_port),
+            "VRAMGATE_METRICS_PORT": str(metrics_port),
+            "VRAMGATE_LIVENESS_PORT": str(liveness_port),
+            "VRAMGATE_LEASE_SECONDS": str(TEST_LEASE_SECONDS),
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def configuration(self) -> str:
+        return self.env.get("VRAMGATE_WEBHOOK_CONFIGURATION", "vramgate.dev")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not running"
+        return self.process.pid
+
+    def start(self, *, leading: bool = True) -> None:
+        """Start, and wait until it serves admission and, with `leading`, leads (the webhook
+        configuration then points at it)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vramgate.operator"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        ready = self.leads if leading else self.ready
+        what = f"operator {self.pid} serving admission{' and leading' if leading else ''}"
+        wait_for(ready, timeout=START_TIMEOUT_SECONDS, message=what)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM: a graceful stop (the Lease is released, the webhook configuration stays);
+        SIGKILL: a crash, nothing cleaned up."""
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def ready(self) -> bool:
+        """Live and serving admission (every replica, leader or not)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the operator exited with {self.process.returncode}:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{self.liveness_url}/readyz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def leads(self) -> bool:
+        """Ready, and the webhook configuration points at this process's port (only a leader writes
+        it; a crashed predecessor on the same port would leave one that looks just as right)."""
+        if not self.ready():
+            return False
+        result = kubectl(
+            "get", "validatingwebhookconfiguration", self.configuration, "-o", "json",
+            kubeconfig=self.kubeconfig, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return False
+        webhooks = json.loads(result.stdout).get("webhooks") or []
+        return any(f":{self.webhook_port}/" in hook["clientConfig"].get("url", "") for hook in webhooks)
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def remove_webhook_configuration(kubeconfig: Path, name: str = "vramgate.dev") -> None:
+    """What lets writes through unchecked while no operator runs (a stopped operator leaves it)."""
+    kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", kubeconfig=kubeconfig)
+
+
+def send(process: OperatorProcess, sig: signal.Signals) -> None:
+    """Signal without waiting (a crash in the middle of writes)."""
+    os.kill(process.pid, sig)
