@@ -113,7 +113,10 @@ def test_chart_installs_the_operator_and_its_webhook(kubeconfig: Path, release: 
     assert "maxSequenceLength" in explained
 
     deployment = get_json(kubeconfig, "deployment", RELEASE, "-n", release.namespace)
-    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["replicas"] == 2  # all serve the webhook; the Lease holder reconciles
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    budget = get_json(kubeconfig, "poddisruptionbudget", RELEASE, "-n", release.namespace)
+    assert budget["spec"]["minAvailable"] == 1
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == RELEASE
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -154,6 +157,14 @@ def test_chart_installs_the_operator_and_its_webhook(kubeconfig: Path, release: 
         ("patch", "validatingwebhookconfigurations"),
     ]:
         assert not can_i(kubeconfig, release, verb, resource), f"the operator may {verb} {resource}"
+    # Leader election: its Lease in the release's namespace, and nowhere else.
+    account = f"system:serviceaccount:{release.namespace}:{RELEASE}"
+    for where, allowed in [(release.namespace, "yes"), (release.watched, "no")]:
+        answer = kubectl(
+            "auth", "can-i", "update", "leases.coordination.k8s.io", "-n", where, "--as", account,
+            kubeconfig=kubeconfig, check=False,
+        )  # fmt: skip
+        assert answer.stdout.strip() == allowed, f"update leases in {where}: {answer.stdout}"
 
     configuration = get_json(kubeconfig, "validatingwebhookconfiguration", release.webhook_configuration)
     (webhook,) = configuration["webhooks"]

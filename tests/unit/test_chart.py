@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import kopf
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
-import vramgate.handlers.admission
 import vramgate.operator
 from support.controlplane import BUILD_COMMAND, ControlPlaneError, find_assets_dir
+from vramgate.handlers.admission import WEBHOOK_NAME, WEBHOOK_PATH
+from vramgate.handlers.webhook import webhook_configuration
 from vramgate.settings import OperatorConfig, WebhookMode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,10 +145,37 @@ def test_container_ports_match_the_settings_and_probes(default: Manifests) -> No
     assert (metrics_port["port"], metrics_port["targetPort"]) == (config.metrics_port, "metrics")
 
 
-def test_operator_runs_once_with_the_image_entrypoint(default: Manifests) -> None:
+def test_webhook_stays_served_through_rollouts_drains_and_crashes(default: Manifests) -> None:
     deployment = one(default, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate", "a standalone kopf must never run twice"
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert container(default)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "liveness"}
+    budget = one(default, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= (
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    spread = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert spread["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["topologyKey"] == (
+        "kubernetes.io/hostname"
+    )
+    env = {item["name"]: item for item in container(default)["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    config = OperatorConfig.from_environ(plain_env(default))
+    assert config.leader_election and config.lease_name == f"{RELEASE}-vramgate"
+    assert config.lease_namespace == NAMESPACE and config.lease_seconds == 15
+
+
+def test_one_replica_has_no_disruption_budget(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template("replicas=1")
+    assert one(manifests, "Deployment")["spec"]["replicas"] == 1
+    assert not [name for kind, name in manifests if kind == "PodDisruptionBudget"]
+
+
+def test_operator_runs_the_image_entrypoint(default: Manifests) -> None:
     assert "command" not in container(default) and "args" not in container(default)
     assert container(default)["image"] == "vramgate:0.1.0"
 
@@ -157,12 +184,11 @@ def test_webhook_points_at_the_service_and_the_handler_path(default: Manifests) 
     configuration = one(default, "ValidatingWebhookConfiguration")
     assert configuration["metadata"]["name"] != "vramgate.dev", "that name belongs to the managed mode"
     (webhook,) = configuration["webhooks"]
-    handler_ids = [handler.id for handler in kopf.get_default_registry()._webhooks.get_all_handlers()]
-    assert "validate-llmdeployment" in handler_ids
+    assert webhook["name"] == WEBHOOK_NAME
     assert webhook["clientConfig"]["service"] == {
         "name": f"{RELEASE}-vramgate-webhook",
         "namespace": NAMESPACE,
-        "path": "/validate-llmdeployment",  # kopf serves each handler on /<handler id>
+        "path": WEBHOOK_PATH,
         "port": 443,
     }
     assert ("Service", webhook["clientConfig"]["service"]["name"]) in default
@@ -170,26 +196,31 @@ def test_webhook_points_at_the_service_and_the_handler_path(default: Manifests) 
     assert webhook["sideEffects"] == "None"
     assert webhook["admissionReviewVersions"] == ["v1"]
     assert webhook["timeoutSeconds"] == 10
-    assert webhook["rules"] == [
-        {
-            "apiGroups": ["vramgate.dev"],
-            "apiVersions": ["v1alpha1"],
-            "resources": ["llmdeployments"],
-            "operations": ["CREATE", "UPDATE"],
-            "scope": "Namespaced",
+    # The same rules and scope as the configuration the operator writes itself in local mode.
+    local = webhook_configuration(OperatorConfig(), {}, own_namespace=NAMESPACE)["webhooks"][0]
+    assert webhook["rules"] == local["rules"]
+    assert webhook["matchPolicy"] == local["matchPolicy"]
+    assert (
+        webhook["namespaceSelector"]
+        == local["namespaceSelector"]
+        == {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": ["kube-system", NAMESPACE],
+                }
+            ]
         }
-    ]
-    assert webhook["namespaceSelector"] == {
-        "matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [NAMESPACE]}
-        ]
-    }
+    )
 
 
 def test_webhook_values_change_policy_and_namespaces(helm_template: Callable[..., Manifests]) -> None:
     manifests = helm_template("webhook.failurePolicy=Ignore", "namespaces={team-a}")
     (webhook,) = one(manifests, "ValidatingWebhookConfiguration")["webhooks"]
     assert webhook["failurePolicy"] == "Ignore"
+    local = webhook_configuration(OperatorConfig(namespaces=("team-a",)), {}, own_namespace=NAMESPACE)
+    assert webhook["namespaceSelector"] == local["webhooks"][0]["namespaceSelector"]
     assert {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]} in webhook[
         "namespaceSelector"
     ]["matchExpressions"]
@@ -272,6 +303,15 @@ def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests
     for rule in rules:
         assert "*" not in rule["verbs"] + rule["apiGroups"] + rule["resources"]
 
+    role = one(default, "Role")  # leader election, in the release's namespace only
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    role_binding = one(default, "RoleBinding")
+    assert role_binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert role_binding["subjects"] == one(default, "ClusterRoleBinding")["subjects"]
+
     binding = one(default, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == one(default, "ClusterRole")["metadata"]["name"]
     service_account = one(default, "ServiceAccount")
@@ -350,7 +390,6 @@ def test_dockerfile_is_pinned_non_root_and_runs_the_operator_module() -> None:
     assert entrypoint and json.loads(entrypoint.group(1)) == ["python", "-m", "vramgate.operator"]
     assert callable(vramgate.operator.run)
     assert 'if __name__ == "__main__":' in Path(vramgate.operator.__file__).read_text()
-    assert vramgate.handlers.admission.validate_llmdeployment is not None
 
     exposed = {
         int(port) for line in re.findall(r"^EXPOSE (.+)$", dockerfile, re.MULTILINE) for port in line.split()

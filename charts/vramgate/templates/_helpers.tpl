@@ -59,7 +59,7 @@ app.kubernetes.io/part-of: vramgate
 {{- printf "%s-webhook-tls" (include "vramgate.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The path kopf serves the validating handler on: "/" + the handler id (handlers/admission.py). */}}
+{{/* The path the operator serves the validating webhook on (WEBHOOK_PATH in handlers/admission.py). */}}
 {{- define "vramgate.webhookPath" -}}
 /validate-llmdeployment
 {{- end }}
