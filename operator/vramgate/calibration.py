@@ -113,8 +113,9 @@ def _setting(settings: str, *names: str) -> int | None:
 
 
 def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuType:
-    """The catalog GPU a log names ("NVIDIA A100 80GB", "NVIDIA Tesla T4"); an unnamed one is the GPU
-    whose CUDA total is nearest the logged total."""
+    """The catalog GPU a log names ("NVIDIA A100 80GB", "NVIDIA Tesla T4"); a GPU the log does not name
+    ("not stated ...") is the one whose CUDA total is nearest the logged total. A named GPU the catalog
+    lacks is an error, not a guess: its kernels and padding rules are unknown."""
     text = description.lower()
     best: tuple[int, GpuType] | None = None
     for gpu in catalog.gpu_catalog().values():
@@ -125,6 +126,8 @@ def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuT
             best = (len(tokens), gpu)
     if best is not None:
         return best[1]
+    if not text.startswith("not "):
+        raise SizingError("gpu_model", f"{description!r} is not in the GPU catalog")
     if cuda_total_gib is None:
         raise SizingError("gpu_model", f"{description!r} names no catalog GPU and no total memory is logged")
     return min(catalog.gpu_catalog().values(), key=lambda g: abs(g.cuda_total_bytes - cuda_total_gib * GIB))

@@ -22,6 +22,7 @@ from vramgate.calibration import (
     summarize,
     summarize_by,
 )
+from vramgate.sizing.errors import SizingError
 
 LOGS = Path(__file__).parents[2] / "benchmarks" / "calibration" / "vllm_startup_logs.csv"
 ROWS = calibrate(LOGS)
@@ -120,6 +121,11 @@ def test_gpu_names_in_logs_map_to_the_catalog(description: str, gpu: str) -> Non
 
 def test_unnamed_gpu_is_the_one_with_the_nearest_total() -> None:
     assert gpu_from_description("not stated (80GB-class)", 79.18).name == "H100-80GB"
+
+
+def test_a_named_gpu_missing_from_the_catalog_is_not_guessed() -> None:
+    with pytest.raises(SizingError, match="not in the GPU catalog"):
+        gpu_from_description("NVIDIA GeForce RTX 4080", 15.99)
 
 
 def _row(**changes: str) -> dict[str, str]:
