@@ -14,9 +14,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from support.controlplane import free_loopback_ports
 from support.kubectl import kubectl
 from support.wait import wait_for
-from support.controlplane import free_loopback_ports
 
 # Where the API server can reach the operator's webhook (kind: the Docker network gateway).
 WEBHOOK_HOST = os.environ.get("VRAMGATE_TEST_WEBHOOK_HOST", "127.0.0.1")

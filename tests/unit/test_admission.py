@@ -14,12 +14,12 @@ import yaml
 from cryptography import x509
 
 from support.certificates import mount_serving_certificate
+from support.controlplane import free_loopback_ports
+from support.pki import CertificateAuthority
 from vramgate.decision import Decision, decide
 from vramgate.handlers import admission
 from vramgate.handlers.admission import REFUSAL_CODE, WEBHOOK_PATH, MalformedReviewError, review
 from vramgate.handlers.webhook import AdmissionServer, ServingFiles
-from support.controlplane import free_loopback_ports
-from support.pki import CertificateAuthority
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
