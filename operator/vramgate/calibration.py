@@ -316,6 +316,8 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             concurrency=1,
             engine=engine,
             engine_version=_engine_version(row.get("engine_version", "")),
+            # The install's sampler shows in the log; without that line it is unknown.
+            engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
             gpu=gpu,
             gpu_count=tensor_parallel,
             pipeline_parallel=int(_first_number(row.get("pipeline_parallel_size", "1")) or 1),

@@ -16,7 +16,15 @@ from pydantic.alias_generators import to_camel
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType, gpu_catalog
-from vramgate.sizing.engines import Engine, EngineModel, Launch, Overhead, Scheduling, engine_model
+from vramgate.sizing.engines import (
+    Engine,
+    EngineBuild,
+    EngineModel,
+    Launch,
+    Overhead,
+    Scheduling,
+    engine_model,
+)
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.memory import (
     KvLayout,
@@ -51,6 +59,8 @@ class PlanRequest(BaseModel):
     concurrency: int = Field(gt=0, le=MAX_CONCURRENCY)
     engine: Engine = Engine.VLLM
     engine_version: str | None = Field(default=None, description="engine release, e.g. from the image tag")
+    engine_image: str | None = Field(default=None, description="the engine's container image, when known")
+    engine_flashinfer: bool | None = Field(default=None, description="whether the install has FlashInfer")
     gpu: GpuType | None = None
     gpu_count: int | None = Field(default=None, gt=0, le=MAX_GPUS_PER_REPLICA, description="tensor parallel")
     pipeline_parallel: int = Field(default=1, gt=0, le=MAX_GPUS_PER_REPLICA)
@@ -100,6 +110,8 @@ class Plan(_CamelModel):
     parameters: int
     weights_format: str
     engine: Engine
+    engine_release: str = Field(description="the engine release whose memory rules were applied")
+    assumptions: list[str] = Field(description="what the plan assumed where the request did not say")
     gpu_type: str
     gpu_product: str
     gpu_count: int = Field(description="all GPUs of one replica: tensor x pipeline parallel")
@@ -186,7 +198,9 @@ class _Evaluator:
     def engine_on(self, gpu: GpuType) -> EngineModel:
         """The engine's memory model on `gpu` (the release that runs can depend on the GPU)."""
         if gpu.name not in self._engines:
-            self._engines[gpu.name] = engine_model(self.request.engine, self.request.engine_version, gpu)
+            request = self.request
+            build = EngineBuild(request.engine_version, request.engine_image, request.engine_flashinfer)
+            self._engines[gpu.name] = engine_model(self.request.engine, build, gpu)
         return self._engines[gpu.name]
 
     def valid_tensor_parallel(self, count: int) -> bool:
@@ -234,7 +248,9 @@ class _Stage:
             self.weights_per_gpu = weights_bytes(
                 arch, evaluator.weights, tensor_parallel, padding, stage
             ).per_gpu
-        layout = kv_layout(arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage)
+        layout = kv_layout(
+            arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage, engine.mla_head_size
+        )
         self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
         self.sequence_bytes = self.layout.bytes_per_sequence(request.max_seq_len, self.batched)
         outside = self.overhead(request.concurrency).outside_bytes
@@ -518,7 +534,14 @@ def _to_plan(
     suggestions: list[Suggestion],
 ) -> Plan:
     arch, tp, gpus = request.model, chosen.tensor_parallel, chosen.gpu_count
-    unsplit_layout = kv_layout(arch, evaluator.kv_element_bytes, 1, chosen.layout.block_size_tokens)
+    unsplit_layout = kv_layout(
+        arch,
+        evaluator.kv_element_bytes,
+        1,
+        chosen.layout.block_size_tokens,
+        None,
+        chosen.engine.mla_head_size,
+    )
     kv_budget = chosen.kv_budget_bytes
     fraction = request.memory_fraction if request.memory_fraction is not None else chosen.fraction
     return Plan(
@@ -528,6 +551,8 @@ def _to_plan(
         parameters=arch.parameter_count,
         weights_format=evaluator.weights.label,
         engine=request.engine,
+        engine_release=chosen.engine.release_label,
+        assumptions=list(chosen.engine.assumptions),
         gpu_type=chosen.gpu.name,
         gpu_product=chosen.gpu.product,
         gpu_count=gpus,

@@ -1,64 +1,173 @@
-"""What each engine does with memory: vLLM's release generations, overhead terms, engine arguments."""
+"""What each engine does with memory, release by release (figures computed by hand from the source's
+rules), and the arguments a plan gives it."""
 
 from __future__ import annotations
 
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
-from vramgate.sizing.engines import Engine, Launch, Scheduling, definition, engine_model
-from vramgate.sizing.engines.vllm import VllmModel, vllm_generation
-from vramgate.sizing.memory import resolve_weight_format
+from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
+from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
+from vramgate.sizing.memory import kv_layout, resolve_weight_format
+from vramgate.sizing.units import GIB, MIB
+
+LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
+
+
+def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> VllmModel:
+    model = engine_model(Engine.VLLM, EngineBuild(version, image), find_gpu(gpu))
+    assert isinstance(model, VllmModel)
+    return model
 
 
 @pytest.mark.parametrize(
-    ("version", "generation"),
+    ("version", "first"),
     [
-        (None, "v1-sort-sampler"),
-        ("v0.6.4", "v0"),
-        ("not shown (V0 worker.py:241)", "v0"),
-        ("0.8.5", "v1-flashinfer-sampler"),
-        ("0.10.1.1", "v1-hybrid-kv"),
-        ("v0.11.0", "v1-hybrid-kv"),
-        ("0.11.2", "v1-sort-sampler"),
-        ("v0.12.0", "v1-sort-sampler"),
-        ("0.33.0", "v1-graphs-in-budget"),
-        ("0.1.dev7548+gbaba038", "v1-sort-sampler"),  # an untagged source build says nothing
-        ("latest", "v1-sort-sampler"),
+        ("v0.2.4", "0.2.0"),
+        ("0.2.5", "0.2.5"),
+        ("0.6.3", "0.5.3"),
+        ("v0.6.4", "0.6.4"),
+        ("0.6.4.post1", "0.6.4"),
+        ("0.7.0", "0.6.6"),
+        ("0.8.5", "0.8.5"),
+        ("0.10.1.1", "0.10.0"),
+        ("v0.11.0", "0.10.0"),
+        ("0.11.2", "0.11.1"),
+        ("0.33.0", "0.28.0"),
     ],
 )
-def test_vllm_versions_map_to_their_memory_profile(version: str | None, generation: str) -> None:
-    assert vllm_generation(version).name == generation
+def test_a_version_takes_the_last_release_row_at_or_before_it(version: str, first: str) -> None:
+    assert _vllm(version, "H100-80GB").release.version == first
 
 
-def _overhead(version: str, **scheduling: int) -> tuple[int, int]:
-    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+def test_every_release_row_cites_the_source_it_was_read_from() -> None:
+    assert [row.first for row in RELEASES] == sorted(row.first for row in RELEASES)
+    for row in RELEASES:
+        assert "@v" + row.version in row.source, row
+
+
+@pytest.mark.parametrize(
+    ("version", "assumed"),
+    [
+        (None, "0.11.0"),  # the default image's release
+        ("latest", "0.33.0"),  # nothing newer is known
+        ("not shown (V0 worker.py:241)", "0.6.4 (V0 engine)"),
+        ("0.1.dev7548+gbaba038", "0.11.0"),  # an untagged source build says nothing
+    ],
+)
+def test_an_unstated_release_is_assumed_and_said(version: str | None, assumed: str) -> None:
+    model = _vllm(version)
+    assert model.release_label == assumed
+    assert any(f"the rules of {assumed.split(maxsplit=1)[0]}" in note for note in model.assumptions)
+
+
+def test_a_stated_release_assumes_nothing_but_the_install() -> None:
+    assert _vllm("0.12.0").assumptions == ()
+    assert any("triton sampler" in note for note in _vllm("0.30.0").assumptions)
+    assert any("FlashInfer" in note for note in _vllm("0.10.1.1").assumptions)
+    assert _vllm("0.10.1.1", image="vllm/vllm-openai:v0.10.1.1").assumptions == ()
+
+
+def _activation(model: VllmModel, tokens: int, seqs: int) -> int:
+    llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
-    engine = VllmModel(vllm_generation(version))
-    plan = Scheduling(
-        **{"max_num_seqs": 256, "max_num_batched_tokens": 2048, "block_size_tokens": 16, **scheduling}
-    )
-    overhead = engine.overhead(llama, fmt, 1, plan)
-    return overhead.activation_bytes, overhead.outside_bytes
+    return model.overhead(llama, fmt, 1, Scheduling(seqs, tokens, 16)).activation_bytes
 
 
-def test_sorting_sampler_profiles_four_times_the_flashinfer_one() -> None:
-    sort, _ = _overhead("0.11.2")
-    flashinfer, _ = _overhead("0.10.1")
-    assert sort / flashinfer == pytest.approx(38.4 / 10.0, rel=0.05)
+def test_the_profile_peak_is_the_mlp_or_the_sampler_whichever_is_larger() -> None:
+    # 8192 tokens x 2 bytes x (3 x 4096 + 3 x 14336) = 905,969,664 bytes in the MLP;
+    # 8192 x 2 x 4096 + 1024 x 128256 x 38.4 bytes = 5,110,339,994 with the sort sampler.
+    assert _activation(_vllm("0.11.1"), 8192, 1024) == 5_110_339_994
+    assert _activation(_vllm("0.11.1"), 8192, 1) == 905_969_664
 
 
-def test_sampler_profile_grows_with_the_batch_limit() -> None:
-    small, _ = _overhead("0.11.2", max_num_seqs=64)
-    large, _ = _overhead("0.11.2", max_num_seqs=1024)
-    assert large > 10 * small
+def test_flashinfer_samples_only_where_the_install_has_it() -> None:
+    # 0.8.0 to 0.11.0: FlashInfer when installed (the official image has it): 10 bytes per logit.
+    image = _vllm("0.10.1.1", image="docker.io/vllm/vllm-openai:v0.10.1.1")
+    pip = _vllm("0.10.1.1")  # the wheel does not depend on FlashInfer; unknown takes the larger profile
+    assert image.sampler is Sampler.FLASHINFER and pip.sampler is Sampler.SORT
+    assert _activation(image, 2048, 1024) == 2048 * 2 * 4096 + 1024 * 128256 * 10
+    assert _vllm("0.11.1", image="vllm/vllm-openai:v0.11.1").sampler is Sampler.SORT  # opt-in from 0.11.1
+    assert _vllm("0.22.0", image="vllm/vllm-openai:v0.22.0").sampler is Sampler.TRITON
+    # From 0.23 the wheel brings FlashInfer, but whether it runs depends on the GPU and its JIT: unknown
+    # takes Triton's larger profile; the image's kernels run.
+    assert _vllm("0.23.0").sampler is Sampler.TRITON
+    assert _vllm("0.23.0", image="vllm/vllm-openai:v0.23.0").sampler is Sampler.FLASHINFER
 
 
-def test_newest_vllm_counts_cuda_graphs_inside_the_fraction() -> None:
-    engine = VllmModel(vllm_generation("0.33.0"))
-    _, outside = _overhead("0.33.0")
-    _, older_outside = _overhead("0.12.0")
-    assert outside == engine.cuda_context_bytes
-    assert older_outside == engine.cuda_context_bytes + engine.cuda_graph_bytes
+@pytest.mark.parametrize(
+    ("version", "max_model_len", "batched"),
+    [
+        ("0.5.2", 65536, 65536),  # whole prompts, no automatic chunking
+        ("0.5.3", 65536, 512),  # chunked above 32K
+        ("0.5.3", 32768, 32768),
+        ("0.6.6", 65536, 2048),
+        ("0.6.6", 4096, 4096),
+        ("0.6.6", 1024, 2048),  # never under 2048
+    ],
+)
+def test_v0_profiles_the_batch_its_release_picks(version: str, max_model_len: int, batched: int) -> None:
+    l4 = find_gpu("L4")
+    scheduling = _vllm(version).default_scheduling(l4.cuda_total_bytes, l4, max_model_len)
+    assert (scheduling.max_num_seqs, scheduling.max_num_batched_tokens) == (256, batched)
+
+
+@pytest.mark.parametrize(
+    ("version", "gpu", "seqs", "batched"),
+    [
+        ("0.8.0", "H100-80GB", 1024, 8192),
+        ("0.8.0", "A100-80GB", 256, 2048),  # 0.8.0 named H100 and H200 only
+        ("0.8.5", "A100-80GB", 1024, 8192),  # any GPU of 70 GiB
+        ("0.9.0", "A100-80GB", 256, 2048),  # A100s excepted again
+        ("0.9.0", "H100-80GB", 1024, 8192),
+        ("0.27.0", "B200", 1024, 8192),
+        ("0.28.0", "B200", 1024, 16384),  # >= 160 GiB
+        ("0.28.0", "L4", 256, 2048),
+    ],
+)
+def test_v1_batch_defaults_follow_the_release_and_the_gpu(
+    version: str, gpu: str, seqs: int, batched: int
+) -> None:
+    card = find_gpu(gpu)
+    scheduling = _vllm(version, gpu).default_scheduling(card.cuda_total_bytes, card, 8192)
+    assert (scheduling.max_num_seqs, scheduling.max_num_batched_tokens) == (seqs, batched)
+
+
+@pytest.mark.parametrize(
+    ("version", "non_torch"),
+    [
+        ("0.2.4", 0),  # max_memory_allocated: nothing outside torch counts
+        ("0.2.5", round(0.13 * GIB) + 620 * MIB),  # total - free: the CUDA context counts
+        ("0.4.2", round(0.13 * GIB)),  # drop in free memory since start: no context
+        ("0.6.4", round(0.13 * GIB) + 620 * MIB),  # used - torch: the context counts
+        ("0.6.5", round(0.13 * GIB)),  # from a baseline
+    ],
+)
+def test_what_counts_as_non_torch_memory_follows_the_release(version: str, non_torch: int) -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    overhead = _vllm(version).overhead(llama, fmt, 1, Scheduling(256, 2048, 16))
+    assert overhead.non_torch_bytes == non_torch
+
+
+def test_mla_caches_full_padded_heads_before_0_7_1() -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")  # 16 KV heads, kv_lora_rank 512, rope dim 64, 27 layers
+    old, new = _vllm("0.7.0"), _vllm("0.7.1")
+    assert old.mla_head_size == 256 and new.mla_head_size is None
+    # 0.7.0: K and V of 16 heads padded to 256, 2 bytes: 16,384 per token and layer; 0.7.1: (512 + 64) x 2
+    assert kv_layout(lite, 2, 1, 16, mla_head_size=old.mla_head_size).bytes_per_token_per_layer == 16_384
+    assert kv_layout(lite, 2, 1, 16, mla_head_size=new.mla_head_size).bytes_per_token_per_layer == 1_152
+
+
+def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    scheduling = Scheduling(256, 2048, 16)
+    old, new = (_vllm(v).overhead(llama, fmt, 1, scheduling) for v in ("0.19.0", "0.20.0"))
+    assert old.outside_bytes == 620 * MIB + 512 * MIB and new.outside_bytes == 620 * MIB
+    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 12 = 410,779,648 bytes of profile
+    assert old.activation_bytes == 410_779_648
+    assert new.activation_bytes == 410_779_648 + 512 * MIB
 
 
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:
@@ -72,21 +181,6 @@ def test_pipeline_stages_before_the_last_do_not_sample() -> None:
     )
 
 
-def test_vllm_batches_more_on_large_gpus_but_not_a100() -> None:
-    engine = engine_model(Engine.VLLM)
-    h100, a100, l4 = find_gpu("H100-80GB"), find_gpu("A100-80GB"), find_gpu("L4")
-    assert engine.default_scheduling(h100.cuda_total_bytes, h100, 8192).max_num_seqs == 1024
-    assert engine.default_scheduling(a100.cuda_total_bytes, a100, 8192).max_num_seqs == 256
-    assert engine.default_scheduling(l4.cuda_total_bytes, l4, 8192).max_num_batched_tokens == 2048
-
-
-def test_v0_prefills_whole_prompts_up_to_32k() -> None:
-    v0 = VllmModel(vllm_generation("V0"))
-    l4 = find_gpu("L4")
-    assert v0.default_scheduling(l4.cuda_total_bytes, l4, 8192).max_num_batched_tokens == 8192
-    assert v0.default_scheduling(l4.cuda_total_bytes, l4, 65536).max_num_batched_tokens == 2048
-
-
 def test_sglang_fraction_covers_weights_and_pool_only() -> None:
     sglang, vllm = engine_model(Engine.SGLANG), engine_model(Engine.VLLM)
     llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
@@ -96,18 +190,11 @@ def test_sglang_fraction_covers_weights_and_pool_only() -> None:
     assert sglang.usable_bytes(80 * 2**30, 0.9) < vllm.usable_bytes(80 * 2**30, 0.9)
 
 
-def test_old_v1_releases_fall_back_to_v0_on_pre_ampere_gpus() -> None:
-    t4 = find_gpu("T4").compute_capability_major
-    assert vllm_generation("0.9.2", t4).name == "v0"
-    assert vllm_generation("0.9.2", find_gpu("A10G").compute_capability_major).name == "v1-flashinfer-sampler"
-    assert vllm_generation("0.11.2", t4).name == "v1-sort-sampler"  # V0 is gone; V1 runs everywhere
-
-
 @pytest.mark.parametrize("engine", list(Engine))
 def test_every_engine_in_the_registry_has_its_module(engine: Engine) -> None:
     found = definition(engine)
     assert found.engine is engine
-    model = found.model(None, find_gpu("L4"))
+    model = found.model(EngineBuild(), find_gpu("L4"))
     llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
     args = model.arguments(
         Launch(

@@ -6,7 +6,7 @@ import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.architecture import parameter_groups
-from vramgate.sizing.engines.vllm import VllmModel, vllm_generation
+from vramgate.sizing.engines import Engine, EngineBuild, engine_model
 from vramgate.sizing.memory import (
     kv_bytes_per_token_per_layer,
     kv_layout,
@@ -121,7 +121,7 @@ def test_gptq_checkpoint_matches_the_engine_log() -> None:
 def test_mxfp4_experts_are_padded_like_vllms_marlin_layout() -> None:
     gpt_oss = load_model("openai/gpt-oss-120b")
     fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
-    engine = VllmModel(vllm_generation("0.10.1.1"))
+    engine = engine_model(Engine.VLLM, EngineBuild("0.10.1.1"))
     padding = engine.expert_padding(find_gpu("A100-80GB"), fmt)
     assert padding is not None and (padding.intermediate_multiple, padding.hidden_multiple) == (128, 256)
     per_gpu = weights_bytes(gpt_oss, fmt, 4, padding).per_gpu / GIB

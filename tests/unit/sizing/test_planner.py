@@ -162,6 +162,7 @@ def test_fixed_fraction_reports_what_the_engine_gets() -> None:
             max_seq_len=16384,
             concurrency=1,
             engine_version="0.10.1.1",
+            engine_flashinfer=True,  # its log: "Using FlashInfer for top-p & top-k sampling"
         )
     )
     assert result.memory_fraction == 0.5

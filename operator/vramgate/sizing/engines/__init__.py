@@ -14,6 +14,7 @@ from importlib import import_module
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     Engine,
+    EngineBuild,
     EngineDefinition,
     EngineModel,
     EngineRuntime,
@@ -33,13 +34,14 @@ def definition(engine: Engine) -> EngineDefinition:
     return found
 
 
-def engine_model(engine: Engine, version: str | None = None, gpu: GpuType | None = None) -> EngineModel:
-    """The memory model of `engine` at `version` on `gpu` (which release runs can depend on the GPU)."""
-    return definition(engine).model(version, gpu)
+def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType | None = None) -> EngineModel:
+    """The memory model of `engine` as `build` runs it on `gpu` (which release runs can depend on the GPU)."""
+    return definition(engine).model(build or EngineBuild(), gpu)
 
 
 __all__ = [
     "Engine",
+    "EngineBuild",
     "EngineDefinition",
     "EngineModel",
     "EngineRuntime",

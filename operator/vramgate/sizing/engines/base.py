@@ -32,6 +32,16 @@ class Engine(StrEnum):
 
 
 @dataclass(frozen=True)
+class EngineBuild:
+    """Which release of an engine runs, and from which install: what its memory rules depend on besides
+    the GPU. Either may be unknown; the engine then says what it assumed."""
+
+    version: str | None = None  # as stated: an image tag, `runtime.engineVersion`, `--engine-version`
+    image: str | None = None  # the container image, when known
+    flashinfer: bool | None = None  # whether the install has FlashInfer (None: as the image says, or unknown)
+
+
+@dataclass(frozen=True)
 class Overhead:
     """Runtime memory besides weights and KV cache, on one GPU."""
 
@@ -80,19 +90,22 @@ def activation_peak_bytes(
 ) -> int:
     """Peak of a profiling run: `num_tokens` through the model, then sampling for `num_seqs` sequences.
 
-    The hidden states of the batch stay alive while either the MLP's intermediate tensors (dense:
-    gate+up and activated output; MoE: the same per routed expert copy) or the sampler's logits and their
-    sorted/softmaxed copies (fp32, vocab wide, one row per sequence) are live, whichever is larger.
+    In the MLP of a layer five tensors are alive at once (vllm/model_executor/models/llama.py, every
+    release: the decoder layer holds the residual and the normed input while the MLP holds gate+up, the
+    activated output and the down projection's output): 3 x hidden + 3 x intermediate per token (MoE:
+    the intermediates of each routed expert copy). The sampler runs after the forward pass, on the last
+    hidden states and the logits with their sorted/softmaxed copies (fp32, vocab wide, one row per
+    sequence); the larger of the two peaks counts.
     """
     element = weights.compute_bytes
-    hidden_states = num_tokens * arch.hidden_size * element
     dense_mlp = 3 * arch.intermediate_size // tensor_parallel
     moe_mlp = arch.num_experts_per_token * (
         3 * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
     )
-    forward = num_tokens * element * max(dense_mlp, moe_mlp if arch.is_moe else 0)
-    sampler = num_seqs * arch.vocab_size * sampler_bytes_per_logit
-    return round(hidden_states + max(forward, sampler))
+    mlp = max(dense_mlp, moe_mlp if arch.is_moe else 0)
+    forward = num_tokens * element * (3 * arch.hidden_size + mlp)
+    sampler = num_tokens * element * arch.hidden_size + num_seqs * arch.vocab_size * sampler_bytes_per_logit
+    return round(max(forward, sampler))
 
 
 class EngineModel(ABC):
@@ -109,6 +122,9 @@ class EngineModel(ABC):
     sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
     sliding_window_paged: bool = True
+    mla_head_size: int | None = None  # MLA cached as full K and V per head of this size, not as its latent
+    release_label: str = "any"  # the release whose rules apply
+    assumptions: tuple[str, ...] = ()  # what the model assumed for lack of a stated release or install
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
         """Memory the fraction gives to weights + inside overhead + KV cache."""
@@ -181,7 +197,8 @@ class PlanFlags:
 class EngineRuntime:
     """How one engine's official image is started and probed."""
 
-    image: str
+    image: str  # the default: its tag is the release an unstated one is taken to be
+    repositories: tuple[str, ...]  # the official images: their installs are known
     command: tuple[str, ...]  # empty: the image's entrypoint is the server
     port: int
     port_flag: str
@@ -197,7 +214,16 @@ class EngineDefinition:
     display_name: str  # as the project writes it: vLLM, TGI, SGLang
     runtime: EngineRuntime
     flags: PlanFlags
-    model: Callable[[str | None, GpuType | None], EngineModel]  # memory model at a release, on a GPU
+    model: Callable[[EngineBuild, GpuType | None], EngineModel]  # memory model of a build on a GPU
+
+    def is_official_image(self, image: str | None) -> bool:
+        """Whether `image` is one of the engine's official images (any tag or digest, any mirror host)."""
+        if image is None:
+            return False
+        repository = image.split("@", 1)[0]
+        name, _, tag = repository.rpartition(":")
+        repository = name if name and "/" not in tag else repository
+        return any(repository == r or repository.endswith(f"/{r}") for r in self.runtime.repositories)
 
 
 def format_fraction(value: float) -> str:

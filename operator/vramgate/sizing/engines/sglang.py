@@ -6,6 +6,7 @@ from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
     Engine,
+    EngineBuild,
     EngineDefinition,
     EngineModel,
     EngineRuntime,
@@ -33,6 +34,7 @@ FLAGS = PlanFlags(
 # SGLang listens on 127.0.0.1 unless told otherwise.
 RUNTIME = EngineRuntime(
     image="lmsysorg/sglang:v0.5.3-cu129",
+    repositories=("lmsysorg/sglang",),
     command=("python3", "-m", "sglang.launch_server"),
     port=30000,
     port_flag="--port",
@@ -80,7 +82,7 @@ class SglangModel(EngineModel):
         return args
 
 
-def _model(version: str | None, gpu: GpuType | None) -> EngineModel:
+def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
     return SglangModel()
 
 

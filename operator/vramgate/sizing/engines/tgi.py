@@ -6,6 +6,7 @@ from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
     Engine,
+    EngineBuild,
     EngineDefinition,
     EngineModel,
     EngineRuntime,
@@ -31,6 +32,7 @@ FLAGS = PlanFlags(
 )
 RUNTIME = EngineRuntime(
     image="ghcr.io/huggingface/text-generation-inference:3.3.5",
+    repositories=("ghcr.io/huggingface/text-generation-inference", "huggingface/text-generation-inference"),
     command=(),
     port=80,
     port_flag="--port",
@@ -71,7 +73,7 @@ class TgiModel(EngineModel):
         return args
 
 
-def _model(version: str | None, gpu: GpuType | None) -> EngineModel:
+def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
     return TgiModel()
 
 

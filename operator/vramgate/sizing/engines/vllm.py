@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Any
 
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
     Engine,
+    EngineBuild,
     EngineDefinition,
     EngineModel,
     EngineRuntime,
@@ -37,6 +40,7 @@ FLAGS = PlanFlags(
 # The module path, not `vllm serve`: it takes --model in every release.
 RUNTIME = EngineRuntime(
     image="vllm/vllm-openai:v0.11.0",
+    repositories=("vllm/vllm-openai",),
     command=("python3", "-m", "vllm.entrypoints.openai.api_server"),
     port=8000,
     port_flag="--port",
@@ -44,138 +48,303 @@ RUNTIME = EngineRuntime(
 )
 
 
+class Batching(Enum):
+    """How vLLM picks `max_num_batched_tokens` and `max_num_seqs` when the command line does not: the
+    batch its profile run passes through the model."""
+
+    WHOLE_PROMPT = "V0: max(max_model_len, 2048) tokens, no chunked prefill"
+    CHUNKED_512_ABOVE_32K = "V0: as before; above 32K context chunked prefill turns on with 512 tokens"
+    CHUNKED_2048_ABOVE_32K = "V0: as before, chunks of 2048 tokens"
+    V1_H100_BY_NAME = "V1: 8192 tokens / 1024 seqs on H100 and H200, else 2048 / 256"
+    V1_70GIB = "V1: 8192 / 1024 on GPUs of >= 70 GiB, else 2048 / 256"
+    V1_70GIB_NOT_A100 = "V1: as before, A100 excepted"
+    V1_160GIB_TIER = "V1: as before; 16384 / 1024 on GPUs of >= 160 GiB"
+
+
+class Accounting(Enum):
+    """What vLLM subtracts from `fraction x total` before the KV cache, besides the weights."""
+
+    ALLOCATED_PEAK = "torch's allocated peak only: non-torch memory is not counted"
+    USED_MEMORY = "total - free after profiling: the CUDA context and all non-torch memory count"
+    FREE_DROP = "free memory at start - free after profiling: non-torch counts, the CUDA context does not"
+    CONTEXT_INSIDE = "allocated peak + every non-torch byte on the GPU, the CUDA context included"
+    BASELINE = "allocated peak + non-torch growth since start: the CUDA context does not count"
+
+
+class Sampler(Enum):
+    """Which top-k/top-p path the profile run's dummy sampling takes, by its bytes per logit."""
+
+    SORT = 38.4  # PyTorch sort of the fp32 logits with their indices and softmax copies
+    TRITON = 12.0  # Triton top-k/top-p for batches of 8 and more: no full sort (read from source)
+    FLASHINFER = 10.0  # FlashInfer's sampling kernels
+
+
 @dataclass(frozen=True)
-class VllmGeneration:
-    """A span of vLLM releases whose start-up memory profile behaves alike."""
+class Release:
+    """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
+    these fields say. `source` is where each boundary was read, as file@tag."""
 
-    name: str
-    first_version: tuple[int, int, int]
+    first: tuple[int, ...]
+    changes: str
+    source: str
     v0_engine: bool
-    sampler_bytes_per_logit: float
+    batching: Batching
+    accounting: Accounting
+    sampler: Sampler  # the path without FlashInfer
+    flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
+    mla_latent: bool  # MLA caches its latent once per GPU (before: full K and V per head, padded to 256)
+    hybrid_kv_cache: bool  # sliding-window layers keep only their window
     cuda_graphs_inside_fraction: bool
-    hybrid_kv_cache: bool  # sliding-window layers keep only their window (the hybrid allocator, 0.10+)
-    description: str
+
+    @property
+    def version(self) -> str:
+        return ".".join(str(part) for part in self.first)
 
 
-VLLM_GENERATIONS = (
-    VllmGeneration(
-        "v0",
-        (0, 0, 0),
-        True,
-        38.4,
-        False,
-        False,
-        "V0 engine: PyTorch sort for top-k/top-p, no chunked prefill",
-    ),
-    VllmGeneration(
-        "v1-flashinfer-sampler",
+def _row(
+    previous: Release | None, first: tuple[int, ...], changes: str, source: str, **fields: Any
+) -> Release:
+    """A release row: the previous row with what changed at `first`."""
+    if previous is None:
+        return Release(first, changes, source, **fields)
+    return replace(previous, first=first, changes=changes, source=source, **fields)
+
+
+def _table() -> tuple[Release, ...]:
+    rows: list[Release] = []
+
+    def add(first: tuple[int, ...], changes: str, source: str, **fields: Any) -> None:
+        rows.append(_row(rows[-1] if rows else None, first, changes, source, **fields))
+
+    add(
+        (0, 2, 0),
+        "V0 engine; the profile prefills max(max_model_len, 2048) tokens over 256 sequences and samples "
+        "with top-k/top-p (sort); the KV budget subtracts torch's allocated peak only",
+        "vllm/config.py@v0.2.0, vllm/worker/worker.py@v0.2.0",
+        v0_engine=True,
+        batching=Batching.WHOLE_PROMPT,
+        accounting=Accounting.ALLOCATED_PEAK,
+        sampler=Sampler.SORT,
+        flashinfer_sampler=False,
+        mla_latent=False,
+        hybrid_kv_cache=False,
+        cuda_graphs_inside_fraction=False,
+    )
+    add(
+        (0, 2, 5),
+        "the budget subtracts total - free memory: the CUDA context and non-torch memory count (PR #2031)",
+        "vllm/worker/worker.py@v0.2.5",
+        accounting=Accounting.USED_MEMORY,
+    )
+    add(
+        (0, 3, 1),
+        "the budget subtracts the drop in free memory since the worker started: no CUDA context",
+        "vllm/worker/worker.py@v0.3.1",
+        accounting=Accounting.FREE_DROP,
+    )
+    add(
+        (0, 5, 3),
+        "above 32K context chunked prefill turns on by itself (not for sliding-window models), 512 tokens",
+        "vllm/engine/arg_utils.py@v0.5.3, vllm/config.py@v0.5.3",
+        batching=Batching.CHUNKED_512_ABOVE_32K,
+    )
+    add(
+        (0, 6, 4),
+        "non-torch memory is everything used on the GPU beyond torch's tensors: the CUDA context counts",
+        "vllm/worker/worker.py@v0.6.4",
+        accounting=Accounting.CONTEXT_INSIDE,
+    )
+    add(
+        (0, 6, 5),
+        "memory is measured from a baseline taken at start (PR #10511): the CUDA context is outside again",
+        "vllm/worker/worker.py@v0.6.5, vllm/utils.py@v0.6.5",
+        accounting=Accounting.BASELINE,
+    )
+    add(
+        (0, 6, 6),
+        "automatic chunked prefill takes 2048-token chunks",
+        "vllm/config.py@v0.6.6",
+        batching=Batching.CHUNKED_2048_ABOVE_32K,
+    )
+    add(
+        (0, 7, 1),
+        "MLA (DeepSeek-V2/V3) caches kv_lora_rank + qk_rope_head_dim once per GPU",
+        "vllm/config.py@v0.7.1 (use_mla, get_head_size)",
+        mla_latent=True,
+    )
+    add(
         (0, 8, 0),
-        False,
-        10.0,
-        False,
-        False,
-        "V1 sampling with FlashInfer (default when installed, as in the image); sliding layers kept whole",
-    ),
-    VllmGeneration(
-        "v1-hybrid-kv",
+        "the V1 engine: 8192 batched tokens and 1024 sequences on H100/H200, else 2048 and 256; "
+        "FlashInfer samples top-k/top-p when installed (the official image has it)",
+        "vllm/engine/arg_utils.py@v0.8.0, vllm/v1/sample/ops/topk_topp_sampler.py@v0.8.0, "
+        "docker/Dockerfile@v0.8.0",
+        v0_engine=False,
+        batching=Batching.V1_H100_BY_NAME,
+        flashinfer_sampler=True,
+    )
+    add(
+        (0, 8, 5),
+        "the larger V1 batch applies to every GPU of 70 GiB and more",
+        "vllm/engine/arg_utils.py@v0.8.5",
+        batching=Batching.V1_70GIB,
+    )
+    add(
+        (0, 9, 0),
+        "A100s keep the smaller batch",
+        "vllm/engine/arg_utils.py@v0.9.0",
+        batching=Batching.V1_70GIB_NOT_A100,
+    )
+    add(
         (0, 10, 0),
-        False,
-        10.0,
-        False,
-        True,
-        "V1 with FlashInfer sampling and the hybrid KV allocator (sliding layers keep their window)",
-    ),
-    VllmGeneration(
-        "v1-sort-sampler",
+        "the hybrid KV allocator: sliding-window layers keep only their window",
+        "vllm/v1/core/kv_cache_utils.py@v0.10.0",
+        hybrid_kv_cache=True,
+    )
+    add(
         (0, 11, 1),
-        False,
-        38.4,
-        False,
-        True,
-        "V1 engine after FlashInfer sampling became opt-in: top-k/top-p sort the fp32 logits",
-    ),
-    VllmGeneration(
-        "v1-graphs-in-budget",
-        (0, 21, 0),
-        False,
-        12.0,
-        True,
-        True,
-        "CUDA graphs estimated into the fraction; light top-k/top-p (read from source, uncalibrated)",
-    ),
-)
-DEFAULT_VLLM_GENERATION = VLLM_GENERATIONS[3]
+        "FlashInfer sampling becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1): top-k/top-p sort",
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.11.1",
+        flashinfer_sampler=False,
+    )
+    add(
+        (0, 17, 0),
+        "Triton top-k/top-p for batches of 8 and more: no full sort of the logits",
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.17.0",
+        sampler=Sampler.TRITON,
+    )
+    add(
+        (0, 20, 0),
+        "the profile estimates CUDA graph memory into the fraction "
+        "(VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1)",
+        "vllm/envs.py@v0.20.0, vllm/v1/worker/gpu_worker.py@v0.20.0",
+        cuda_graphs_inside_fraction=True,
+    )
+    add(
+        (0, 23, 0),
+        "FlashInfer samples by default again where the GPU supports it and its kernels compile; FlashInfer "
+        "is a requirement of the CUDA wheel",
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.23.0 (flashinfer_sampler_supported), "
+        "requirements/cuda.txt@v0.23.0",
+        flashinfer_sampler=True,
+    )
+    add(
+        (0, 28, 0),
+        "GPUs of 160 GiB and more batch 16384 tokens",
+        "vllm/engine/arg_utils.py@v0.28.0",
+        batching=Batching.V1_160GIB_TIER,
+    )
+    return tuple(rows)
+
+
+RELEASES = _table()
+# The newest release whose source was read: the last row holds up to it.
+NEWEST_READ_VERSION = "0.33.0"
+# What the project deploys when the spec names no image: its tag is the release an unstated one assumes.
+DEFAULT_RELEASE_VERSION = "0.11.0"
+# A log that shows the V0 engine but no release: 0.6.4 counts the most against the cache of the V0
+# releases (the CUDA context inside the fraction, whole-prompt profiles up to 32K).
+V0_ASSUMED_VERSION = "0.6.4"
+V1_ON_ANY_GPU = (0, 10, 2)
+V1_MIN_COMPUTE_CAPABILITY = 8
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-# Before 0.10 the V1 engine needed compute capability 8.0; older GPUs (T4, V100) ran the V0 engine.
-V1_ON_ANY_GPU = (0, 10, 0)
-V1_MIN_COMPUTE_CAPABILITY = 8
-
-
-def vllm_generation(version: str | None, compute_capability_major: int | None = None) -> VllmGeneration:
-    """The generation of a vLLM version string ("0.10.1.1", "v0.11.0", "... V0 ...") on a GPU.
-
-    Unknown or unparseable versions, and source builds without a tag ("0.1.devN"), get the default.
-    """
-    generation = _generation_of(version)
-    pre_ampere = compute_capability_major is not None and compute_capability_major < V1_MIN_COMPUTE_CAPABILITY
-    if pre_ampere and not generation.v0_engine and generation.first_version < V1_ON_ANY_GPU:
-        return VLLM_GENERATIONS[0]
-    return generation
-
-
-def _generation_of(version: str | None) -> VllmGeneration:
-    if not version:
-        return DEFAULT_VLLM_GENERATION
-    if re.search(r"\bV0\b", version):
-        return VLLM_GENERATIONS[0]
-    match = _VERSION.search(version)
+def parse_version(version: str | None) -> tuple[int, ...] | None:
+    """(0, 11, 0) from "0.11.0", "v0.11.0", "0.10.1.1"; None for no version, "latest" and untagged source
+    builds ("0.1.devN")."""
+    match = _VERSION.search(version or "")
     if match is None:
-        return DEFAULT_VLLM_GENERATION
+        return None
     number = (int(match[1]), int(match[2]), int(match[3] or 0))
-    if number < (0, 2, 0) and "dev" in version:
-        return DEFAULT_VLLM_GENERATION
-    return [g for g in VLLM_GENERATIONS if g.first_version <= number][-1]
+    if number < (0, 2, 0) and "dev" in (version or ""):
+        return None
+    return number
+
+
+def release_of(
+    version: tuple[int, ...], compute_capability_major: int | None = None, v0: bool = False
+) -> Release:
+    """The row of `version`, as it runs on a GPU of that compute capability.
+
+    From 0.8 to 0.10.1 the V1 engine falls back to V0 on GPUs older than Ampere
+    (vllm/engine/arg_utils.py@v0.10.1.1, _is_v1_supported_oracle; gone in v0.10.2), and for features V1
+    lacked; `v0` says a log showed the V0 engine. Such a start runs the V0 engine of its release: V0's
+    batching and sort sampler, no hybrid allocator.
+    """
+    rows = [row for row in RELEASES if row.first <= version]
+    release = rows[-1] if rows else RELEASES[0]
+    pre_ampere = compute_capability_major is not None and compute_capability_major < V1_MIN_COMPUTE_CAPABILITY
+    if not release.v0_engine and (v0 or (pre_ampere and version < V1_ON_ANY_GPU)):
+        last_v0 = [row for row in RELEASES if row.v0_engine][-1]
+        return replace(
+            release,
+            changes=f"the V0 engine of {release.version}",
+            v0_engine=True,
+            batching=last_v0.batching,
+            sampler=Sampler.SORT,
+            flashinfer_sampler=False,
+            hybrid_kv_cache=False,
+            cuda_graphs_inside_fraction=False,
+        )
+    return release
 
 
 class VllmModel(EngineModel):
     """vLLM: `--gpu-memory-utilization` x CUDA total = weights + profiled peak + non-torch + KV cache.
 
-    Calibrated on the shared start-up logs: non-torch 0.13 GiB at TP=1 (median of R03/R19/R20/R22/R35),
-    +0.28 GiB of NCCL and all-reduce buffers at TP>1 (R04 0.30, R24 0.54). The profile run's sampler keeps
-    ~38 bytes per logit when top-k/top-p sort the fp32 logits (R19/R20/R22: 38.3-38.4 B x 1024 seqs x
-    vocab) and ~10 with FlashInfer's sampler (R09/R10). CUDA context (~0.6 GiB) and graphs (~0.5 GiB for
-    the default capture sizes) stay outside the fraction until the graphs-in-budget generation.
+    The release row decides the profile's batch, the sampler, what counts as non-torch and the KV layout.
+    Calibrated on the shared start-up logs: non-torch 0.13 GiB at TP=1, +0.28 GiB of NCCL and all-reduce
+    buffers at TP>1. CUDA context (~0.6 GiB, measured) and graphs (~0.5 GiB for the default capture
+    sizes) stay outside the fraction unless the release counts them.
     """
 
     engine = Engine.VLLM
 
-    def __init__(self, generation: VllmGeneration = DEFAULT_VLLM_GENERATION) -> None:
-        self.generation = generation
-        self.sliding_window_paged = generation.hybrid_kv_cache
-        self.sampler_bytes_per_logit = generation.sampler_bytes_per_logit
-        self.cuda_graphs_inside_fraction = generation.cuda_graphs_inside_fraction
+    def __init__(self, release: Release, flashinfer_installed: bool | None = None) -> None:
+        self.release = release
+        self.sliding_window_paged = release.hybrid_kv_cache
+        self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
+        self.mla_head_size = None if release.mla_latent else 256
+        # An unknown install takes the path that leaves the smaller KV cache: not FlashInfer.
+        sampler = (
+            Sampler.FLASHINFER if release.flashinfer_sampler and flashinfer_installed else release.sampler
+        )
+        self.sampler = sampler
+        self.sampler_bytes_per_logit = sampler.value
+        accounting = release.accounting
+        if accounting is Accounting.ALLOCATED_PEAK:
+            self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
+        if accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE):
+            self.non_torch_bytes = self.non_torch_bytes + self.cuda_context_bytes
 
     def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
-        """vLLM's OpenAI-server defaults: V1 batches more on >= 70 GiB GPUs other than A100; V0 prefills
-        whole prompts (no chunking up to 32K tokens)."""
-        if self.generation.v0_engine:
-            batched = max(max_model_len, 2048) if max_model_len <= 32768 else 2048
-            return Scheduling(256, batched, self.default_block_size)
-        large = cuda_total_bytes >= 70 * GIB and "a100" not in gpu.name.lower()
-        return Scheduling(1024 if large else 256, 8192 if large else 2048, self.default_block_size)
+        """The batch limits the release picks on this GPU when the command line sets none."""
+        batching, block = self.release.batching, self.default_block_size
+        if self.release.v0_engine:
+            if max_model_len > 32768 and batching is Batching.CHUNKED_512_ABOVE_32K:
+                return Scheduling(256, 512, block)
+            if max_model_len > 32768 and batching is Batching.CHUNKED_2048_ABOVE_32K:
+                return Scheduling(256, 2048, block)
+            return Scheduling(256, max(max_model_len, 2048), block)
+        name = gpu.name.lower()
+        if batching is Batching.V1_160GIB_TIER and cuda_total_bytes >= 160 * GIB:
+            return Scheduling(1024, 16384, block)
+        if batching is Batching.V1_H100_BY_NAME:
+            large = "h100" in name or "h200" in name
+        else:
+            large = cuda_total_bytes >= 70 * GIB and (batching is Batching.V1_70GIB or "a100" not in name)
+        return Scheduling(1024 if large else 256, 8192 if large else 2048, block)
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
-        """MXFP4 experts: Marlin pads each GPU's intermediate slice to 128 and hidden to 256 (pre-Hopper,
-        and Hopper before 0.11's Triton kernels); Blackwell's FlashInfer pads both to 256."""
+        """MXFP4 experts: Marlin pads each GPU's intermediate slice to 128 and hidden to 256; Blackwell's
+        FlashInfer kernels pad both to 256. Hopper runs Triton kernels (intermediate to 64) only when the
+        optional triton_kernels package is installed, which neither the wheel nor the image requires: the
+        padded Marlin layout is what it gets (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0,
+        get_mxfp4_backend; the same from v0.10.1 to v0.33.0)."""
         if weights.quantization is None or weights.quantization.method != "mxfp4":
             return None
-        major = gpu.compute_capability_major
-        if major >= 10:
+        if gpu.compute_capability_major >= 10:
             return ExpertPadding(256, 256)
-        if major == 9 and self.generation.first_version >= (0, 11, 1):
-            return ExpertPadding(64, 1)
         return ExpertPadding(128, 256)
 
     def arguments(self, launch: Launch) -> list[str]:
@@ -200,8 +369,38 @@ class VllmModel(EngineModel):
         return args
 
 
-def _model(version: str | None, gpu: GpuType | None) -> EngineModel:
-    return VllmModel(vllm_generation(version, gpu.compute_capability_major if gpu else None))
+def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
+    """The release a build runs, from its stated version or image tag; unstated, an assumed one, said."""
+    assumptions = []
+    stated = build.version or ""
+    v0 = re.search(r"\bV0\b", stated) is not None
+    version = parse_version(stated)
+    if version is None:
+        if v0:
+            assumed, why = V0_ASSUMED_VERSION, "the V0 release that counts the most against the KV cache"
+        elif "latest" in stated.lower():
+            assumed, why = NEWEST_READ_VERSION, "the newest known"
+        else:
+            assumed, why = DEFAULT_RELEASE_VERSION, "the default image's release"
+        version = parse_version(assumed)
+        assert version is not None
+        said = f" ({stated!r})" if stated else ""
+        assumptions.append(f"vLLM release not stated{said}: the rules of {assumed}, {why}, apply")
+    release = release_of(version, gpu.compute_capability_major if gpu else None, v0)
+    flashinfer = (
+        build.flashinfer if build.flashinfer is not None else DEFINITION.is_official_image(build.image)
+    )
+    model = VllmModel(release, flashinfer_installed=flashinfer)
+    if release.flashinfer_sampler and build.flashinfer is None and not flashinfer:
+        assumptions.append(
+            "not known whether the install samples with FlashInfer (the vllm/vllm-openai image does): "
+            f"the {release.sampler.name.lower()} sampler's larger profile is assumed"
+        )
+    model.release_label = ".".join(str(part) for part in version) + (
+        " (V0 engine)" if release.v0_engine else ""
+    )
+    model.assumptions = tuple(assumptions)
+    return model
 
 
 DEFINITION = EngineDefinition(Engine.VLLM, "vLLM", RUNTIME, FLAGS, _model)
