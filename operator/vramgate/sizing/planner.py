@@ -237,7 +237,10 @@ class _Stage:
         self.request, self.engine, self.evaluator = request, engine, evaluator
         self.gpu, self.tensor_parallel, self.stage = gpu, tensor_parallel, stage
         self.total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
-        self.defaults = engine.default_scheduling(self.total, gpu, request.max_seq_len)
+        fraction = request.memory_fraction or request.max_memory_fraction
+        self.defaults = engine.default_scheduling(
+            self.total, gpu, request.max_seq_len, arch, tensor_parallel, fraction
+        )
         self.block = request.block_size or self.defaults.block_size_tokens
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
         gpus = tensor_parallel * request.pipeline_parallel

@@ -7,6 +7,7 @@ import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
+from vramgate.sizing.engines.tgi import TgiModel
 from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
 from vramgate.sizing.memory import kv_layout, resolve_weight_format
 from vramgate.sizing.units import GIB, MIB
@@ -213,3 +214,50 @@ def test_every_engine_in_the_registry_has_its_module(engine: Engine) -> None:
     flags = found.flags
     assert {f"{flags.model}=m", f"{flags.tensor_parallel}=2", f"{flags.memory_fraction}=0.90"} <= set(args)
     assert f"{flags.max_num_seqs}=8" in args and f"{flags.max_model_len}=4096" in args
+
+
+def _tgi(version: str | None) -> TgiModel:
+    model = engine_model(Engine.TGI, EngineBuild(version), find_gpu("H100-80GB"))
+    assert isinstance(model, TgiModel)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("version", "first", "wiggle"),
+    [("1.0.0", "0.9.4", 1.0), ("2.0.4", "2.0.0", 0.95), ("2.4.1", "2.4.0", 0.90), ("3.1.0", "3.1.0", 0.93)],
+)
+def test_tgi_keeps_its_releases_wiggle_room(version: str, first: str, wiggle: float) -> None:
+    model = _tgi(version)
+    assert model.release.version == first
+    assert model.usable_bytes(80 * GIB, 0.5) == int(80 * GIB * 0.5 * wiggle)
+    assert "@v" + first in model.release.source
+
+
+def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    overhead = _tgi("3.3.5").overhead(llama, fmt, 1, Scheduling(128, 4096, 16))
+    assert overhead.non_torch_bytes == round(0.13 * GIB) + 620 * MIB
+    # 4096 tokens x 2 bytes x (2 x 4096 + 4 x 14336) through FlashLlamaMLP
+    assert overhead.activation_bytes == 4096 * 2 * (2 * 4096 + 4 * 14336)
+
+
+def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
+    llama, h100, a10 = load_model(LLAMA_8B), find_gpu("H100-80GB"), find_gpu("A10")
+    # Config::flop: 32 layers x (2 x 128 x 4096 x (3 x 32 + 2 x 8) + 6 x 4096 x 14336) = 15,032,385,536
+    scheduling = _tgi("3.3.5").default_scheduling(h100.cuda_total_bytes, h100, 8192, llama, 1, 0.9)
+    assert scheduling.max_num_batched_tokens == 900 * 10**12 // 15_032_385_536 == 59_870
+    two = _tgi("3.3.5").default_scheduling(h100.cuda_total_bytes, h100, 8192, llama, 2, 0.9)
+    assert two.max_num_batched_tokens == 2 * 900 * 10**12 // 15_032_385_536
+    # The launcher knows no FLOP/s for an A10 (only the A10G): 4096 tokens
+    assert (
+        _tgi("3.3.5").default_scheduling(a10.cuda_total_bytes, a10, 8192, llama).max_num_batched_tokens
+        == 4096
+    )
+    assert _tgi("2.4.0").default_scheduling(h100.cuda_total_bytes, h100, 8192).max_num_batched_tokens == 8241
+    assert _tgi("1.4.0").default_scheduling(h100.cuda_total_bytes, h100, 8192).max_num_batched_tokens == 4096
+
+
+def test_an_unstated_tgi_release_is_the_default_images() -> None:
+    assert _tgi(None).release_label == "3.3.5" and _tgi(None).assumptions
+    assert _tgi("latest").release_label == "3.3.7"

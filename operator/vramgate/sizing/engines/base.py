@@ -12,6 +12,7 @@ each constant says what it stands for.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,23 +88,24 @@ def activation_peak_bytes(
     num_tokens: int,
     num_seqs: int,
     sampler_bytes_per_logit: float,
+    mlp_peak: tuple[int, int] = (3, 3),
 ) -> int:
     """Peak of a profiling run: `num_tokens` through the model, then sampling for `num_seqs` sequences.
 
-    In the MLP of a layer five tensors are alive at once (vllm/model_executor/models/llama.py, every
-    release: the decoder layer holds the residual and the normed input while the MLP holds gate+up, the
-    activated output and the down projection's output): 3 x hidden + 3 x intermediate per token (MoE:
-    the intermediates of each routed expert copy). The sampler runs after the forward pass, on the last
+    `mlp_peak` counts the hidden-wide and intermediate-wide tensors alive at once in a layer's MLP, as
+    the engine's model code holds them (vLLM: 3 and 3, see VllmModel; TGI: 2 and 4). MoE layers hold
+    the intermediates of each routed expert copy. The sampler runs after the forward pass, on the last
     hidden states and the logits with their sorted/softmaxed copies (fp32, vocab wide, one row per
     sequence); the larger of the two peaks counts.
     """
     element = weights.compute_bytes
-    dense_mlp = 3 * arch.intermediate_size // tensor_parallel
+    hidden_copies, intermediate_copies = mlp_peak
+    dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
     moe_mlp = arch.num_experts_per_token * (
-        3 * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
+        intermediate_copies * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
     )
     mlp = max(dense_mlp, moe_mlp if arch.is_moe else 0)
-    forward = num_tokens * element * (3 * arch.hidden_size + mlp)
+    forward = num_tokens * element * (hidden_copies * arch.hidden_size + mlp)
     sampler = num_tokens * element * arch.hidden_size + num_seqs * arch.vocab_size * sampler_bytes_per_logit
     return round(max(forward, sampler))
 
@@ -123,6 +125,8 @@ class EngineModel(ABC):
     activation_inside_fraction: bool = True
     sliding_window_paged: bool = True
     mla_head_size: int | None = None  # MLA cached as full K and V per head of this size, not as its latent
+    mlp_peak: tuple[int, int] = (3, 3)  # hidden- and intermediate-wide tensors alive at once in an MLP
+    cuda_context_inside_fraction: bool = False  # the engine measures used memory, its own context included
     release_label: str = "any"  # the release whose rules apply
     assumptions: tuple[str, ...] = ()  # what the model assumed for lack of a stated release or install
 
@@ -133,7 +137,15 @@ class EngineModel(ABC):
     cuda_graphs_inside_fraction: bool = False
 
     @abstractmethod
-    def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
+    def default_scheduling(
+        self,
+        cuda_total_bytes: int,
+        gpu: GpuType,
+        max_model_len: int,
+        arch: ModelArchitecture | None = None,
+        tensor_parallel: int = 1,
+        fraction: float = 1.0,
+    ) -> Scheduling:
         """The batch limits the engine picks itself when the command line does not set them."""
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
@@ -156,11 +168,15 @@ class EngineModel(ABC):
             scheduling.max_num_batched_tokens,
             scheduling.max_num_seqs,
             self.sampler_bytes_per_logit if samples else 0.0,
+            self.mlp_peak,
         )
         non_torch = self.non_torch_bytes + (
             self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
         )
         outside = self.cuda_context_bytes + self.cuda_graph_bytes
+        if self.cuda_context_inside_fraction:
+            non_torch += self.cuda_context_bytes
+            outside -= self.cuda_context_bytes
         if self.cuda_graphs_inside_fraction:
             activation += self.cuda_graph_bytes
             outside -= self.cuda_graph_bytes
@@ -224,6 +240,21 @@ class EngineDefinition:
         name, _, tag = repository.rpartition(":")
         repository = name if name and "/" not in tag else repository
         return any(repository == r or repository.endswith(f"/{r}") for r in self.runtime.repositories)
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(version: str | None) -> tuple[int, ...] | None:
+    """(0, 11, 0) from "0.11.0", "v0.11.0", "0.10.1.1"; None for no version, "latest" and untagged source
+    builds ("0.1.devN")."""
+    match = _VERSION.search(version or "")
+    if match is None:
+        return None
+    number = (int(match[1]), int(match[2]), int(match[3] or 0))
+    if number < (0, 2, 0) and "dev" in (version or ""):
+        return None
+    return number
 
 
 def format_fraction(value: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
@@ -58,7 +59,15 @@ class SglangModel(EngineModel):
     def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
         return int((cuda_total_bytes - self.cuda_context_bytes) * fraction)
 
-    def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
+    def default_scheduling(
+        self,
+        cuda_total_bytes: int,
+        gpu: GpuType,
+        max_model_len: int,
+        arch: ModelArchitecture | None = None,
+        tensor_parallel: int = 1,
+        fraction: float = 1.0,
+    ) -> Scheduling:
         return Scheduling(max_num_seqs=256, max_num_batched_tokens=8192, block_size_tokens=1)
 
     def arguments(self, launch: Launch) -> list[str]:

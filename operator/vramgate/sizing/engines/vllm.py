@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
+from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
@@ -19,6 +20,7 @@ from vramgate.sizing.engines.base import (
     PlanFlags,
     Scheduling,
     format_fraction,
+    parse_version,
 )
 from vramgate.sizing.memory import ExpertPadding, WeightFormat
 from vramgate.sizing.units import GIB
@@ -246,19 +248,6 @@ DEFAULT_RELEASE_VERSION = "0.11.0"
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
 V1_MIN_COMPUTE_CAPABILITY = 8
-_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-
-
-def parse_version(version: str | None) -> tuple[int, ...] | None:
-    """(0, 11, 0) from "0.11.0", "v0.11.0", "0.10.1.1"; None for no version, "latest" and untagged source
-    builds ("0.1.devN")."""
-    match = _VERSION.search(version or "")
-    if match is None:
-        return None
-    number = (int(match[1]), int(match[2]), int(match[3] or 0))
-    if number < (0, 2, 0) and "dev" in (version or ""):
-        return None
-    return number
 
 
 def release_of(
@@ -314,10 +303,17 @@ class VllmModel(EngineModel):
         accounting = release.accounting
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
-        if accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE):
-            self.non_torch_bytes = self.non_torch_bytes + self.cuda_context_bytes
+        self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
 
-    def default_scheduling(self, cuda_total_bytes: int, gpu: GpuType, max_model_len: int) -> Scheduling:
+    def default_scheduling(
+        self,
+        cuda_total_bytes: int,
+        gpu: GpuType,
+        max_model_len: int,
+        arch: ModelArchitecture | None = None,
+        tensor_parallel: int = 1,
+        fraction: float = 1.0,
+    ) -> Scheduling:
         """The batch limits the release picks on this GPU when the command line sets none."""
         batching, block = self.release.batching, self.default_block_size
         if self.release.v0_engine:
