@@ -3,16 +3,19 @@
 One pure function, `decide`, shared by the validating webhook, the reconciler and `vramgate check`, so
 a person gets the same verdict, in the same words, wherever they ask. It plans once; its message stands
 alone (it names the resource) and speaks in numbers: what the spec needs per GPU, what the GPU offers at
-the allowed memory fraction, and the nearest changes that would fit.
+the allowed memory fraction, and the nearest changes that would fit. Its `DecisionContext` carries what
+the caller knows of the cluster (the GPU inventory, placement settings), so the verdict names the
+cluster's GPUs rather than the whole catalog's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from vramgate.sizing import Plan, SizingError, Suggestion, plan
+from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPolicy, Preference, place
+from vramgate.sizing import Plan, SizingError, Suggestion
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
     LLMDeploymentSpec,
@@ -23,19 +26,36 @@ from vramgate.spec import (
     to_plan_request,
 )
 
+SKIP_MEMORY_CHECK_ANNOTATION = "vramgate.dev/skip-memory-check"
+LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """What the caller knows beyond the resource. The defaults decide as the CLI does offline: catalog
+    placement, no escape hatch."""
+
+    inventory: Inventory | None = None  # the cluster's GPU nodes; None: not known (catalog placement)
+    placement: PlacementPolicy = field(default_factory=PlacementPolicy)
+    skip_check_namespaces: tuple[str, ...] = ()  # where the skip-memory-check annotation is honoured
+    lws_installed: bool | None = None  # the LeaderWorkerSet CRD is there; None: not known (offline)
+
 
 @dataclass(frozen=True)
 class Decision:
     """The verdict on one resource. `field` is the path to fix when the spec itself is wrong (not when
-    it is merely too big); `plan` is there whenever the spec could be sized, fitting or not; `warnings`
-    are what the user should hear even when it is allowed (the webhook returns them to kubectl)."""
+    it is merely too big); `plan` is there whenever the spec could be sized, fitting or not.
+    `warnings` go back to kubectl with an admitted resource; `memory_check_skipped` holds the refusal
+    that the skip-memory-check annotation overrode."""
 
     allowed: bool
     message: str
     field: str | None = None
     plan: Plan | None = None
     spec: LLMDeploymentSpec | None = None
+    placement: Placement | None = None
     warnings: tuple[str, ...] = ()
+    memory_check_skipped: str | None = None
 
 
 def resource_name(resource: Mapping[str, Any]) -> str:
@@ -46,20 +66,131 @@ def resource_name(resource: Mapping[str, Any]) -> str:
     return f"{namespace}/{name}" if namespace else str(name)
 
 
-def decide(resource: Mapping[str, Any]) -> Decision:
-    """Validate and size an LLMDeployment (a dict as the API server or a YAML file holds it)."""
+def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) -> Decision:
+    """Validate, size and place an LLMDeployment (a dict as the API server or a YAML file holds it)."""
+    context = context or DecisionContext()
     subject = f"{resource.get('kind') or 'LLMDeployment'} {resource_name(resource)}"
+    metadata = resource.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "")
+    skip = (metadata.get("annotations") or {}).get(SKIP_MEMORY_CHECK_ANNOTATION) == "true"
+    if skip and not _skip_permitted(namespace, context):
+        return _invalid(
+            subject,
+            SpecError(
+                f"metadata.annotations[{SKIP_MEMORY_CHECK_ANNOTATION}]",
+                f"not permitted in namespace {namespace or '(none)'}: the operator honours it only in the "
+                "namespaces its setting VRAMGATE_SKIP_MEMORY_CHECK_NAMESPACES lists (chart value "
+                "placement.skipMemoryCheckNamespaces; empty by default); remove the annotation or ask an "
+                "administrator to add this namespace",
+            ),
+        )
     try:
         spec = parse_spec(resource.get("spec"))
-        sized = plan(to_plan_request(spec))
+        placed = place(
+            to_plan_request(spec),
+            preferences=_preferences(spec),
+            pinned=Preference(spec.gpu.type, spec.gpu.count, spec.gpu.max_memory_fraction)
+            if spec.gpu.type is not None
+            else None,
+            inventory=context.inventory,
+            policy=context.placement,
+            exclude=(namespace, str(metadata.get("name") or "")),
+        )
+        sized, placement = placed.plan, placed.placement
         check_extra_args(spec, sized.engine_args[spec.runtime.engine.value])
     except SizingError as error:
+        if error.field == "gpu" and spec.gpu.preferences:
+            return _invalid(subject, SpecError("spec.gpu.preferences", error.message))
         return _invalid(subject, sizing_error_to_spec_error(error))
     except SpecError as error:
         return _invalid(subject, error)
+    refusal = _refusal(sized, placement, spec, context)
+    if refusal is None:
+        return Decision(
+            True,
+            f"{subject} fits: {_summary(sized, placement)}",
+            plan=sized,
+            spec=spec,
+            placement=placement,
+            warnings=(*placement.warnings, *placement.notes),
+        )
+    message = f"{subject} refused: {refusal}"
+    if skip:
+        skipped = f"memory check skipped ({SKIP_MEMORY_CHECK_ANNOTATION}): without it, {message}"
+        return Decision(
+            True,
+            f"{subject} admitted without fitting: {refusal}",
+            plan=sized,
+            spec=spec,
+            placement=placement,
+            warnings=(skipped,),
+            memory_check_skipped=refusal,
+        )
+    return Decision(False, message, plan=sized, spec=spec, placement=placement)
+
+
+def _skip_permitted(namespace: str, context: DecisionContext) -> bool:
+    return "*" in context.skip_check_namespaces or namespace in context.skip_check_namespaces
+
+
+def _preferences(spec: LLMDeploymentSpec) -> list[Preference]:
+    """spec.gpu.preferences, with gpu.count and gpu.maxMemoryFraction as each entry's defaults."""
+    return [
+        Preference(
+            p.type,
+            p.count if p.count is not None else spec.gpu.count,
+            p.max_memory_fraction if p.max_memory_fraction is not None else spec.gpu.max_memory_fraction,
+        )
+        for p in spec.gpu.preferences or []
+    ]
+
+
+def _refusal(
+    sized: Plan, placement: Placement, spec: LLMDeploymentSpec, context: DecisionContext
+) -> str | None:
+    """Why the resource cannot run as planned, or None when it can."""
+    if placement.refusal is not None:
+        return placement.refusal
     if not sized.fits:
-        return Decision(False, f"{subject} refused: {_shortfall(sized)}", plan=sized, spec=spec)
-    return Decision(True, f"{subject} fits: {_summary(sized)}", plan=sized, spec=spec)
+        if placement.mode is PlacementMode.CLUSTER:
+            return _cluster_shortfall(sized, placement, spec)
+        return _shortfall(sized)
+    if placement.nodes > 1:
+        split = (
+            f"{sized.model} needs {placement.nodes} nodes of {sized.tensor_parallel} x {sized.gpu_type} "
+            f"(tensor parallel {sized.tensor_parallel} in a node, {placement.nodes} pipeline stages)"
+        )
+        if spec.runtime.engine.value != "vllm":
+            return f"{split}; multi-node serving is generated for vllm only, not {spec.runtime.engine.value}"
+        if context.lws_installed is False:
+            return (
+                f"{split}, which runs as a LeaderWorkerSet, but the {LWS_CRD} CustomResourceDefinition is "
+                "missing from the cluster: install LeaderWorkerSet (github.com/kubernetes-sigs/lws) first"
+            )
+    return None
+
+
+def _cluster_shortfall(sized: Plan, placement: Placement, spec: LLMDeploymentSpec) -> str:
+    """The cluster's inventory first, then the closest option in numbers, then what would fit: changes
+    within the cluster first, then a catalog type to add nodes of."""
+    text = (
+        f"the cluster has {placement.inventory}; none holds {sized.model} ({sized.weights_format}) for "
+        f"{sized.concurrency} x {sized.max_model_len} tokens. Closest: {_shortfall(sized)}"
+    )
+    if spec.gpu.type is not None or spec.gpu.preferences:
+        return text
+    try:
+        anywhere = place(to_plan_request(spec), policy=PlacementPolicy(mode=PlacementMode.CATALOG))
+    except SizingError:
+        return text
+    if not anywhere.plan.fits:
+        return text
+    extra = anywhere.plan
+    nodes = f"{anywhere.placement.nodes} nodes of " if anywhere.placement.nodes > 1 else "a node with "
+    return (
+        f"{text} Or add {nodes}{extra.tensor_parallel} x {extra.gpu_type} (memory fraction "
+        f"{extra.memory_fraction:.2f}, max batch {extra.max_batch})."
+    )
 
 
 def _invalid(subject: str, error: SpecError) -> Decision:
@@ -70,9 +201,14 @@ def _gpus(sized: Plan) -> str:
     return f"{sized.gpu_count} x {sized.gpu_type}"
 
 
-def _summary(sized: Plan) -> str:
+def _summary(sized: Plan, placement: Placement) -> str:
+    where = _gpus(sized)
+    if placement.nodes > 1:
+        where = f"{placement.nodes} nodes of {sized.tensor_parallel} x {sized.gpu_type}"
+    elif placement.hami_memory_mib is not None:
+        where = f"a {placement.hami_memory_mib} MiB HAMi share of one {sized.gpu_type}"
     return (
-        f"{_gpus(sized)} at memory fraction {sized.memory_fraction:.2f}, max batch {sized.max_batch} "
+        f"{where} at memory fraction {sized.memory_fraction:.2f}, max batch {sized.max_batch} "
         f"(target {sized.concurrency} x {sized.max_model_len} tokens); needs "
         f"{format_gib(sized.required_bytes_per_gpu)} per GPU "
         f"(weights {format_gib(sized.weights_bytes_per_gpu)} + "

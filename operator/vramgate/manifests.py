@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from vramgate.placement import HAMI_MEMORY_RESOURCE, Placement
+from vramgate.placement import OWNER_LABEL as PLACEMENT_OWNER_LABEL
 from vramgate.sizing import Plan
 from vramgate.sizing.engines import definition
 from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec
@@ -21,12 +24,16 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 PLAN_ANNOTATION = f"{GROUP}/plan"
 APPLIED_HASH_ANNOTATION = f"{GROUP}/applied-hash"
 MANAGED_BY = "vramgate"
-OWNER_LABEL = f"{GROUP}/llmdeployment"
+OWNER_LABEL = PLACEMENT_OWNER_LABEL  # the inventory counts these pods' GPUs as their owner's
 HTTP_PORT_NAME = "http"
 SHM_VOLUME = "dshm"
 # Loading weights takes minutes; the startup probe gives it this long before liveness counts.
 STARTUP_PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_FAILURES = 180
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+ROLE_LABEL = "role"  # leader or worker in a LeaderWorkerSet group; the Service selects the leader
+# vLLM's image ships the Ray bootstrap its multi-node guide (and LeaderWorkerSet's vLLM example) runs.
+VLLM_MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
 
 
 def labels(name: str) -> dict[str, str]:
@@ -98,10 +105,22 @@ def _probe(path: str, *, period_seconds: int, failure_threshold: int) -> dict[st
     }
 
 
-def _container(spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
+def gpu_limits(plan: Plan, placement: Placement | None) -> dict[str, int]:
+    """What one pod requests: whole GPUs, one MIG instance, or a HAMi share (one vGPU and its memory).
+    A pod of a multi-node replica holds one pipeline stage: its tensor-parallel GPUs."""
+    if placement is None:
+        return {GPU_RESOURCE: plan.gpu_count}
+    per_pod = plan.tensor_parallel if placement.nodes > 1 else plan.gpu_count
+    limits = {placement.resource: per_pod}
+    if placement.hami_memory_mib is not None:
+        limits[HAMI_MEMORY_RESOURCE] = placement.hami_memory_mib
+    return limits
+
+
+def _container(spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None) -> dict[str, Any]:
     runtime = definition(spec.runtime.engine).runtime
     resources = {key: dict(value) for key, value in spec.runtime.resources.items()}
-    resources["limits"] = {**resources.get("limits", {}), GPU_RESOURCE: plan.gpu_count}
+    resources["limits"] = {**resources.get("limits", {}), **gpu_limits(plan, placement)}
     container: dict[str, Any] = {
         "name": "server",
         "image": spec.runtime.image or runtime.image,
@@ -124,16 +143,22 @@ def _container(spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
     return container
 
 
-def deployment(owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
-    """The Deployment running `spec` as `plan` sized it, owned by the LLMDeployment `owner`."""
-    name = owner["metadata"]["name"]
+def _pod_spec(containers: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
-        "containers": [_container(spec, plan)],
+        "containers": containers,
         "nodeSelector": {GPU_PRODUCT_LABEL: plan.gpu_product},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
     }
     if plan.gpu_count > 1:  # NCCL exchanges tensors through shared memory; the default 64 MiB is too small
         pod_spec["volumes"] = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}]
+    return pod_spec
+
+
+def deployment(
+    owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None = None
+) -> dict[str, Any]:
+    """The Deployment running `spec` as `plan` sized it, owned by the LLMDeployment `owner`."""
+    name = owner["metadata"]["name"]
     return _stamped(
         {
             "apiVersion": "apps/v1",
@@ -144,14 +169,69 @@ def deployment(owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan) ->
                 "selector": {"matchLabels": selector(name)},
                 # A surge pod would need GPUs of its own, which a GPU pool rarely has spare: replace in place.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                "template": {"metadata": {"labels": labels(name)}, "spec": pod_spec},
+                "template": {
+                    "metadata": {"labels": labels(name)},
+                    "spec": _pod_spec([_container(spec, plan, placement)], plan),
+                },
             },
         }
     )
 
 
-def service(owner: Mapping[str, Any], spec: LLMDeploymentSpec) -> dict[str, Any]:
-    """A ClusterIP Service for the server's HTTP port, named like its LLMDeployment."""
+def leader_worker_set(
+    owner: Mapping[str, Any], spec: LLMDeploymentSpec, plan: Plan, placement: Placement
+) -> dict[str, Any]:
+    """A LeaderWorkerSet for a model split over `placement.nodes` nodes (vLLM with Ray, as vLLM's
+    multi-node guide and LeaderWorkerSet's vLLM example run it): the leader starts the Ray head and the
+    server, each worker joins the leader's Ray cluster. One group per replica."""
+    name = owner["metadata"]["name"]
+    leader = _container(spec, plan, placement)
+    server = shlex.join([*leader.pop("command", []), *leader.pop("args")])
+    # $(LWS_...) are expanded by the kubelet from the variables LeaderWorkerSet sets in every container.
+    leader["command"] = [
+        "sh",
+        "-c",
+        f"bash {VLLM_MULTI_NODE_SCRIPT} leader --ray_cluster_size=$(LWS_GROUP_SIZE); exec {server}",
+    ]
+    worker = {
+        key: value
+        for key, value in leader.items()
+        if key not in ("startupProbe", "readinessProbe", "livenessProbe", "ports")
+    }
+    worker["command"] = [
+        "sh",
+        "-c",
+        f"bash {VLLM_MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)",
+    ]
+    return _stamped(
+        {
+            "apiVersion": LWS_API_VERSION,
+            "kind": "LeaderWorkerSet",
+            "metadata": _metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
+            "spec": {
+                "replicas": spec.replicas,
+                "leaderWorkerTemplate": {
+                    "size": placement.nodes,
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": {
+                        "metadata": {"labels": {**labels(name), ROLE_LABEL: "leader"}},
+                        "spec": _pod_spec([leader], plan),
+                    },
+                    "workerTemplate": {
+                        "metadata": {"labels": {**labels(name), ROLE_LABEL: "worker"}},
+                        "spec": _pod_spec([worker], plan),
+                    },
+                },
+            },
+        }
+    )
+
+
+def service(
+    owner: Mapping[str, Any], spec: LLMDeploymentSpec, *, leader_only: bool = False
+) -> dict[str, Any]:
+    """A ClusterIP Service for the server's HTTP port, named like its LLMDeployment (to a multi-node
+    group's leader, which serves; its workers only compute)."""
     name = owner["metadata"]["name"]
     return _stamped(
         {
@@ -159,7 +239,7 @@ def service(owner: Mapping[str, Any], spec: LLMDeploymentSpec) -> dict[str, Any]
             "kind": "Service",
             "metadata": _metadata(owner),
             "spec": {
-                "selector": selector(name),
+                "selector": {**selector(name), ROLE_LABEL: "leader"} if leader_only else selector(name),
                 "ports": [
                     {
                         "name": HTTP_PORT_NAME,

@@ -38,7 +38,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vramgate import metrics
-from vramgate.handlers import reconcile, webhook
+from vramgate.handlers import inventory, reconcile, webhook
 from vramgate.handlers.kube import api_message, new_api_client
 from vramgate.handlers.leader import LeaseElector, default_identity
 from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
@@ -80,6 +80,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     api = new_api_client()
     check_namespace_selector(api, config.namespace_selector)
     memo[reconcile.API_CLIENT] = api
+    inventory.start_feed(config)  # `kopf run -m vramgate.operator`: nobody started it before
 
 
 def check_namespace_selector(api: client.ApiClient, selector: str) -> None:
@@ -143,10 +144,18 @@ class Reconciler:
 
 
 def start_feeds(config: OperatorConfig) -> list[asyncio.Task[None]]:
-    """What every replica runs whatever its role: the data admission reads (none yet). Started
-    before the election and never paused in a standby, so a standby answers admission with
-    data as current as the leader's."""
-    return []
+    """What every replica runs whatever its role: the data admission reads (the GPU inventory, from
+    watches on nodes and pods in threads of its own). Started before the election and never paused in
+    a standby, so a standby answers admission with data as current as the leader's."""
+    feed = inventory.start_feed(config)
+
+    async def stop_when_cancelled() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            feed.stop()
+
+    return [asyncio.create_task(stop_when_cancelled(), name="inventory feed")]
 
 
 class Operator:

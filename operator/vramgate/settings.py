@@ -14,6 +14,7 @@ from pathlib import Path
 
 ENV_PREFIX = "VRAMGATE_"
 LOG_FORMATS = ("plain", "full", "json")
+PLACEMENT_MODES = ("auto", "cluster", "catalog")
 
 
 class WebhookMode(StrEnum):
@@ -53,6 +54,12 @@ class OperatorConfig:
     lease_namespace: str = "default"  # in cluster: the pod's namespace (POD_NAMESPACE)
     lease_seconds: int = 15  # a standby takes over at most this long after the leader stops renewing
     identity: str = ""  # this replica's name in the Lease; empty: host name and process id
+    # Placement: auto (cluster when any GPU node exists, else catalog), cluster or catalog.
+    placement_mode: str = "auto"
+    placement_catalog_types: tuple[str, ...] = ()  # catalog mode's allow-list (autoscaler's node types)
+    hami: bool = False  # HAMi is installed: one-GPU plans get a GPU-memory share instead of a whole GPU
+    skip_memory_check_namespaces: tuple[str, ...] = ()  # where the escape hatch is honoured ("*": all)
+    placement_recheck_seconds: int = 30  # how often a stored resource's placement is checked again
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -99,7 +106,22 @@ class OperatorConfig:
                 get("LEASE_SECONDS", str(defaults.lease_seconds)), "LEASE_SECONDS", 3, 300
             ),
             identity=get("IDENTITY", env.get("POD_NAME", "")),
+            placement_mode=_choice(get("PLACEMENT_MODE", "auto").lower(), "PLACEMENT_MODE", PLACEMENT_MODES),
+            placement_catalog_types=_names(get("PLACEMENT_CATALOG_TYPES", "")),
+            hami=_choice(get("HAMI", "false").lower(), "HAMI", ("true", "false")) == "true",
+            skip_memory_check_namespaces=_names(get("SKIP_MEMORY_CHECK_NAMESPACES", "")),
+            placement_recheck_seconds=_bounded(
+                get("PLACEMENT_RECHECK_SECONDS", str(defaults.placement_recheck_seconds)),
+                "PLACEMENT_RECHECK_SECONDS",
+                1,
+                86400,
+                what="whole seconds",
+            ),
         )
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def _choice(value: str, name: str, allowed: Iterable[str]) -> str:

@@ -24,7 +24,6 @@ from vramgate.sizing import (
     PlanRequest,
     Precision,
     SizingError,
-    find_gpu,
     find_model,
     gpu_catalog,
 )
@@ -289,17 +288,39 @@ class WorkloadSpec(_Schema):
     )
 
 
+MAX_PREFERENCES = 8
+_GPU_RULES = (
+    Rule(
+        "!has(self.type) || !has(self.preferences)",
+        "set type or preferences, not both: type is a single preference",
+        lambda g: g.type is None or g.preferences is None,
+    ),
+)
+_GPU_TYPE_DESCRIPTION = (
+    "GPU type: a catalog name or node-label product ("
+    + ", ".join(gpu.name for gpu in gpu_catalog().values())
+    + "), a product the cluster's nodes carry, or a MIG profile of one (A100-40GB-MIG-1g.5gb)."
+)
+
+
+class GpuPreference(_Schema):
+    """One acceptable GPU choice; the first in the list that fits and can be placed wins."""
+
+    type: str = Field(min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION)
+    count: int | None = Field(
+        default=None, ge=1, le=MAX_GPUS_PER_REPLICA, description="GPUs per replica; default gpu.count."
+    )
+    max_memory_fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Memory cap for this entry; default gpu.maxMemoryFraction."
+    )
+
+
 class GpuSpec(_Schema):
     """Constraints on the GPUs; anything omitted is chosen: the cheapest type and count that fit."""
 
-    type: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=63,
-        description="GPU type, by short name or node-label product: "
-        + ", ".join(gpu.name for gpu in gpu_catalog().values())
-        + ".",
-    )
+    model_config = ConfigDict(json_schema_extra=_validations(*_GPU_RULES))
+
+    type: str | None = Field(default=None, min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION)
     count: int | None = Field(
         default=None,
         ge=1,
@@ -312,6 +333,19 @@ class GpuSpec(_Schema):
         le=1,
         description="Upper bound on the share of each GPU's memory the engine may claim (default 0.95).",
     )
+    preferences: list[GpuPreference] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PREFERENCES,
+        description="Ordered GPU choices, e.g. H100-80GB, then 2 x L4, then L4: the first that fits and "
+        "that the cluster can place wins; status.placement records why earlier ones were passed over. "
+        "Not with type.",
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> GpuSpec:
+        _check(self, _GPU_RULES)
+        return self
 
 
 class EnvVar(_Schema):
@@ -413,7 +447,10 @@ class ConditionStatus(StrEnum):
 class Condition(_Schema):
     """A standard Kubernetes condition."""
 
-    type: str = Field(description="Planned (the spec fits its GPUs) or Ready (the server is available).")
+    type: str = Field(
+        description="Planned (the spec fits its GPUs), Ready (the server is available), Schedulable (the "
+        "cluster still holds its placement) or MemoryCheckSkipped (admitted by annotation without fitting)."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason of the last transition.")
     message: str = Field(default="", description="What a person should know, in numbers where possible.")
@@ -440,6 +477,31 @@ class PlanSummary(_Schema):
     kv_capacity_tokens: int = Field(description="Tokens the whole KV cache holds at the fraction.")
 
 
+class SkippedPreference(_Schema):
+    """A preference passed over, and why, in numbers."""
+
+    index: int = Field(description="Position in spec.gpu.preferences.")
+    type: str = Field(description="Its GPU type.")
+    reason: str = Field(description="Why it was passed over.")
+
+
+class PlacementStatus(_Schema):
+    """Where the plan was placed and what the operator saw when it chose."""
+
+    mode: str = Field(description="cluster (only types present) or catalog (any type: nodes on demand).")
+    inventory: str = Field(default="", description="The cluster's GPU nodes as seen when planning.")
+    gpu_type: str | None = Field(default=None, description="The GPU type (or MIG profile) chosen.")
+    resource: str = Field(description="The extended resource each pod requests (nvidia.com/gpu, mig-...).")
+    nodes: int = Field(description="Pods per replica: pipeline stages, one node each.")
+    hami_memory_mi_b: int | None = Field(
+        default=None, alias="hamiMemoryMiB", description="HAMi GPU memory share per pod, when shared."
+    )
+    chosen_preference: int | None = Field(default=None, description="Index of the preference that won.")
+    skipped: list[SkippedPreference] = Field(
+        default_factory=list, description="Preferences passed over before the chosen one."
+    )
+
+
 class LLMDeploymentStatus(_Schema):
     """What the operator decided and did, for the generation it last observed."""
 
@@ -448,9 +510,10 @@ class LLMDeploymentStatus(_Schema):
     observed_generation: int | None = Field(default=None, description="The spec generation acted on.")
     plan: PlanSummary | None = Field(default=None, description="The plan in force.")
     deployment: str | None = Field(default=None, description="Name of the generated Deployment and Service.")
+    placement: PlacementStatus | None = Field(default=None, description="How the GPUs were chosen.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Planned and Ready conditions.",
+        description="Planned, Ready, Schedulable and MemoryCheckSkipped conditions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
@@ -521,7 +584,8 @@ def _wording(problem: Mapping[str, Any]) -> str:
 
 
 def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
-    """The sizing core's request for this spec; unknown models or GPUs raise SpecError with their path."""
+    """The sizing core's request for this spec, without its GPU type (placement resolves types against the
+    cluster); an unknown model raises SpecError with its path."""
     try:
         architecture = (
             spec.model.architecture.to_architecture(spec.model_source)
@@ -538,7 +602,6 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
             concurrency=spec.workload.concurrency,
             engine=spec.runtime.engine,
             engine_version=spec.runtime.engine_version_or_tag(),
-            gpu=find_gpu(spec.gpu.type) if spec.gpu.type is not None else None,
             gpu_count=spec.gpu.count,
             **(
                 {"max_memory_fraction": spec.gpu.max_memory_fraction}

@@ -119,6 +119,20 @@ def test_the_operator_reads_the_rendered_environment(helm_template: Callable[...
     assert mounts["webhook-tls"]["readOnly"] is True
 
 
+def test_placement_values_reach_the_operator(helm_template: Callable[..., Manifests]) -> None:
+    manifests = helm_template(
+        "placement.mode=catalog",
+        "placement.catalogTypes={L4,A10G}",
+        "placement.hami=true",
+        "placement.skipMemoryCheckNamespaces={research}",
+        "placement.recheckSeconds=7",
+    )
+    config = OperatorConfig.from_environ(plain_env(manifests))
+    assert (config.placement_mode, config.placement_catalog_types) == ("catalog", ("L4", "A10G"))
+    assert config.hami and config.skip_memory_check_namespaces == ("research",)
+    assert config.placement_recheck_seconds == 7
+
+
 def test_default_environment_watches_every_namespace(default: Manifests) -> None:
     config = OperatorConfig.from_environ(plain_env(default))
     assert config.namespaces == ()
@@ -294,6 +308,9 @@ def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests
         ("", "events"): {"create", "patch"},
         ("", "namespaces"): {"list", "watch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"create", "get", "patch", "update"},
+        ("", "nodes"): {"get", "list", "watch"},
+        ("", "pods"): {"get", "list", "watch"},  # free GPUs: what bound pods request, in any namespace
     }
     for (group, resource), verbs in needed.items():
         for verb in verbs:
@@ -302,6 +319,12 @@ def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests
     assert granted == set(needed), "least privilege: nothing beyond what the operator calls"
     for rule in rules:
         assert "*" not in rule["verbs"] + rule["apiGroups"] + rule["resources"]
+    # Reading the inventory grants no write on nodes or pods; the LWS CRD is readable by name only.
+    assert not any(
+        _allows(rules, "", kind, verb) for kind in ("nodes", "pods") for verb in ("patch", "delete")
+    )
+    [crd_get] = [r for r in rules if "get" in r["verbs"] and "customresourcedefinitions" in r["resources"]]
+    assert crd_get["resourceNames"] == ["leaderworkersets.leaderworkerset.x-k8s.io"]
 
     role = one(default, "Role")  # leader election, in the release's namespace only
     assert role["metadata"]["namespace"] == NAMESPACE
@@ -354,6 +377,8 @@ def test_crd_is_shipped_and_identical_to_the_generated_one(helm_template: Callab
         "logFormat=xml",
         "metrics.port=70000",
         "namespaces={Not_A_Name}",
+        "placement.mode=anywhere",
+        "placement.skipMemoryCheckNamespaces={Not_A_Name}",
         "imgae.tag=x",  # a misspelt top-level key renders nothing it meant to: refuse it
     ],
 )

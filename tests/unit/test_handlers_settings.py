@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vramgate.handlers.inventory import placement_policy
 from vramgate.handlers.webhook import (
     ServingFiles,
     client_config,
@@ -15,6 +16,7 @@ from vramgate.handlers.webhook import (
     serving_files,
     webhook_configuration,
 )
+from vramgate.placement import PlacementMode
 from vramgate.settings import OperatorConfig, SettingsError, WebhookMode
 
 
@@ -109,3 +111,21 @@ def test_the_webhook_configuration_covers_only_watched_namespaces() -> None:
         {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "ops"]},
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a"]},
     ]
+
+
+def test_placement_settings_and_their_policy() -> None:
+    config = OperatorConfig.from_environ(
+        {
+            "VRAMGATE_PLACEMENT_MODE": "Catalog",
+            "VRAMGATE_PLACEMENT_CATALOG_TYPES": "L4, A10G",
+            "VRAMGATE_HAMI": "true",
+            "VRAMGATE_SKIP_MEMORY_CHECK_NAMESPACES": "research,*",
+        }
+    )
+    policy = placement_policy(config)
+    assert policy.mode is PlacementMode.CATALOG and policy.catalog_types == ("L4", "A10G") and policy.hami
+    assert config.skip_memory_check_namespaces == ("research", "*")
+    assert placement_policy(OperatorConfig.from_environ({})).mode is None  # auto
+    for variable, value in (("VRAMGATE_PLACEMENT_MODE", "anywhere"), ("VRAMGATE_HAMI", "yes")):
+        with pytest.raises(SettingsError, match=variable):
+            OperatorConfig.from_environ({variable: value})

@@ -35,7 +35,7 @@ def test_a_valid_spec_becomes_the_plan_request() -> None:
     assert request.model_source == "tiiuae/falcon-7b"
     assert request.precision is Precision.FP16
     assert (request.max_seq_len, request.concurrency) == (1000, 100)
-    assert request.gpu is not None and request.gpu.name == "A10G"
+    assert request.gpu is None  # placement resolves spec.gpu.type against the cluster or the catalog
     assert request.engine is Engine.VLLM
 
 
@@ -58,7 +58,9 @@ def test_errors_name_the_field_path() -> None:
         == "spec.workload.maxSequenceLength"
     )
     assert field_of(spec(model={"name": "nobody/nothing-7b"})) == "spec.model.name"
-    assert field_of(spec(gpu={"type": "A10X"})) == "spec.gpu.type"
+    assert field_of(spec(gpu={"type": "A10G", "preferences": [{"type": "L4"}]})) == "spec.gpu"
+    assert field_of(spec(gpu={"preferences": [{"count": 2}]})) == "spec.gpu.preferences[0].type"
+    assert field_of(spec(gpu={"preferences": []})) == "spec.gpu.preferences"
     assert (
         field_of(spec(workload={"maxSequenceLength": 100, "concurrency": 1, "qps": 3})) == "spec.workload.qps"
     )

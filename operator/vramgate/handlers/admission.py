@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from vramgate import metrics
-from vramgate.decision import decide
+from vramgate.decision import SKIP_MEMORY_CHECK_ANNOTATION, decide
+from vramgate.handlers.inventory import decision_context
 
 WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
 WEBHOOK_PATH = "/validate-llmdeployment"
@@ -29,8 +30,9 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
     """The AdmissionReview answering `admission_review`: allowed, or refused with the decision's message
     (numbers and nearest fits); the decision's warnings go back as AdmissionReview warnings.
 
-    Updates that leave the spec alone (labels, annotations, the operator's bookkeeping) pass unchecked,
-    so a stored resource that stopped fitting (a new catalog, a new engine profile) can still be managed.
+    Updates that leave the spec and the skip-memory-check annotation alone (labels, other annotations, the
+    operator's bookkeeping) pass unchecked, so a stored resource that stopped fitting (a new catalog, a
+    new engine profile, a node type gone) can still be managed.
     """
     request = admission_review.get("request")
     if not isinstance(request, Mapping) or not isinstance(request.get("uid"), str):
@@ -43,11 +45,11 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
     unchanged_spec = (
         request.get("operation") == "UPDATE"
         and isinstance(old, Mapping)
-        and old.get("spec") == resource.get("spec")
+        and _judged(old) == _judged(resource)
     )
     if not unchanged_spec:
         started = time.perf_counter()
-        decision = decide(resource)
+        decision = decide(resource, decision_context())
         outcome = metrics.outcome(decision.allowed, decision.field)
         metrics.ADMISSION_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - started)
         metrics.PLANS.labels(source="admission", outcome=outcome).inc()
@@ -58,3 +60,9 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
         if decision.warnings:
             response["warnings"] = list(decision.warnings)
     return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _judged(resource: Mapping[str, Any]) -> tuple[object, object]:
+    """What admission judges: the spec, and the escape-hatch annotation."""
+    annotations = (resource.get("metadata") or {}).get("annotations") or {}
+    return resource.get("spec"), annotations.get(SKIP_MEMORY_CHECK_ANNOTATION)

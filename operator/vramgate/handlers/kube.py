@@ -19,6 +19,7 @@ from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 FIELD_MANAGER = "vramgate"
 READINESS_FIELD_MANAGER = "vramgate-readiness"
+PLACEMENT_FIELD_MANAGER = "vramgate-placement"  # the Schedulable condition
 APPLY_PATCH = "application/apply-patch+yaml"
 RETRY_DELAY_SECONDS = 10
 # Conflicts, throttling and server-side failures pass; anything else is the request's own fault.
@@ -67,6 +68,11 @@ def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
     elif manifest["kind"] == "Service":
         stored = client.CoreV1Api(api).patch_namespaced_service(
             metadata["name"], metadata["namespace"], body, **options
+        )
+    elif manifest["kind"] == "LeaderWorkerSet":
+        group, version = manifest["apiVersion"].split("/")
+        stored = client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            group, version, metadata["namespace"], "leaderworkersets", metadata["name"], body, **options
         )
     else:
         raise ValueError(f"cannot apply a {manifest['kind']}")

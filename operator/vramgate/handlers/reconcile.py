@@ -25,8 +25,11 @@ import kopf
 from kubernetes import client
 
 from vramgate import manifests, metrics
-from vramgate.decision import Decision, decide
+from vramgate.decision import Decision, DecisionContext, decide
 from vramgate.handlers import kube, status
+from vramgate.handlers.inventory import decision_context
+from vramgate.placement import PlacementMode, placement_holds
+from vramgate.settings import OperatorConfig, SettingsError
 from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 API_CLIENT = "api"  # key of the shared ApiClient in kopf's memo, set at start-up
@@ -99,13 +102,22 @@ class _DesiredCache:
         self._items: OrderedDict[tuple[str, int], Desired] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, owner: Mapping[str, Any]) -> Desired:
-        key = (str(owner["metadata"]["uid"]), int(owner["metadata"].get("generation") or 0))
+    @staticmethod
+    def _key(owner: Mapping[str, Any]) -> tuple[str, int]:
+        return str(owner["metadata"]["uid"]), int(owner["metadata"].get("generation") or 0)
+
+    def forget(self, owner: Mapping[str, Any]) -> None:
+        """Drop the plan of this generation: the cluster changed under it (a re-plan by preference)."""
+        with self._lock:
+            self._items.pop(self._key(owner), None)
+
+    def get(self, owner: Mapping[str, Any], context: DecisionContext) -> Desired:
+        key = self._key(owner)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        found = _desired(owner)
+        found = _desired(owner, context)
         with self._lock:
             self._items[key] = found
             while len(self._items) > self._size:
@@ -113,12 +125,17 @@ class _DesiredCache:
         return found
 
 
-def _desired(owner: Mapping[str, Any]) -> Desired:
-    decision = decide(owner)
+def _desired(owner: Mapping[str, Any], context: DecisionContext) -> Desired:
+    decision = decide(owner, context)
     if not decision.allowed or decision.spec is None or decision.plan is None:
         return Desired(decision)
-    service = manifests.service(owner, decision.spec)
-    deployment = manifests.deployment(owner, decision.spec, decision.plan)
+    placement = decision.placement
+    if placement is not None and placement.nodes > 1:  # a model over several nodes: a LeaderWorkerSet
+        service = manifests.service(owner, decision.spec, leader_only=True)
+        deployment = manifests.leader_worker_set(owner, decision.spec, decision.plan, placement)
+    else:
+        service = manifests.service(owner, decision.spec)
+        deployment = manifests.deployment(owner, decision.spec, decision.plan, placement)
     # The status needs the plan's own figures, not the table of every other option.
     kept = decision.plan.model_copy(update={"alternatives": [], "suggestions": []})
     return Desired(dataclasses.replace(decision, plan=kept), service, deployment)
@@ -164,7 +181,8 @@ def reconcile_llmdeployment(
     key = (meta["namespace"], meta["name"])
     previous = body.get("status") or {}
     generation = meta.get("generation")
-    desired = DESIRED.get(owner)
+    context = decision_context()
+    desired = DESIRED.get(owner, context)
     decision = desired.decision
     metrics.PLANS.labels(source="reconcile", outcome=metrics.outcome(decision.allowed, decision.field)).inc()
     try:
@@ -179,13 +197,20 @@ def reconcile_llmdeployment(
                 kopf.warn(body, reason="Rejected", message=decision.message)
             return
         sync(api, desired.service, _first(kwargs, "generated_services", key))
-        deployment = sync(api, desired.deployment, _first(kwargs, "generated_deployments", key))
+        is_deployment = (
+            desired.deployment["kind"] == "Deployment"
+        )  # else a LeaderWorkerSet, applied each time
+        live = _first(kwargs, "generated_deployments", key) if is_deployment else None
+        deployment = sync(api, desired.deployment, live)
         new_status = status.deployed_status(
             decision, deployment, previous=previous, generation=generation, now=now()
         )
         _write_status(api, meta, previous, new_status)
         if previous.get("observedGeneration") != generation or previous.get("phase") != "Deployed":
             kopf.event(body, type="Normal", reason="Deployed", message=decision.message)
+            if decision.memory_check_skipped is not None:
+                kopf.warn(body, reason="MemoryCheckSkipped", message=decision.memory_check_skipped)
+        write_schedulable(api, {**owner, "status": {**previous, **new_status}}, context)
     except kube.CALL_ERRORS as error:
         failure = kube.api_error("applying the Deployment, Service and status", error)
         if isinstance(failure, kopf.PermanentError):
@@ -252,8 +277,9 @@ def watch_generated_deployment(
     generation = body.get("metadata", {}).get("generation")
     try:
         if stored is None or memo.get("current_generation") != generation:
-            desired = DESIRED.get(owner).deployment
-            if desired is not None:  # a Rejected spec keeps what runs, as it is
+            desired = DESIRED.get(owner, decision_context()).deployment
+            # A Rejected spec keeps what runs, as it is; a multi-node plan runs as a LeaderWorkerSet.
+            if desired is not None and desired["kind"] == "Deployment":
                 if stored is None or not manifests.is_current(stored, desired):
                     stored = kube.apply(api, desired)
                     logger.info(f"Put the Deployment of {namespace}/{reference['name']} back as planned.")
@@ -278,3 +304,59 @@ def watch_generated_deployment(
         memo["ready"] = _ready_tuple(ready)
     except kube.CALL_ERRORS as error:
         raise kube.api_error(f"repairing the Deployment of {namespace}/{reference['name']}", error) from error
+
+
+def _recheck_interval() -> float:
+    try:
+        return float(OperatorConfig.from_environ().placement_recheck_seconds)
+    except SettingsError:  # start-up reports the bad value; the timer keeps the default meanwhile
+        return float(OperatorConfig().placement_recheck_seconds)
+
+
+def write_schedulable(
+    api: client.ApiClient, owner: Mapping[str, Any], context: DecisionContext
+) -> tuple[bool, str] | None:
+    """Write the Schedulable condition for the placement in force: does the cluster still offer it?
+    Catalog placement (nodes appear on demand) and resources never deployed are not judged."""
+    previous = owner.get("status") or {}
+    plan, placement = previous.get("plan"), previous.get("placement")
+    inventory = context.inventory
+    if not plan or not placement or placement.get("mode") != PlacementMode.CLUSTER.value or inventory is None:
+        return None
+    nodes = int(placement.get("nodes") or 1)
+    per_pod = int(plan["gpuCount"]) // nodes if nodes > 1 else int(plan["gpuCount"])
+    metadata = owner["metadata"]
+    holds, message = placement_holds(
+        inventory, plan["gpuType"], per_pod, nodes, (metadata["namespace"], metadata["name"])
+    )
+    earlier: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == status.SCHEDULABLE), {}
+    )
+    if earlier.get("status") != ("True" if holds else "False") or earlier.get("message") != message:
+        schedulable = status.schedulable_condition(
+            holds, message, previous=previous, generation=metadata.get("generation"), now=now()
+        )
+        kube.apply_llmdeployment_status(
+            api, metadata, {"conditions": [schedulable]}, field_manager=kube.PLACEMENT_FIELD_MANAGER
+        )
+    return holds, message
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=_recheck_interval(), initial_delay=_recheck_interval())
+def recheck_placement(
+    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """When the inventory changes (a node type gone, GPUs taken), flip Schedulable with the reason, and
+    re-plan a resource with preferences onto the next entry that holds."""
+    if (body.get("status") or {}).get("phase") != "Deployed":
+        return
+    api = api_client(memo)
+    owner = _owner(meta, body["spec"])
+    try:
+        verdict = write_schedulable(api, {**owner, "status": body.get("status")}, decision_context())
+    except kube.CALL_ERRORS as error:
+        raise kube.api_error("writing the Schedulable condition", error) from error
+    if verdict is not None and not verdict[0] and (body["spec"].get("gpu") or {}).get("preferences"):
+        logger.info(f"Placement no longer holds ({verdict[1]}); planning onto the next preference.")
+        DESIRED.forget(owner)
+        reconcile_llmdeployment(body=body, meta=meta, memo=memo, logger=logger, **kwargs)

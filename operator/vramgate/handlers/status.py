@@ -14,10 +14,12 @@ from typing import Any
 
 from vramgate.decision import Decision
 from vramgate.sizing import Plan
-from vramgate.spec import Phase, PlanSummary
+from vramgate.spec import Phase, PlacementStatus, PlanSummary
 
 PLANNED = "Planned"
 READY = "Ready"
+SCHEDULABLE = "Schedulable"
+MEMORY_CHECK_SKIPPED = "MemoryCheckSkipped"
 
 
 def condition(
@@ -79,6 +81,23 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     return summary.model_dump(mode="json", by_alias=True)
 
 
+def placement_status(decision: Decision) -> dict[str, Any] | None:
+    if decision.placement is None:
+        return None
+    placement = PlacementStatus.model_validate(decision.placement.as_dict(decision.plan))
+    return placement.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def schedulable_condition(
+    holds: bool, message: str, *, previous: Mapping[str, Any], generation: int | None, now: str
+) -> dict[str, Any]:
+    """Whether the cluster still offers the placement in force (written by the placement check)."""
+    reason = "Placed" if holds else "NotPlaceable"
+    return condition(
+        previous.get("conditions") or [], SCHEDULABLE, holds, reason, message, generation=generation, now=now
+    )
+
+
 def _carried(previous: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     """What a status write keeps from the last one: server-side apply drops fields a manager omits."""
     return {key: previous[key] for key in keys if key in previous}
@@ -116,17 +135,32 @@ def deployed_status(
     planned = condition(
         _planned_condition(previous), PLANNED, True, "Fits", decision.message, generation=generation, now=now
     )
-    return {
+    conditions = [planned, ready_condition(deployment, previous=previous, generation=generation, now=now)]
+    if decision.memory_check_skipped is not None:  # admitted by annotation: the numbers it overrode
+        earlier = [c for c in previous.get("conditions") or [] if c.get("type") == MEMORY_CHECK_SKIPPED]
+        conditions.append(
+            condition(
+                earlier,
+                MEMORY_CHECK_SKIPPED,
+                True,
+                "Annotation",
+                decision.memory_check_skipped,
+                generation=generation,
+                now=now,
+            )
+        )
+    deployed: dict[str, Any] = {
         "phase": Phase.DEPLOYED.value,
         "message": decision.message,
         "observedGeneration": generation,
         "plan": plan_summary(decision.plan),
         "deployment": deployment["metadata"]["name"],
-        "conditions": [
-            planned,
-            ready_condition(deployment, previous=previous, generation=generation, now=now),
-        ],
+        "conditions": conditions,
     }
+    placement = placement_status(decision)
+    if placement is not None:
+        deployed["placement"] = placement
+    return deployed
 
 
 def rejected_status(
@@ -139,7 +173,7 @@ def rejected_status(
         _planned_condition(previous), PLANNED, False, reason, decision.message, generation=generation, now=now
     )
     return {
-        **_carried(previous, "plan", "deployment"),
+        **_carried(previous, "plan", "deployment", "placement"),
         "phase": Phase.REJECTED.value,
         "message": decision.message,
         "observedGeneration": generation,
@@ -150,7 +184,7 @@ def rejected_status(
 def failed_status(message: str, *, previous: Mapping[str, Any], generation: int | None) -> dict[str, Any]:
     """Status after an error retrying cannot fix (the API server refused the generated objects)."""
     return {
-        **_carried(previous, "plan", "deployment"),
+        **_carried(previous, "plan", "deployment", "placement"),
         "phase": Phase.FAILED.value,
         "message": message,
         "observedGeneration": generation,

@@ -22,6 +22,7 @@ from vramgate.placement.rules import (
     Preference,
     Skipped,
     place,
+    placement_holds,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "TargetKind",
     "mig_profiles",
     "place",
+    "placement_holds",
 ]

@@ -346,7 +346,8 @@ def _place_pinned(
         return _refused(
             sized, found, f"{wanted.gpu_count} x {gpu.name} do not fit one node: the largest has {per_node}"
         )
-    sized = plan(wanted, gpus=[(gpu, max(per_node, 1))])
+    # The whole field is offered, so the refusal can suggest the other types the mode allows.
+    sized = plan(wanted, gpus=found.offers(free=False))
     if sized.fits:
         return _finish(request, sized, found, policy, inventory)
     split = _multi_node(
@@ -468,3 +469,19 @@ def _place_preferences(
     reasons = "; ".join(f"[{s.index}] {s.type}: {s.reason}" for s in skipped)
     sized = first if first is not None else plan(request)
     return _refused(sized, found, f"no preference can be placed: {reasons}", tuple(skipped))
+
+
+def placement_holds(
+    inventory: Inventory, gpu_type: str, per_pod: int, nodes: int, exclude: tuple[str, str] | None
+) -> tuple[bool, str]:
+    """Whether the cluster still offers a placement made earlier: `nodes` nodes of `gpu_type` with
+    `per_pod` units free each (counting what the resource's own pods hold). The reason says why not."""
+    target = next((t for t in inventory.targets(exclude) if t.name == gpu_type), None)
+    if target is None:
+        return False, f"the cluster has no schedulable node of {gpu_type} now (it has {inventory.summary()})"
+    if target.nodes_with(per_pod, free=True) < nodes:
+        return False, (
+            f"{nodes} node{'s' if nodes > 1 else ''} with {per_pod} free {gpu_type} needed; "
+            f"{target.nodes_with(per_pod, free=True)} now ({target.units_free} of {target.units} free)"
+        )
+    return True, f"{target.describe()} holds it"
