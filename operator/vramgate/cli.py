@@ -83,6 +83,74 @@ def cli() -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
+# placement on a cluster's nodes (a dump, or the live cluster)
+
+
+def _cluster_options(command: _Command) -> _Command:
+    command = click.option(
+        "--placement",
+        type=click.Choice(["auto", "cluster", "catalog"]),
+        default="auto",
+        show_default=True,
+        help="With --nodes/--kubeconfig: auto is cluster when a GPU node exists, else catalog.",
+    )(command)
+    command = click.option(
+        "--kubeconfig",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Place on the live cluster of this kubeconfig (reads nodes and pods).",
+    )(command)
+    return click.option(
+        "--nodes",
+        "nodes_file",
+        help="Place on the nodes of a `kubectl get nodes -o yaml` (or JSON) dump; `kubectl get nodes,pods "
+        "-A -o yaml` adds the pods, so GPUs in use count. Without it (or --kubeconfig): catalog placement.",
+    )(command)
+
+
+def _in_cluster(options: dict[str, Any]) -> bool:
+    return bool(options["nodes_file"] or options["kubeconfig"])
+
+
+def _cluster_objects(nodes_file: str | None, kubeconfig: str | None) -> list[dict[str, Any]]:
+    """Nodes and pods from a dump (List items or documents) or from the live cluster."""
+    if nodes_file:
+        found: list[dict[str, Any]] = []
+        for doc in _documents(nodes_file):
+            if isinstance(doc, dict):
+                found += (
+                    [i for i in doc.get("items") or [] if isinstance(i, dict)] if "items" in doc else [doc]
+                )
+        if not any(item.get("kind") == "Node" for item in found):
+            raise click.ClickException(
+                f"{nodes_file}: no Node objects (expected `kubectl get nodes -o yaml`)"
+            )
+        return found
+    from kubernetes import client, config  # only the live-cluster path needs the client
+
+    api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    with api:
+        core = client.CoreV1Api(api)
+        nodes = api.sanitize_for_serialization(core.list_node().items)
+        pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
+    return [{**node, "kind": "Node"} for node in nodes] + [{**pod, "kind": "Pod"} for pod in pods]
+
+
+def _decision_context(options: dict[str, Any]) -> Any:
+    """The admission decision's context for a dump or a live cluster (catalog placement without)."""
+    from vramgate.decision import DecisionContext
+    from vramgate.placement import Inventory, PlacementMode, PlacementPolicy
+
+    mode = None if options["placement"] == "auto" else PlacementMode(options["placement"])
+    if not _in_cluster(options):
+        return DecisionContext(placement=PlacementPolicy(mode=mode))
+    objects = _cluster_objects(options["nodes_file"], options["kubeconfig"])
+    inventory = Inventory.from_objects(
+        [o for o in objects if o.get("kind") == "Node"], [o for o in objects if o.get("kind") == "Pod"]
+    )
+    return DecisionContext(inventory=inventory, placement=PlacementPolicy(mode=mode))
+
+
+# ----------------------------------------------------------------------------------------------------
 # plan
 
 _ARCHITECTURE_FLAGS = {
@@ -227,6 +295,7 @@ def _gib_to_bytes(value: float | None) -> int | None:
     help="The engine's batch limit (with --memory-fraction).",
 )
 @click.option("--block-size", type=click.IntRange(1, 4096), help="KV block size in tokens (vLLM: 16).")
+@_cluster_options
 @_output_option
 def plan_command(**options: Any) -> int:
     """Plan one deployment: GPU type and count, memory fraction, max batch, and the whole field."""
@@ -240,7 +309,7 @@ def plan_command(**options: Any) -> int:
         concurrency=options["concurrency"],
         engine=Engine(options["engine"]),
         engine_version=options["engine_version"],
-        gpu=find_gpu(options["gpu"]) if options["gpu"] else None,
+        gpu=find_gpu(options["gpu"]) if options["gpu"] and not _in_cluster(options) else None,
         gpu_count=options["gpu_count"],
         pipeline_parallel=options["pipeline_parallel"],
         max_memory_fraction=options["max_memory_fraction"],
@@ -252,12 +321,49 @@ def plan_command(**options: Any) -> int:
         max_num_seqs=options["max_num_seqs"],
         block_size=options["block_size"],
     )
+    if _in_cluster(options):
+        return _plan_in_cluster(request, options)
     result = plan(request)
     if options["output"] == "table":
         _print_plan(result)
     else:
         _emit(result.model_dump(mode="json", by_alias=True), options["output"])
     return EXIT_FITS if result.fits else EXIT_DOES_NOT_FIT
+
+
+def _plan_in_cluster(request: PlanRequest, options: dict[str, Any]) -> int:
+    """`plan --nodes/--kubeconfig`: the same inventory and placement rules as the operator."""
+    from vramgate.placement import Preference, place
+
+    context = _decision_context(options)
+    pinned = (
+        Preference(options["gpu"], options["gpu_count"], options["max_memory_fraction"])
+        if options["gpu"]
+        else None
+    )
+    placed = place(request, pinned=pinned, inventory=context.inventory, policy=context.placement)
+    result, placement = placed.plan, placed.placement
+    fits = result.fits and placement.refusal is None
+    if options["output"] == "table":
+        _print_plan(result)
+        console = _console()
+        console.print(f"[bold]placement[/]  {placement.mode.value}: {placement.inventory}")
+        for skipped in placement.skipped:
+            console.print(f"[yellow]skipped:[/] [{skipped.index}] {skipped.type}: {skipped.reason}")
+        for line in (*placement.warnings, *placement.notes):
+            console.print(f"[yellow]warning:[/] {line}")
+        if placement.refusal:
+            console.print(f"[red]refused:[/] {placement.refusal}")
+    else:
+        data = result.model_dump(mode="json", by_alias=True)
+        data["fits"] = fits
+        data["placement"] = {
+            **placement.as_dict(result),
+            "warnings": [*placement.warnings, *placement.notes],
+            "refusal": placement.refusal,
+        }
+        _emit(data, options["output"])
+    return EXIT_FITS if fits else EXIT_DOES_NOT_FIT
 
 
 _BAR_WIDTH = 32
@@ -495,19 +601,23 @@ def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
 @click.option(
     "--filename", "-f", "files", multiple=True, required=True, help="Manifest file(s); '-' reads stdin."
 )
-def check_command(files: tuple[str, ...]) -> int:
+@_cluster_options
+def check_command(files: tuple[str, ...], **options: Any) -> int:
     """Run the admission webhook's exact decision on manifests, offline (for CI and GitOps)."""
     from vramgate.decision import decide
     from vramgate.spec import GROUP
 
     refused = checked = 0
+    context = _decision_context(options)
     for path in files:
         for resource in _llm_deployments(_documents(path)):
-            decision = decide(resource)
+            decision = decide(resource, context)
             checked += 1
             refused += not decision.allowed
             mark = click.style("ok", fg="green") if decision.allowed else click.style("refused", fg="red")
             click.echo(f"{path}: {mark}: {decision.message}")
+            for warning in decision.warnings:
+                click.echo(f"{path}: {click.style('warning', fg='yellow')}: {warning}")
     if checked == 0:
         raise click.ClickException(f"no {GROUP} LLMDeployment in {', '.join(files)}")
     return EXIT_DOES_NOT_FIT if refused else EXIT_FITS

@@ -212,6 +212,18 @@ def _hami_share(request: PlanRequest, sized: Plan, gpu: GpuType, free_mib: int) 
     return shared if shared.fits and lowest * HAMI_STEP_MIB <= free_mib else None
 
 
+def _batch_at_cap(sized: Plan) -> int:
+    """Max-length sequences one GPU could hold with the engine at its memory cap (the plan itself sizes
+    the fraction to the target, so its own max batch says nothing about room to grow)."""
+    per_sequence = sized.kv_cache_bytes_per_gpu / sized.concurrency
+    room = (
+        sized.memory_fraction_cap * sized.gpu_memory_bytes
+        - sized.weights_bytes_per_gpu
+        - sized.overhead_bytes_per_gpu
+    )
+    return max(0, math.floor(room / per_sequence)) if per_sequence > 0 else sized.max_batch
+
+
 def _finish(
     request: PlanRequest,
     sized: Plan,
@@ -235,10 +247,10 @@ def _finish(
             sized, hami_mib = shared, shared.gpu_memory_bytes // MIB
     if hami_mib is None and (pending := _pending_warning(sized, target, nodes)):
         warnings.append(pending)
-    if sized.max_batch < sized.concurrency * (1 + HEADROOM):
+    if (most := _batch_at_cap(sized)) < sized.concurrency * (1 + HEADROOM):
         warnings.append(
-            f"max batch {sized.max_batch} is within {HEADROOM:.0%} of the target concurrency "
-            f"{sized.concurrency}: little headroom for longer or more requests"
+            f"max batch {most} at the memory cap {sized.memory_fraction_cap:.2f} is within {HEADROOM:.0%} of "
+            f"the target concurrency {sized.concurrency}: little room for more or longer requests"
         )
     if found.mode is PlacementMode.CATALOG and inventory is not None:
         present = {t.name for t in inventory.targets()}
