@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vramgate.cli import main
+from vramgate.entry import main
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 NODES = REPOSITORY / "examples" / "cluster" / "nodes.yaml"
