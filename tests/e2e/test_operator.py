@@ -184,7 +184,14 @@ def test_metrics_count_plans_and_refusals(
     before = scrape()
     kubectl("apply", "-n", namespace, "-f", str(LLAMA_70B), kubeconfig=kubeconfig, check=False)
     deploy_falcon(kubeconfig, namespace)
-    after = scrape()
+
+    # The reconcile's duration is observed once it has also written the status, after the Deployment.
+    def reconciled() -> str | None:
+        text = scrape()
+        duration = "vramgate_reconcile_duration_seconds_count"
+        return text if _metric(text, duration) > _metric(before, duration) else None
+
+    after = wait_for(reconciled, timeout=CONVERGE_SECONDS, message="the reconcile's duration observed")
 
     def grew(name: str, **labels: str) -> float:
         return _metric(after, name, **labels) - _metric(before, name, **labels)

@@ -8,6 +8,7 @@ then binds pods to it like to a real node; the pods never run, since no kubelet 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 
 from kubernetes import client
 
@@ -29,6 +30,8 @@ def register_gpu_node(
     cpu: str = "8",
     memory: str = "32Gi",
     pods: int = 110,
+    labels: Mapping[str, str] | None = None,
+    resources: Mapping[str, str] | None = None,
 ) -> client.V1Node:
     """Create a schedulable node with ``count`` GPUs of ``product`` (``memory_mib`` each).
 
@@ -50,18 +53,26 @@ def register_gpu_node(
                     PRODUCT_LABEL: product,
                     MEMORY_LABEL: str(memory_mib),
                     COUNT_LABEL: str(count),
+                    **(labels or {}),
                 },
             )
         )
     )
-    resources = {"cpu": cpu, "memory": memory, "pods": str(pods), GPU_RESOURCE: str(count)}
+    # `resources` adds or overrides extended resources: MIG profiles (mixed strategy), HAMi's gpumem.
+    advertised = {
+        "cpu": cpu,
+        "memory": memory,
+        "pods": str(pods),
+        GPU_RESOURCE: str(count),
+        **(resources or {}),
+    }
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     core.patch_node_status(
         name,
         {
             "status": {
-                "capacity": resources,
-                "allocatable": resources,
+                "capacity": advertised,
+                "allocatable": advertised,
                 "conditions": [
                     {
                         "type": "Ready",

@@ -71,9 +71,12 @@ def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
         )
     elif manifest["kind"] == "LeaderWorkerSet":
         group, version = manifest["apiVersion"].split("/")
-        stored = client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            group, version, metadata["namespace"], "leaderworkersets", metadata["name"], body, **options
-        )
+        where = (group, version, metadata["namespace"], "leaderworkersets", metadata["name"])
+        custom = client.CustomObjectsApi(api)
+        # Seen right after the CRD is installed: the apply succeeds but answers no body; read it back.
+        stored = custom.patch_namespaced_custom_object(
+            *where, body, **options
+        ) or custom.get_namespaced_custom_object(*where)
     else:
         raise ValueError(f"cannot apply a {manifest['kind']}")
     return as_dict(api.sanitize_for_serialization(stored))  # type: ignore[no-untyped-call]

@@ -25,6 +25,7 @@ from vramgate.sizing.units import GIB, MIB
 GPU_RESOURCE = "nvidia.com/gpu"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
 HAMI_MEMORY_RESOURCE = "nvidia.com/gpumem"  # HAMi: MiB of one GPU's memory granted to a container
+HAMI_NODE_ANNOTATION = "hami.io/node-nvidia-register"  # HAMi's device plugin registers a node's GPUs here
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 COUNT_LABEL = "nvidia.com/gpu.count"
@@ -108,6 +109,7 @@ class NodeGpus:
     labels: Mapping[str, str]
     allocatable: Mapping[str, int]  # nvidia.com/* resources only
     schedulable: bool
+    hami: bool = False  # HAMi shares this node's GPUs (its registration annotation, or gpumem advertised)
 
     @property
     def product(self) -> str:
@@ -153,7 +155,8 @@ def parse_node(node: Mapping[str, Any]) -> NodeGpus | None:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
     )
     unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
-    return NodeGpus(str(metadata.get("name", "")), labels, allocatable, ready and not unschedulable)
+    hami = HAMI_NODE_ANNOTATION in (metadata.get("annotations") or {}) or HAMI_MEMORY_RESOURCE in allocatable
+    return NodeGpus(str(metadata.get("name", "")), labels, allocatable, ready and not unschedulable, hami)
 
 
 def _container_requests(container: Mapping[str, Any]) -> dict[str, int]:
@@ -197,7 +200,7 @@ class GpuTarget:
     note: str = ""
     capacity: dict[str, int] = field(default_factory=dict)  # node -> allocatable units
     free: dict[str, int] = field(default_factory=dict)  # node -> units no bound pod requests
-    hami_free_mib: dict[str, int] = field(default_factory=dict)  # node -> HAMi GPU memory not granted
+    hami_free_mib: dict[str, int] = field(default_factory=dict)  # HAMi node -> GPU memory not granted
 
     @property
     def name(self) -> str:
@@ -329,9 +332,11 @@ class Inventory:
         ) -> None:
             target = found.setdefault(gpu.name, GpuTarget(gpu, kind, resource, known, note))
             capacity = node.allocatable.get(resource, 0)
+            if node.hami and kind is TargetKind.GPU:  # HAMi advertises virtual GPUs; tensor parallelism
+                capacity = min(capacity, node.gpu_count)  # needs physical ones (GFD's count)
             target.capacity[node.name] = capacity
             target.free[node.name] = max(0, capacity - self.requested(node.name, resource, exclude))
-            if kind is TargetKind.GPU:
+            if kind is TargetKind.GPU and node.hami:
                 hami_total = node.allocatable.get(HAMI_MEMORY_RESOURCE) or (
                     (node.memory_mib or 0) * max(node.gpu_count, 1)
                 )

@@ -155,3 +155,10 @@ def test_nothing_fits_refuses_with_the_closest_plan() -> None:
         inventory=Inventory.from_objects([gpu_node("l4-0", "NVIDIA-L4", 23034, 1)]),
     )
     assert not placed.plan.fits and placed.plan.gpu_type == "L4"
+
+
+def test_with_hami_on_a_node_hami_does_not_manage_keeps_whole_gpus() -> None:
+    small = request("Qwen/Qwen3-0.6B", max_seq_len=2048, concurrency=4)
+    plain = Inventory.from_objects([gpu_node("l4-0", "NVIDIA-L4", 23034, 1)])
+    placed = place(small, inventory=plain, policy=PlacementPolicy(hami=True))
+    assert placed.placement.hami_memory_mib is None and placed.plan.gpu_memory_bytes > 20 * 2**30
