@@ -16,7 +16,7 @@ from cryptography import x509
 from support.certificates import mount_serving_certificate
 from support.controlplane import free_loopback_ports
 from support.pki import CertificateAuthority
-from vramgate.decision import Decision, decide
+from vramgate.decision import Decision, DecisionContext, decide
 from vramgate.handlers import admission
 from vramgate.handlers.admission import REFUSAL_CODE, WEBHOOK_PATH, MalformedReviewError, review
 from vramgate.handlers.webhook import AdmissionServer, ServingFiles
@@ -62,7 +62,7 @@ def test_an_update_that_keeps_the_spec_is_not_planned() -> None:
 
 
 def test_the_decision_warnings_go_back_as_admission_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    def decide_with_warning(resource: dict[str, Any]) -> Decision:
+    def decide_with_warning(resource: dict[str, Any], context: DecisionContext | None = None) -> Decision:
         return Decision(True, "fits", warnings=("only 1 A10G node is free",))
 
     monkeypatch.setattr(admission, "decide", decide_with_warning)
