@@ -59,7 +59,6 @@ class OperatorConfig:
     placement_catalog_types: tuple[str, ...] = ()  # catalog mode's allow-list (autoscaler's node types)
     hami: bool = False  # HAMi is installed: one-GPU plans get a GPU-memory share instead of a whole GPU
     skip_memory_check_namespaces: tuple[str, ...] = ()  # where the escape hatch is honoured ("*": all)
-    placement_recheck_seconds: int = 30  # how often a stored resource's placement is checked again
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -110,13 +109,6 @@ class OperatorConfig:
             placement_catalog_types=_names(get("PLACEMENT_CATALOG_TYPES", "")),
             hami=_choice(get("HAMI", "false").lower(), "HAMI", ("true", "false")) == "true",
             skip_memory_check_namespaces=_names(get("SKIP_MEMORY_CHECK_NAMESPACES", "")),
-            placement_recheck_seconds=_bounded(
-                get("PLACEMENT_RECHECK_SECONDS", str(defaults.placement_recheck_seconds)),
-                "PLACEMENT_RECHECK_SECONDS",
-                1,
-                86400,
-                what="whole seconds",
-            ),
         )
 
 

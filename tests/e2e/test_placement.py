@@ -4,8 +4,7 @@ resources, MIG and HAMi ones too) and bound pods, and the real scheduler binds w
 The module registers its own nodes, of GPU types no other module uses where a test counts GPUs: two
 A100-80GB GPUs already taken by a bound pod (a full type), four L40S, a T4 that a test removes, an
 A100-40GB cut into MIG 3g.20gb instances, an RTX-3090 shared through HAMi, and two 8-GPU H100 nodes.
-One operator serves the module with HAMi on, a permitted namespace for the escape hatch, and a short
-re-check interval.
+One operator serves the module with HAMi on and a permitted namespace for the escape hatch.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.e2e
 REPOSITORY = Path(__file__).resolve().parents[2]
 CRD_FILE = REPOSITORY / "crds" / f"{CRD_NAME}.yaml"
 CONVERGE_SECONDS = 60
-RECHECK_SECONDS = 3
 SUFFIX = secrets.token_hex(3)
 ALLOWED = f"e2e-skip-{SUFFIX}"  # the namespace where the escape hatch is permitted
 
@@ -111,7 +109,6 @@ def cluster(
             "VRAMGATE_PLACEMENT_MODE": "cluster",
             "VRAMGATE_HAMI": "true",
             "VRAMGATE_SKIP_MEMORY_CHECK_NAMESPACES": ALLOWED,
-            "VRAMGATE_PLACEMENT_RECHECK_SECONDS": str(RECHECK_SECONDS),
         },
     )
     operator.start()

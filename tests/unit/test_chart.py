@@ -125,12 +125,10 @@ def test_placement_values_reach_the_operator(helm_template: Callable[..., Manife
         "placement.catalogTypes={L4,A10G}",
         "placement.hami=true",
         "placement.skipMemoryCheckNamespaces={research}",
-        "placement.recheckSeconds=7",
     )
     config = OperatorConfig.from_environ(plain_env(manifests))
     assert (config.placement_mode, config.placement_catalog_types) == ("catalog", ("L4", "A10G"))
     assert config.hami and config.skip_memory_check_namespaces == ("research",)
-    assert config.placement_recheck_seconds == 7
 
 
 def test_default_environment_watches_every_namespace(default: Manifests) -> None:

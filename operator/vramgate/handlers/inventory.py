@@ -57,6 +57,18 @@ def start_feed(config: OperatorConfig) -> InventoryFeed:
         return _running["feed"]
 
 
+def observe_event(kind: str, event: str, raw: dict[str, Any]) -> None:
+    """Feed one Node or Pod event seen elsewhere (the leader's kopf watches) into the process's feed,
+    so a decision taken on that event sees it; the feed's own watch delivers the same data later."""
+    feed = _running.get("feed")
+    if feed is None:
+        return
+    if kind == "Node":
+        feed.on_node("DELETED" if event == "DELETED" else "MODIFIED", raw)
+    elif kind == "Pod":
+        feed.on_pod("DELETED" if event == "DELETED" else "MODIFIED", raw)
+
+
 def decision_context() -> DecisionContext:
     """The context for a decision: the feed's snapshot, or the offline defaults before it starts."""
     feed = _running.get("feed")
@@ -99,8 +111,8 @@ class InventoryFeed:
         pod_version = self._relist_or_keep(self._relist_pods, core, "")
         self._check_lws()
         for name, target in (
-            ("nodes", lambda: self._watch(core.list_node, self._relist_nodes, self._on_node, node_version)),
-            ("pods", lambda: self._watch(self._list_pods, self._relist_pods, self._on_pod, pod_version)),
+            ("nodes", lambda: self._watch(core.list_node, self._relist_nodes, self.on_node, node_version)),
+            ("pods", lambda: self._watch(self._list_pods, self._relist_pods, self.on_pod, pod_version)),
             ("lws", self._poll_lws),
         ):
             threading.Thread(target=target, name=f"vramgate-inventory-{name}", daemon=True).start()
@@ -137,7 +149,7 @@ class InventoryFeed:
             self._pods, self._snapshot = pods, None
         return str(listed.metadata.resource_version)
 
-    def _on_node(self, kind: str, raw: dict[str, Any]) -> None:
+    def on_node(self, kind: str, raw: dict[str, Any]) -> None:
         name = raw["metadata"]["name"]
         parsed = None if kind == "DELETED" else parse_node(raw)
         with self._lock:
@@ -147,7 +159,7 @@ class InventoryFeed:
                 self._nodes[name] = parsed
             self._snapshot = None
 
-    def _on_pod(self, kind: str, raw: dict[str, Any]) -> None:
+    def on_pod(self, kind: str, raw: dict[str, Any]) -> None:
         uid = raw["metadata"]["uid"]
         parsed = None if kind == "DELETED" else parse_pod(raw)
         with self._lock:

@@ -27,9 +27,8 @@ from kubernetes import client
 from vramgate import manifests, metrics
 from vramgate.decision import Decision, DecisionContext, decide
 from vramgate.handlers import kube, status
-from vramgate.handlers.inventory import decision_context
+from vramgate.handlers.inventory import decision_context, observe_event
 from vramgate.placement import PlacementMode, placement_holds
-from vramgate.settings import OperatorConfig, SettingsError
 from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 API_CLIENT = "api"  # key of the shared ApiClient in kopf's memo, set at start-up
@@ -306,13 +305,6 @@ def watch_generated_deployment(
         raise kube.api_error(f"repairing the Deployment of {namespace}/{reference['name']}", error) from error
 
 
-def _recheck_interval() -> float:
-    try:
-        return float(OperatorConfig.from_environ().placement_recheck_seconds)
-    except SettingsError:  # start-up reports the bad value; the timer keeps the default meanwhile
-        return float(OperatorConfig().placement_recheck_seconds)
-
-
 def write_schedulable(
     api: client.ApiClient, owner: Mapping[str, Any], context: DecisionContext
 ) -> tuple[bool, str] | None:
@@ -342,21 +334,68 @@ def write_schedulable(
     return holds, message
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=_recheck_interval(), initial_delay=_recheck_interval())
-def recheck_placement(
-    body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+INDICES = ("generated_deployments", "generated_services", "llmdeployments")
+_last_inventory: dict[str, str] = {}  # the inventory summary the last re-check saw (kopf's thread only)
+
+
+def _gpu_pod(body: kopf.Body, **_: Any) -> bool:
+    """Pods that can change what is free: bound ones asking for NVIDIA resources."""
+    spec = body.get("spec") or {}
+    resources = [c.get("resources") or {} for c in spec.get("containers") or []]
+    return bool(spec.get("nodeName")) and any(
+        name.startswith("nvidia.com/")
+        for r in resources
+        for part in ("limits", "requests")
+        for name in r.get(part) or {}
+    )
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_changed(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    recheck_placements("Node", type, body, memo, logger, kwargs)
+
+
+@kopf.on.event("", "v1", "pods", when=_gpu_pod)
+def gpu_pod_changed(
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    recheck_placements("Pod", type, body, memo, logger, kwargs)
+
+
+def recheck_placements(
+    kind: str, type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, kwargs: dict[str, Any]
 ) -> None:
     """When the inventory changes (a node type gone, GPUs taken), flip Schedulable with the reason, and
-    re-plan a resource with preferences onto the next entry that holds."""
-    if (body.get("status") or {}).get("phase") != "Deployed":
+    re-plan a resource with preferences onto the next entry that holds. Event handlers, not timers:
+    a timer would put a finalizer on every LLMDeployment. The event is fed to the inventory first, so
+    the re-check never runs on a snapshot older than the event that triggered it."""
+    observe_event(kind, type or "", dict(body))
+    context = decision_context()
+    summary = context.inventory.summary() if context.inventory is not None else ""
+    if _last_inventory.get("summary") == summary:
         return
+    _last_inventory["summary"] = summary
     api = api_client(memo)
-    owner = _owner(meta, body["spec"])
-    try:
-        verdict = write_schedulable(api, {**owner, "status": body.get("status")}, decision_context())
-    except kube.CALL_ERRORS as error:
-        raise kube.api_error("writing the Schedulable condition", error) from error
-    if verdict is not None and not verdict[0] and (body["spec"].get("gpu") or {}).get("preferences"):
-        logger.info(f"Placement no longer holds ({verdict[1]}); planning onto the next preference.")
-        DESIRED.forget(owner)
-        reconcile_llmdeployment(body=body, meta=meta, memo=memo, logger=logger, **kwargs)
+    found: kopf.Index[Any, Any] = kwargs["llmdeployments"]
+    for key in list(found):
+        live = next(iter(found.get(key, ())), None)
+        if live is None or (live.get("status") or {}).get("phase") != "Deployed":
+            continue
+        owner = {"apiVersion": API_VERSION, "kind": KIND, **live}
+        try:
+            verdict = write_schedulable(api, owner, context)
+        except kube.CALL_ERRORS as error:
+            raise kube.api_error("writing the Schedulable condition", error) from error
+        if verdict is not None and not verdict[0] and (live["spec"].get("gpu") or {}).get("preferences"):
+            name = f"{live['metadata']['namespace']}/{live['metadata']['name']}"
+            logger.info(
+                f"The placement of {name} no longer holds ({verdict[1]}); planning the next preference."
+            )
+            DESIRED.forget(owner)
+            owner_body = kopf.Body(cast(kopf.RawBody, owner))
+            indices = {name: kwargs[name] for name in INDICES}  # the node's own kwargs are not the owner's
+            reconcile_llmdeployment(
+                body=owner_body, meta=owner_body.metadata, memo=memo, logger=logger, **indices
+            )
