@@ -2,8 +2,8 @@
 
 Pydantic writes JSON Schema (2020-12); the API server wants a *structural* OpenAPI v3.0 schema: every
 `$ref` inlined, no titles or `$defs`, `Optional[X]` as plain X (an omitted field; the API server prunes
-nulls), exclusive bounds as OpenAPI 3.0 booleans, free-form objects marked with
-`x-kubernetes-preserve-unknown-fields`. `python -m vramgate.crd > crds/llmdeployments.vramgate.dev.yaml`
+nulls), exclusive bounds as OpenAPI 3.0 booleans, quantities as the int-or-string form the API server
+knows, maps as `additionalProperties`. `python -m vramgate.crd > crds/llmdeployments.vramgate.dev.yaml`
 regenerates the committed file; a unit test fails when the two drift apart.
 """
 
@@ -43,7 +43,7 @@ PRINTER_COLUMNS = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 # JSON Schema keywords with no place in a structural schema, or no meaning to the API server.
-_DROPPED_KEYWORDS = frozenset({"title", "$defs", "additionalProperties", "const"})
+_DROPPED_KEYWORDS = frozenset({"title", "$defs", "const"})
 # Readable order in the generated file: what a node is, then its constraints, then its children.
 _KEY_ORDER = {key: rank for rank, key in enumerate(("description", "type", "default", "enum"))}
 
@@ -73,6 +73,8 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
         referenced = definitions[node["$ref"].rsplit("/", 1)[-1]]
         # The field's own description says more, in context, than the referenced class docstring.
         node = {**referenced, **{key: value for key, value in node.items() if key != "$ref"}}
+    if node.get("x-kubernetes-int-or-string"):  # the one union a structural schema allows, kept whole
+        return node
     if "anyOf" in node:
         branches = [branch for branch in node["anyOf"] if branch.get("type") != "null"]
         if len(branches) != 1:
@@ -83,12 +85,12 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
         return _structural(node, definitions)
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROPPED_KEYWORDS:
+        if key in _DROPPED_KEYWORDS or (key == "additionalProperties" and isinstance(value, bool)):
             continue
         if key == "properties":
             out[key] = {name: _structural(child, definitions) for name, child in value.items()}
-        elif key == "items":
-            out[key] = _structural(value, definitions)
+        elif key == "items" or (key == "additionalProperties" and isinstance(value, dict)):
+            out[key] = _structural(value, definitions)  # a list's items, a map's values
         elif key == "description":  # docstrings wrap; kubectl explain re-wraps anyway
             out[key] = " ".join(value.split())
         elif key in ("exclusiveMinimum", "exclusiveMaximum"):  # JSON Schema number -> OpenAPI 3.0 flag
@@ -96,8 +98,6 @@ def _structural(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, 
             out[key] = True
         else:
             out[key] = value
-    if out.get("x-kubernetes-preserve-unknown-fields"):
-        out["type"] = "object"
     if "enum" in out:
         out["type"] = "string"
     return dict(sorted(out.items(), key=lambda item: _KEY_ORDER.get(item[0], len(_KEY_ORDER))))

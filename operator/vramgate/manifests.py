@@ -34,6 +34,11 @@ LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
 ROLE_LABEL = "role"  # leader or worker in a LeaderWorkerSet group; the Service selects the leader
 # vLLM's image ships the Ray bootstrap its multi-node guide (and LeaderWorkerSet's vLLM example) runs.
 VLLM_MULTI_NODE_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
+# The server needs no privilege: whoever may create an LLMDeployment must not get more through it.
+CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def labels(name: str) -> dict[str, str]:
@@ -119,14 +124,14 @@ def gpu_limits(plan: Plan, placement: Placement | None) -> dict[str, int]:
 
 def _container(spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None) -> dict[str, Any]:
     runtime = definition(spec.runtime.engine).runtime
-    resources = {key: dict(value) for key, value in spec.runtime.resources.items()}
+    resources: dict[str, dict[str, int | str]] = spec.runtime.resources.as_manifest()
     resources["limits"] = {**resources.get("limits", {}), **gpu_limits(plan, placement)}
     container: dict[str, Any] = {
         "name": "server",
         "image": spec.runtime.image or runtime.image,
         "args": server_arguments(spec, plan),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": server_port(spec), "protocol": "TCP"}],
-        "env": [env.model_dump(by_alias=True) for env in spec.runtime.env],
+        "env": [env.model_dump(by_alias=True, exclude_none=True, mode="json") for env in spec.runtime.env],
         "resources": resources,
         "startupProbe": _probe(
             runtime.health_path,
@@ -135,6 +140,7 @@ def _container(spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None)
         ),
         "readinessProbe": _probe(runtime.health_path, period_seconds=5, failure_threshold=3),
         "livenessProbe": _probe(runtime.health_path, period_seconds=15, failure_threshold=4),
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
     }
     if runtime.command:
         container["command"] = list(runtime.command)
@@ -143,9 +149,26 @@ def _container(spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None)
     return container
 
 
-def _pod_spec(containers: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
+def _pod_security_context(spec: LLMDeploymentSpec) -> dict[str, Any]:
+    context: dict[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
+    if spec.runtime.run_as_non_root:
+        context["runAsNonRoot"] = True
+    return context
+
+
+def _service_account(spec: LLMDeploymentSpec) -> dict[str, Any]:
+    """The named ServiceAccount with its token; otherwise no token at all: the server never calls the
+    API, and the namespace's default account may have been granted more than it should reach."""
+    if spec.runtime.service_account_name:
+        return {"serviceAccountName": spec.runtime.service_account_name}
+    return {"automountServiceAccountToken": False}
+
+
+def _pod_spec(containers: list[dict[str, Any]], spec: LLMDeploymentSpec, plan: Plan) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "containers": containers,
+        "securityContext": _pod_security_context(spec),
+        **_service_account(spec),
         "nodeSelector": {GPU_PRODUCT_LABEL: plan.gpu_product},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
     }
@@ -171,7 +194,7 @@ def deployment(
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
                 "template": {
                     "metadata": {"labels": labels(name)},
-                    "spec": _pod_spec([_container(spec, plan, placement)], plan),
+                    "spec": _pod_spec([_container(spec, plan, placement)], spec, plan),
                 },
             },
         }
@@ -215,11 +238,11 @@ def leader_worker_set(
                     "restartPolicy": "RecreateGroupOnPodRestart",
                     "leaderTemplate": {
                         "metadata": {"labels": {**labels(name), ROLE_LABEL: "leader"}},
-                        "spec": _pod_spec([leader], plan),
+                        "spec": _pod_spec([leader], spec, plan),
                     },
                     "workerTemplate": {
                         "metadata": {"labels": {**labels(name), ROLE_LABEL: "worker"}},
-                        "spec": _pod_spec([worker], plan),
+                        "spec": _pod_spec([worker], spec, plan),
                     },
                 },
             },

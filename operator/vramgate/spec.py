@@ -11,10 +11,24 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from vramgate.sizing import (
@@ -27,6 +41,7 @@ from vramgate.sizing import (
     find_model,
     gpu_catalog,
 )
+from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
 from vramgate.sizing.planner import MAX_CONCURRENCY, MAX_GPUS_PER_REPLICA, MAX_SEQUENCE_TOKENS
 
@@ -58,7 +73,188 @@ def _check(model: Any, rules: tuple[Rule, ...]) -> None:
             raise ValueError(rule.message)
 
 
-_FREE_FORM: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+# Kubernetes' own rules for the strings a spec hands on to the Deployment and Service, as regular
+# expressions both RE2 (the API server) and Python read the same way.
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+C_IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+POD_FIELD_PATH = (
+    r"^(metadata\.(name|namespace|uid)|spec\.(nodeName|serviceAccountName)|status\.(hostIPs?|podIPs?)"
+    r"|metadata\.(labels|annotations)\['([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?'\])$"
+)
+# A container image reference (the distribution grammar): [registry[:port]/]path[:tag][@sha256:digest].
+IMAGE_REFERENCE = (
+    r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+# A non-negative Kubernetes quantity (16Gi, 500m, 2, 1e3), at most 18 digits so it stays an int64.
+QUANTITY = r"^\+?([0-9]{1,18}(\.[0-9]{0,9})?|\.[0-9]{1,9})([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]{1,2})?$"
+MAX_QUANTITY_INTEGER = 2**53 - 1
+MAX_NAME_LENGTH = 63  # the resource's name names its Service: a DNS-1035 label
+MAX_IMAGE_LENGTH = 512
+MAX_ARG_LENGTH = 4096
+MAX_ENV_VALUE_LENGTH = 32768
+MAX_LIST_ITEMS = 64
+CONTAINER_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+_SUFFIX_MULTIPLIERS = {
+    **{suffix: Decimal(1000) ** power for power, suffix in enumerate(("", "k", "M", "G", "T", "P", "E"))},
+    **{
+        suffix: Decimal(1024) ** power
+        for power, suffix in enumerate(("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))
+    },
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+}
+
+
+def _integral(value: object) -> object:
+    """The API server takes 100.0 for an integer (JSON has one number type), never "100" or true."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as the API server checks one: no coercion from strings or booleans.
+Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
+def quantity_value(quantity: int | str) -> Decimal:
+    """The number a Kubernetes quantity stands for (`16Gi` -> 17179869184); it must match QUANTITY."""
+    if isinstance(quantity, int):
+        return Decimal(quantity)
+    match = re.fullmatch(r"\+?([0-9.]+)(.*)", quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a quantity")
+    number, suffix = Decimal(match[1]), match[2]
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        return number.scaleb(int(suffix[1:]))
+    return number * _SUFFIX_MULTIPLIERS[suffix]
+
+
+def _valid_quantity(value: int | str) -> int | str:
+    if isinstance(value, int) and not 0 <= value <= MAX_QUANTITY_INTEGER:
+        raise ValueError(f"{value} is outside 0 to {MAX_QUANTITY_INTEGER}")
+    if isinstance(value, str) and not re.fullmatch(QUANTITY, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (such as 500m, 16Gi or 2)")
+    return value
+
+
+Quantity = Annotated[
+    Integer | StrictStr,
+    AfterValidator(_valid_quantity),
+    # The API server's form of an int-or-string quantity; the bounds apply to each kind it allows.
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 0,
+            "maximum": MAX_QUANTITY_INTEGER,
+            "pattern": QUANTITY,
+            "maxLength": 32,
+        }
+    ),
+]
+
+
+class ContainerResourceField(StrEnum):
+    """What a resourceFieldRef may expose."""
+
+    LIMITS_CPU = "limits.cpu"
+    LIMITS_MEMORY = "limits.memory"
+    LIMITS_EPHEMERAL_STORAGE = "limits.ephemeral-storage"
+    REQUESTS_CPU = "requests.cpu"
+    REQUESTS_MEMORY = "requests.memory"
+    REQUESTS_EPHEMERAL_STORAGE = "requests.ephemeral-storage"
+
+
+class Divisor(StrEnum):
+    """Units a resourceFieldRef may divide by (Kubernetes allows no others)."""
+
+    MILLI = "1m"
+    ONE = "1"
+    KILO = "1k"
+    MEGA = "1M"
+    GIGA = "1G"
+    TERA = "1T"
+    PETA = "1P"
+    EXA = "1E"
+    KIBI = "1Ki"
+    MEBI = "1Mi"
+    GIBI = "1Gi"
+    TEBI = "1Ti"
+    PEBI = "1Pi"
+    EXBI = "1Ei"
+
+
+_DIVISOR_RULES = (
+    Rule(
+        "!has(self.divisor) || (self.resource.endsWith('.cpu') ? self.divisor in ['1m', '1'] "
+        ": self.divisor != '1m')",
+        "divisor must be 1m or 1 for cpu, and 1 or larger for memory and ephemeral-storage",
+        lambda r: (
+            r.divisor is None
+            or (r.divisor in ("1m", "1") if r.resource.endswith(".cpu") else r.divisor != "1m")
+        ),
+    ),
+)
+_ENV_SOURCE_RULES = (
+    Rule(
+        "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + "
+        "(has(self.fieldRef) ? 1 : 0) + (has(self.resourceFieldRef) ? 1 : 0) == 1",
+        "set exactly one of secretKeyRef, configMapKeyRef, fieldRef and resourceFieldRef",
+        lambda v: (
+            [v.secret_key_ref, v.config_map_key_ref, v.field_ref, v.resource_field_ref].count(None) == 3
+        ),
+    ),
+)
+_ENV_RULES = (
+    Rule(
+        "!has(self.valueFrom) || !has(self.value) || size(self.value) == 0",
+        "set value or valueFrom, not both",
+        lambda e: e.value_from is None or not e.value,
+    ),
+)
+
+
+def _named_resources(field: str) -> Rule:
+    return Rule(
+        f"!has(self.{field}) || self.{field}.all(k, k in {list(CONTAINER_RESOURCES)!r})",
+        f"{field} may name {', '.join(CONTAINER_RESOURCES)}; GPUs (nvidia.com/gpu) come from the plan: "
+        "set spec.gpu.count",
+        lambda r: all(key in CONTAINER_RESOURCES for key in getattr(r, field) or {}),
+    )
+
+
+_RESOURCE_RULES = (
+    _named_resources("requests"),
+    _named_resources("limits"),
+    Rule(
+        "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+        "quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+        "each request must be at most its limit",
+        lambda r: all(
+            quantity_value(value) <= quantity_value(r.limits[key])
+            for key, value in (r.requests or {}).items()
+            if key in (r.limits or {})
+        ),
+    ),
+)
+NAME_RULE = Rule(
+    f"!has(self.metadata.name) || (size(self.metadata.name) <= {MAX_NAME_LENGTH} && "
+    f"self.metadata.name.matches('{DNS_1035_LABEL}'))",
+    f"metadata.name must be a DNS-1035 label of at most {MAX_NAME_LENGTH} characters (lowercase letters, "
+    "digits and '-', starting with a letter, ending with a letter or digit): it names the Service",
+    lambda metadata: (
+        not isinstance(metadata, Mapping)
+        or "name" not in metadata
+        or (
+            isinstance(metadata["name"], str)
+            and len(metadata["name"]) <= MAX_NAME_LENGTH
+            and re.fullmatch(DNS_1035_LABEL, metadata["name"]) is not None
+        )
+    ),
+)
 
 
 class _Schema(BaseModel):
@@ -128,75 +324,127 @@ class InlineArchitecture(_Schema):
 
     model_config = ConfigDict(json_schema_extra=_validations(*_ARCHITECTURE_RULES))
 
-    layers: int = Field(ge=1, le=1024, description="Transformer layers (num_hidden_layers).")
-    hidden_size: int = Field(ge=1, le=1_000_000, description="Model width (hidden_size).")
-    attention_heads: int = Field(ge=1, le=4096, description="Query heads (num_attention_heads).")
-    kv_heads: int = Field(
+    layers: Integer = Field(
+        ge=1, le=SHAPE_LIMITS["num_layers"], description="Transformer layers (num_hidden_layers)."
+    )
+    hidden_size: Integer = Field(
+        ge=1, le=SHAPE_LIMITS["hidden_size"], description="Model width (hidden_size)."
+    )
+    attention_heads: Integer = Field(
+        ge=1, le=SHAPE_LIMITS["num_attention_heads"], description="Query heads (num_attention_heads)."
+    )
+    kv_heads: Integer = Field(
         ge=1,
-        le=4096,
+        le=SHAPE_LIMITS["num_kv_heads"],
         description="Key/value heads (num_key_value_heads): equal to attentionHeads for multi-head "
         "attention, fewer for grouped-query, 1 for multi-query attention.",
     )
-    head_dim: int | None = Field(
-        default=None, ge=1, le=4096, description="Dimension of one head; default hiddenSize / attentionHeads."
-    )
-    vocab_size: int = Field(ge=1, le=10_000_000, description="Vocabulary size (vocab_size).")
-    intermediate_size: int = Field(
-        ge=0, le=10_000_000, description="MLP inner width (intermediate_size); 0 for MoE-only MLPs."
-    )
-    parameters: int | None = Field(
+    head_dim: Integer | None = Field(
         default=None,
         ge=1,
+        le=SHAPE_LIMITS["head_dim"],
+        description="Dimension of one head; default hiddenSize / attentionHeads.",
+    )
+    vocab_size: Integer = Field(
+        ge=1, le=SHAPE_LIMITS["vocab_size"], description="Vocabulary size (vocab_size)."
+    )
+    intermediate_size: Integer = Field(
+        ge=0,
+        le=SHAPE_LIMITS["intermediate_size"],
+        description="MLP inner width (intermediate_size); 0 for MoE-only MLPs.",
+    )
+    parameters: Integer | None = Field(
+        default=None,
+        ge=1,
+        le=SHAPE_LIMITS["parameters"],
         description="Official total parameter count, when known; otherwise counted from the shape.",
     )
-    gated_mlp: bool = Field(
+    gated_mlp: StrictBool = Field(
         default=True, description="Whether the MLP has a gate projection (llama-like) or not (gpt-neox-like)."
     )
-    tie_word_embeddings: bool = Field(
+    tie_word_embeddings: StrictBool = Field(
         default=False, description="Whether the output head shares the input embedding matrix."
     )
-    experts: int = Field(default=0, ge=0, le=4096, description="Routed experts per MoE layer; 0 for dense.")
-    experts_per_token: int = Field(default=0, ge=0, le=4096, description="Experts each token is routed to.")
-    moe_intermediate_size: int = Field(default=0, ge=0, description="Inner width of one expert's MLP.")
-    shared_expert_intermediate_size: int = Field(
+    experts: Integer = Field(
         default=0,
         ge=0,
+        le=SHAPE_LIMITS["num_experts"],
+        description="Routed experts per MoE layer; 0 for dense.",
+    )
+    experts_per_token: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["num_experts_per_token"],
+        description="Experts each token is routed to.",
+    )
+    moe_intermediate_size: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["moe_intermediate_size"],
+        description="Inner width of one expert's MLP.",
+    )
+    shared_expert_intermediate_size: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["shared_expert_intermediate_size"],
         description="Inner width of the always-active shared experts together (n_shared_experts x "
         "moe_intermediate_size, or shared_expert_intermediate_size).",
     )
-    dense_layers: int = Field(
+    dense_layers: Integer = Field(
         default=0,
         ge=0,
+        le=SHAPE_LIMITS["num_layers"],
         description="Leading layers of an MoE model whose MLP is dense (first_k_dense_replace).",
     )
-    kv_lora_rank: int = Field(
+    kv_lora_rank: Integer = Field(
         default=0,
         ge=0,
-        le=65536,
+        le=SHAPE_LIMITS["kv_lora_rank"],
         description="Latent width of multi-head latent attention (kv_lora_rank, DeepSeek); 0 for K/V heads. "
         "The cache then holds kvLoraRank + qkRopeHeadDim values per token and layer, on every GPU.",
     )
-    q_lora_rank: int = Field(
-        default=0, ge=0, le=65536, description="Query compression width (q_lora_rank); 0 for none."
+    q_lora_rank: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["q_lora_rank"],
+        description="Query compression width (q_lora_rank); 0 for none.",
     )
-    qk_rope_head_dim: int = Field(
-        default=0, ge=0, le=4096, description="Rotary part of a latent-attention key (qk_rope_head_dim)."
+    qk_rope_head_dim: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["qk_rope_head_dim"],
+        description="Rotary part of a latent-attention key (qk_rope_head_dim).",
     )
-    qk_nope_head_dim: int = Field(
-        default=0, ge=0, le=4096, description="Non-rotary part of a latent-attention head (qk_nope_head_dim)."
+    qk_nope_head_dim: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["qk_nope_head_dim"],
+        description="Non-rotary part of a latent-attention head (qk_nope_head_dim).",
     )
-    v_head_dim: int = Field(
-        default=0, ge=0, le=4096, description="Value head width under latent attention (v_head_dim)."
+    v_head_dim: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["v_head_dim"],
+        description="Value head width under latent attention (v_head_dim).",
     )
-    sliding_window: int | None = Field(
-        default=None, ge=1, description="Tokens a sliding-window layer attends to, if any layer has one."
+    sliding_window: Integer | None = Field(
+        default=None,
+        ge=1,
+        le=SHAPE_LIMITS["sliding_window"],
+        description="Tokens a sliding-window layer attends to, if any layer has one.",
     )
-    sliding_window_layers: int = Field(
-        default=0, ge=0, description="Layers that use the sliding window (their KV cache is bounded)."
+    sliding_window_layers: Integer = Field(
+        default=0,
+        ge=0,
+        le=SHAPE_LIMITS["num_sliding_window_layers"],
+        description="Layers that use the sliding window (their KV cache is bounded).",
     )
     dtype: WeightDtype = Field(default=WeightDtype.BF16, description="The checkpoint's dtype (torch_dtype).")
-    max_position_embeddings: int | None = Field(
-        default=None, ge=1, description="The context window (max_position_embeddings), if limited."
+    max_position_embeddings: Integer | None = Field(
+        default=None,
+        ge=1,
+        le=SHAPE_LIMITS["max_position_embeddings"],
+        description="The context window (max_position_embeddings), if limited.",
     )
 
     @model_validator(mode="after")
@@ -240,7 +488,7 @@ class ModelSpec(_Schema):
 
     model_config = ConfigDict(json_schema_extra=_validations(*_MODEL_RULES))
 
-    name: str | None = Field(
+    name: StrictStr | None = Field(
         default=None,
         min_length=1,
         max_length=253,
@@ -250,7 +498,7 @@ class ModelSpec(_Schema):
     architecture: InlineArchitecture | None = Field(
         default=None, description="Inline shape of a model the catalog lacks; requires source."
     )
-    source: str | None = Field(
+    source: StrictStr | None = Field(
         default=None,
         min_length=1,
         max_length=1024,
@@ -275,12 +523,12 @@ class ModelSpec(_Schema):
 class WorkloadSpec(_Schema):
     """The traffic one replica must hold at once: the sizing target."""
 
-    max_sequence_length: int = Field(
+    max_sequence_length: Integer = Field(
         ge=1,
         le=MAX_SEQUENCE_TOKENS,
         description="Prompt plus generated tokens of one request; the server's max model length.",
     )
-    concurrency: int = Field(
+    concurrency: Integer = Field(
         ge=1,
         le=MAX_CONCURRENCY,
         description="Requests in flight per replica, each up to maxSequenceLength tokens, that must fit "
@@ -320,15 +568,18 @@ class GpuSpec(_Schema):
 
     model_config = ConfigDict(json_schema_extra=_validations(*_GPU_RULES))
 
-    type: str | None = Field(default=None, min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION)
-    count: int | None = Field(
+    type: StrictStr | None = Field(
+        default=None, min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION
+    )
+    count: Integer | None = Field(
         default=None,
         ge=1,
         le=MAX_GPUS_PER_REPLICA,
         description="GPUs per replica (the tensor-parallel size); must split the attention heads evenly.",
     )
-    max_memory_fraction: float | None = Field(
+    max_memory_fraction: StrictFloat | None = Field(
         default=None,
+        allow_inf_nan=False,
         gt=0,
         le=1,
         description="Upper bound on the share of each GPU's memory the engine may claim (default 0.95).",
@@ -348,12 +599,115 @@ class GpuSpec(_Schema):
         return self
 
 
+class KeySelector(_Schema):
+    """A key of a Secret or ConfigMap in the resource's namespace."""
+
+    name: StrictStr = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret or ConfigMap."
+    )
+    key: StrictStr = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="The key to read."
+    )
+    optional: StrictBool | None = Field(default=None, description="Whether the key may be missing.")
+
+
+class FieldSelector(_Schema):
+    """A field of the pod, as the downward API exposes it."""
+
+    field_path: StrictStr = Field(
+        max_length=320,
+        pattern=POD_FIELD_PATH,
+        description="metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], "
+        "metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.hostIP(s) or "
+        "status.podIP(s).",
+    )
+    api_version: Literal["v1"] | None = Field(default=None, description="v1, the only version.")
+
+
+class ResourceFieldSelector(_Schema):
+    """A request or limit of the server container, as the downward API exposes it."""
+
+    model_config = ConfigDict(json_schema_extra=_validations(*_DIVISOR_RULES))
+
+    resource: ContainerResourceField = Field(description="limits.cpu, requests.memory, ...")
+    divisor: Divisor | None = Field(
+        default=None, description="Unit of the value: 1m or 1 for CPU, 1 to 1Ei for memory and storage."
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> ResourceFieldSelector:
+        _check(self, _DIVISOR_RULES)
+        return self
+
+
+class EnvVarSource(_Schema):
+    """Where a variable's value comes from: exactly one source."""
+
+    model_config = ConfigDict(json_schema_extra=_validations(*_ENV_SOURCE_RULES))
+
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
+    field_ref: FieldSelector | None = Field(default=None, description="A field of the pod.")
+    resource_field_ref: ResourceFieldSelector | None = Field(
+        default=None, description="A request or limit of the server container."
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> EnvVarSource:
+        _check(self, _ENV_SOURCE_RULES)
+        return self
+
+
 class EnvVar(_Schema):
-    """A container environment variable: name plus value or valueFrom, as in a Pod."""
+    """A container environment variable, as in a Pod (core/v1 EnvVar)."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra=_FREE_FORM)
+    model_config = ConfigDict(json_schema_extra=_validations(*_ENV_RULES))
 
-    name: str = Field(min_length=1, description="Variable name.")
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=256,
+        pattern=C_IDENTIFIER,
+        description="Variable name: letters, digits and underscores, not starting with a digit.",
+    )
+    value: StrictStr | None = Field(
+        default=None, max_length=MAX_ENV_VALUE_LENGTH, description="Literal value."
+    )
+    value_from: EnvVarSource | None = Field(
+        default=None, description="A Secret or ConfigMap key, a pod field or a container resource."
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> EnvVar:
+        _check(self, _ENV_RULES)
+        return self
+
+
+class ResourceRequirements(_Schema):
+    """Requests and limits of the server container, in Kubernetes quantities (500m, 16Gi, 2)."""
+
+    model_config = ConfigDict(json_schema_extra=_validations(*_RESOURCE_RULES))
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=len(CONTAINER_RESOURCES),
+        description="Minimum cpu, memory and ephemeral-storage the scheduler reserves.",
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=len(CONTAINER_RESOURCES),
+        description="Maximum cpu, memory and ephemeral-storage; each at least its request.",
+    )
+
+    @model_validator(mode="after")
+    def _invariants(self) -> ResourceRequirements:
+        _check(self, _RESOURCE_RULES)
+        return self
+
+    def as_manifest(self) -> dict[str, dict[str, int | str]]:
+        """Only what was set, as the Pod's container wants it."""
+        return {
+            key: dict(value) for key, value in (("requests", self.requests), ("limits", self.limits)) if value
+        }
 
 
 def _engine_names() -> str:
@@ -371,35 +725,65 @@ class RuntimeSpec(_Schema):
     """How the inference server runs: engine, image and container settings."""
 
     engine: Engine = Field(default=Engine.VLLM, description=f"Inference server: {_engine_names()}.")
-    image: str | None = Field(
+    image: StrictStr | None = Field(
         default=None,
         min_length=1,
-        max_length=1024,
-        description="Container image; defaults per engine. Its tag is taken as the engine version, "
-        "which selects the memory profile (vLLM's differs by release).",
+        max_length=MAX_IMAGE_LENGTH,
+        pattern=IMAGE_REFERENCE,
+        description="Container image, a reference such as vllm/vllm-openai:v0.11.0 (repository, optional "
+        "tag, optional @sha256 digest); defaults per engine, and must match the operator's image policy. "
+        "Its tag is taken as the engine version, which selects the memory profile (vLLM's differs by "
+        "release).",
     )
-    engine_version: str | None = Field(
+    engine_version: StrictStr | None = Field(
         default=None,
+        min_length=1,
         max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$",
         description="Engine release, for images whose tag does not say it (a digest, latest).",
     )
-    extra_args: list[str] = Field(
+    extra_args: list[Annotated[StrictStr, Field(max_length=MAX_ARG_LENGTH)]] = Field(
         default_factory=list,
+        max_length=MAX_LIST_ITEMS,
         description="Arguments appended to the planned ones; flags the plan sets (memory fraction, "
-        "batch, tensor parallel, max length) are refused here: change the spec instead.",
+        "batch, parallelism, max length, dtype, quantization, port) are refused here: change the spec "
+        "instead.",
     )
-    env: list[EnvVar] = Field(default_factory=list, description="Environment variables of the server.")
-    resources: dict[str, Any] = Field(
-        default_factory=dict,
-        json_schema_extra=_FREE_FORM,
-        description="Container resources (requests/limits); nvidia.com/gpu is set from the plan.",
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=MAX_LIST_ITEMS,
+        description="Environment variables of the server, as in a Pod (name, then value or valueFrom).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    port: int | None = Field(
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements,
+        description="CPU, memory and ephemeral-storage requests and limits of the server container; its "
+        "GPUs (nvidia.com/gpu) come from the plan.",
+    )
+    port: Integer | None = Field(
         default=None,
         ge=1,
         le=65535,
         description=f"HTTP port of the server; defaults per engine ({_engine_ports()}).",
     )
+    service_account_name: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="ServiceAccount the server runs as; its token is mounted only when one is named.",
+    )
+    run_as_non_root: StrictBool = Field(
+        default=False,
+        description="Set when the image runs as a non-root user: the pod then refuses to start as root.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_env(self) -> RuntimeSpec:
+        names = [variable.name for variable in self.env]
+        if len(names) != len(set(names)):
+            raise ValueError("env names must be unique")
+        return self
 
     def engine_version_or_tag(self) -> str | None:
         """The explicit engine version, else the image tag (digests and registry ports are no tags)."""
@@ -419,7 +803,7 @@ class LLMDeploymentSpec(_Schema):
     workload: WorkloadSpec = Field(description="Sequence length and concurrency per replica.")
     gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPU type, count and memory cap, all optional.")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, description="Engine, image and container.")
-    replicas: int = Field(default=1, ge=0, le=1000, description="Identical server replicas.")
+    replicas: Integer = Field(default=1, ge=0, le=1000, description="Identical server replicas.")
 
     @property
     def model_source(self) -> str:
@@ -522,7 +906,7 @@ class LLMDeployment(_Schema):
     """An LLM inference server sized to its GPUs: vramgate refuses a spec that cannot fit, and otherwise
     runs it as a Deployment with the GPU type, count, memory fraction and max batch it computed."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_validations(NAME_RULE))
 
     api_version: str = Field(default=API_VERSION, description=f"{API_VERSION}.")
     kind: str = Field(default=KIND, description=f"{KIND}.")
@@ -547,6 +931,15 @@ _SIZING_FIELD_PATHS = {
     "gpu-count": "spec.gpu.count",
     "max-seq-len": "spec.workload.maxSequenceLength",
     "precision": "spec.model.precision",
+}
+MAX_QUOTED_INPUT = 80  # an error quotes this much of a bad value: a 64 KiB string is no message
+_PATTERN_WORDING = {
+    DNS_SUBDOMAIN: "a DNS subdomain (lowercase letters, digits, '-' and '.')",
+    C_IDENTIFIER: "letters, digits and '_', not starting with a digit",
+    POD_FIELD_PATH: "a pod field the downward API exposes",
+    IMAGE_REFERENCE: "an image reference such as vllm/vllm-openai:v0.11.0 or registry:5000/team/vllm@sha256:<64 hex>",
+    r"^[-._a-zA-Z0-9]+$": "letters, digits, '-', '_' and '.'",
+    r"^[A-Za-z0-9][A-Za-z0-9._+-]*$": "a version such as 0.11.0",
 }
 # Flags of each engine the plan computes, as they appear in `Plan.engine_args`, refused in extraArgs.
 _FLAG = re.compile(r"^(--[A-Za-z0-9-]+)")
@@ -580,7 +973,11 @@ def _wording(problem: Mapping[str, Any]) -> str:
         return "required" if kind == "missing" else "unknown field"
     if kind == "value_error":  # one of the Rules: its message is the whole story
         return str(problem["ctx"]["error"])
-    return f"{problem['msg']} (got {problem['input']!r})"
+    got = repr(problem["input"])
+    got = got if len(got) <= MAX_QUOTED_INPUT else f"{got[:MAX_QUOTED_INPUT]}... ({len(got):,} characters)"
+    if kind == "string_pattern_mismatch":
+        return f"must be {_PATTERN_WORDING[problem['ctx']['pattern']]} (got {got})"
+    return f"{problem['msg']} (got {got})"
 
 
 def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:

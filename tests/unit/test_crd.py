@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
         yield from nodes(child, f"{path}.{name}")
     if "items" in schema:
         yield from nodes(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
 def test_committed_crd_matches_the_models() -> None:
@@ -27,22 +31,26 @@ def test_committed_crd_matches_the_models() -> None:
 
 def test_schema_is_structural_every_node_typed_and_free_of_json_schema_only_keywords() -> None:
     for path, node in nodes(openapi_schema()):
+        if node.get("x-kubernetes-int-or-string"):  # the one untyped node a structural schema allows
+            assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
+            continue
         assert "type" in node, path
-        assert (
-            not {"$ref", "$defs", "anyOf", "allOf", "oneOf", "title", "additionalProperties"} & node.keys()
-        ), path
+        assert not {"$ref", "$defs", "anyOf", "allOf", "oneOf", "title"} & node.keys(), path
+        assert isinstance(node.get("additionalProperties", {}), dict), path
 
 
 def test_every_field_has_a_description_for_kubectl_explain() -> None:
     undocumented = [
         path
         for path, node in nodes(openapi_schema())
-        if "description" not in node and not (path.endswith("[]") and node["type"] == "string")
+        if "description" not in node
+        and not path.endswith("{}")
+        and not (path.endswith("[]") and node["type"] == "string")
     ]
     assert undocumented == [".metadata"]  # Kubernetes' own, and the API server forbids more than its type
 
 
-def test_bounds_enums_and_free_form_fields() -> None:
+def test_bounds_enums_and_typed_container_fields() -> None:
     spec = openapi_schema()["properties"]["spec"]["properties"]
     workload = spec["workload"]["properties"]
     assert workload["concurrency"]["minimum"] == 1
@@ -58,9 +66,17 @@ def test_bounds_enums_and_free_form_fields() -> None:
     fraction = spec["gpu"]["properties"]["maxMemoryFraction"]
     assert (fraction["minimum"], fraction["exclusiveMinimum"], fraction["maximum"]) == (0, True, 1)
     runtime = spec["runtime"]["properties"]
-    assert runtime["resources"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert runtime["env"]["items"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert "x-kubernetes-preserve-unknown-fields" not in spec["workload"]
+    quantity = runtime["resources"]["properties"]["limits"]["additionalProperties"]
+    assert quantity["x-kubernetes-int-or-string"] is True and quantity["minimum"] == 0
+    env = runtime["env"]
+    assert env["x-kubernetes-list-map-keys"] == ["name"]
+    assert set(env["items"]["properties"]) == {"name", "value", "valueFrom"}
+    assert "x-kubernetes-preserve-unknown-fields" not in json.dumps(openapi_schema())
+
+
+def test_the_name_rule_is_checked_at_the_root() -> None:
+    [rule] = openapi_schema()["x-kubernetes-validations"]
+    assert "self.metadata.name" in rule["rule"] and "DNS-1035" in rule["message"]
 
 
 def test_model_rules_are_cel_validations() -> None:

@@ -41,7 +41,7 @@ def test_a_valid_spec_becomes_the_plan_request() -> None:
 
 def test_the_image_tag_is_the_engine_version_unless_one_is_given() -> None:
     assert to_plan_request(parse_spec(spec())).engine_version == "v0.11.0"
-    pinned = spec(runtime={"image": "registry:5000/vllm@sha256:abc", "engineVersion": "0.10.2"})
+    pinned = spec(runtime={"image": "registry:5000/vllm@sha256:" + "ab" * 32, "engineVersion": "0.10.2"})
     assert to_plan_request(parse_spec(pinned)).engine_version == "0.10.2"
     assert to_plan_request(parse_spec(spec(runtime={"image": "registry:5000/vllm"}))).engine_version is None
 

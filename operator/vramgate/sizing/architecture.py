@@ -9,6 +9,7 @@ it does not know still works when its config uses the standard keys.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,35 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# The largest shape the sizing core accepts, per field: generous past any published model (Llama-3.1-405B:
+# 126 layers, 16384 wide, MLP 53248; DeepSeek-V3: 256 experts; vocabularies of ~260K), and small enough
+# that no term overflows or keeps the planner looping. A config.json, the resource's inline architecture
+# and the CLI's overrides all answer to these bounds.
+SHAPE_LIMITS: Mapping[str, int] = {
+    "parameters": 10**14,
+    "num_layers": 1024,
+    "hidden_size": 1_000_000,
+    "num_attention_heads": 4096,
+    "num_kv_heads": 4096,
+    "head_dim": 65536,
+    "vocab_size": 10_000_000,
+    "intermediate_size": 10_000_000,
+    "num_experts": 4096,
+    "num_experts_per_token": 4096,
+    "moe_intermediate_size": 10_000_000,
+    "shared_expert_intermediate_size": 10_000_000,
+    "num_moe_layers": 1024,
+    "kv_lora_rank": 65536,
+    "q_lora_rank": 65536,
+    "qk_rope_head_dim": 4096,
+    "qk_nope_head_dim": 4096,
+    "v_head_dim": 4096,
+    "sliding_window": 1 << 30,
+    "num_sliding_window_layers": 1024,
+    "max_position_embeddings": 1 << 30,
+}
+
+
 class ModelArchitecture(BaseModel):
     """The memory-relevant shape of a transformer.
 
@@ -65,32 +95,41 @@ class ModelArchitecture(BaseModel):
 
     name: str
     family: str = "custom"
-    parameters: int | None = Field(default=None, description="official total parameter count, when known")
-    num_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
-    intermediate_size: int = Field(ge=0)
+    parameters: int | None = Field(
+        default=None, description="official total parameter count, when known", le=SHAPE_LIMITS["parameters"]
+    )
+    num_layers: int = Field(gt=0, le=SHAPE_LIMITS["num_layers"])
+    hidden_size: int = Field(gt=0, le=SHAPE_LIMITS["hidden_size"])
+    num_attention_heads: int = Field(gt=0, le=SHAPE_LIMITS["num_attention_heads"])
+    num_kv_heads: int = Field(gt=0, le=SHAPE_LIMITS["num_kv_heads"])
+    head_dim: int = Field(gt=0, le=SHAPE_LIMITS["head_dim"])
+    vocab_size: int = Field(gt=0, le=SHAPE_LIMITS["vocab_size"])
+    intermediate_size: int = Field(ge=0, le=SHAPE_LIMITS["intermediate_size"])
     gated_mlp: bool = True
     tie_word_embeddings: bool = False
     qkv_bias: bool = False
-    num_experts: int = Field(default=0, ge=0)
-    num_experts_per_token: int = Field(default=0, ge=0)
-    moe_intermediate_size: int = Field(default=0, ge=0)
-    shared_expert_intermediate_size: int = Field(default=0, ge=0, description="all shared experts together")
-    num_moe_layers: int = Field(default=0, ge=0)
-    kv_lora_rank: int = Field(default=0, ge=0)
-    q_lora_rank: int = Field(default=0, ge=0)
-    qk_rope_head_dim: int = Field(default=0, ge=0)
-    qk_nope_head_dim: int = Field(default=0, ge=0)
-    v_head_dim: int = Field(default=0, ge=0)
-    sliding_window: int | None = Field(default=None, gt=0)
-    num_sliding_window_layers: int = Field(default=0, ge=0)
+    num_experts: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_experts"])
+    num_experts_per_token: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_experts_per_token"])
+    moe_intermediate_size: int = Field(default=0, ge=0, le=SHAPE_LIMITS["moe_intermediate_size"])
+    shared_expert_intermediate_size: int = Field(
+        default=0,
+        ge=0,
+        description="all shared experts together",
+        le=SHAPE_LIMITS["shared_expert_intermediate_size"],
+    )
+    num_moe_layers: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_moe_layers"])
+    kv_lora_rank: int = Field(default=0, ge=0, le=SHAPE_LIMITS["kv_lora_rank"])
+    q_lora_rank: int = Field(default=0, ge=0, le=SHAPE_LIMITS["q_lora_rank"])
+    qk_rope_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["qk_rope_head_dim"])
+    qk_nope_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["qk_nope_head_dim"])
+    v_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["v_head_dim"])
+    sliding_window: int | None = Field(default=None, gt=0, le=SHAPE_LIMITS["sliding_window"])
+    num_sliding_window_layers: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_sliding_window_layers"])
     native_dtype: str = "bf16"
     quantization: Quantization | None = None
-    max_position_embeddings: int | None = Field(default=None, gt=0)
+    max_position_embeddings: int | None = Field(
+        default=None, gt=0, le=SHAPE_LIMITS["max_position_embeddings"]
+    )
 
     @property
     def is_mla(self) -> bool:
@@ -223,13 +262,20 @@ class _ConfigReader:
         self.source = source
 
     def get(self, *keys: str) -> Any:
+        return self.found(*keys)[1]
+
+    def found(self, *keys: str) -> tuple[str, Any]:
+        """The first of `keys` the config sets, and its value; (first key, None) when none is set."""
         for key in keys:
             if self.config.get(key) is not None:
-                return self.config[key]
-        return None
+                return key, self.config[key]
+        return keys[0], None
 
-    def integer(self, *keys: str, default: int | None = None, required: bool = True) -> int:
-        value = self.get(*keys)
+    def integer(
+        self, *keys: str, default: int | None = None, required: bool = True, limit: str | int = 1 << 30
+    ) -> int:
+        """An integer under any of `keys`, at most `limit` (a `SHAPE_LIMITS` field, or a number)."""
+        key, value = self.found(*keys)
         if value is None:
             if default is not None:
                 return default
@@ -237,8 +283,10 @@ class _ConfigReader:
                 names = " or ".join(f"'{key}'" for key in keys)
                 raise SizingError(self.source, f"missing {names}, needed to size the model")
             return 0
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value) or value < 0:
-            raise SizingError(f"{self.source}: {keys[0]}", f"{value!r} is not a non-negative integer")
+        highest = SHAPE_LIMITS[limit] if isinstance(limit, str) else limit
+        whole = isinstance(value, int | float) and math.isfinite(value) and value == int(value)
+        if isinstance(value, bool) or not whole or not 0 <= value <= highest:
+            raise SizingError(f"{self.source}: {key}", f"{value!r} is not an integer from 0 to {highest:,}")
         return int(value)
 
 
@@ -258,20 +306,30 @@ def architecture_from_config(
     defaults = _FAMILY_DEFAULTS.get(family, {"tie_word_embeddings": True})
     read = _ConfigReader({**defaults, **{k: v for k, v in merged.items() if v is not None}}, source)
 
-    hidden = read.integer("hidden_size", "n_embd", "d_model", "model_dim")
-    layers = read.integer("num_hidden_layers", "n_layer", "num_layers", "n_layers")
-    heads = read.integer("num_attention_heads", "n_head", "num_heads", "n_heads")
+    hidden = read.integer("hidden_size", "n_embd", "d_model", "model_dim", limit="hidden_size")
+    layers = read.integer("num_hidden_layers", "n_layer", "num_layers", "n_layers", limit="num_layers")
+    heads = read.integer("num_attention_heads", "n_head", "num_heads", "n_heads", limit="num_attention_heads")
     if heads == 0 or layers == 0 or hidden == 0:
         raise SizingError(source, "hidden size, layers and attention heads must be positive")
-    head_dim = read.integer("head_dim", default=hidden // heads)
+    head_dim = read.integer("head_dim", default=hidden // heads, limit="head_dim")
     kv_heads = _kv_heads(read, family, heads)
-    vocab = read.integer("vocab_size", "padded_vocab_size")
+    vocab = read.integer("vocab_size", "padded_vocab_size", limit="vocab_size")
     intermediate = read.integer(
-        "intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim", default=4 * hidden
+        "intermediate_size",
+        "ffn_hidden_size",
+        "n_inner",
+        "ffn_dim",
+        default=4 * hidden,
+        limit="intermediate_size",
     )
 
     num_experts = read.integer(
-        "num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", required=False
+        "num_local_experts",
+        "num_experts",
+        "n_routed_experts",
+        "moe_num_experts",
+        required=False,
+        limit="num_experts",
     )
     moe = _moe_shape(read, family, layers, num_experts, intermediate) if num_experts else _NO_MOE
     window, sliding_layers = _sliding_window(read, family, layers)
@@ -295,17 +353,22 @@ def architecture_from_config(
         moe_intermediate_size=moe.intermediate_size,
         shared_expert_intermediate_size=moe.shared_intermediate_size,
         num_moe_layers=moe.layers,
-        kv_lora_rank=read.integer("kv_lora_rank", required=False),
-        q_lora_rank=read.integer("q_lora_rank", required=False),
-        qk_rope_head_dim=read.integer("qk_rope_head_dim", required=False),
-        qk_nope_head_dim=read.integer("qk_nope_head_dim", required=False),
-        v_head_dim=read.integer("v_head_dim", required=False),
+        kv_lora_rank=read.integer("kv_lora_rank", required=False, limit="kv_lora_rank"),
+        q_lora_rank=read.integer("q_lora_rank", required=False, limit="q_lora_rank"),
+        qk_rope_head_dim=read.integer("qk_rope_head_dim", required=False, limit="qk_rope_head_dim"),
+        qk_nope_head_dim=read.integer("qk_nope_head_dim", required=False, limit="qk_nope_head_dim"),
+        v_head_dim=read.integer("v_head_dim", required=False, limit="v_head_dim"),
         sliding_window=window,
         num_sliding_window_layers=sliding_layers,
         native_dtype=native_dtype,
         quantization=quantization_from_config(config.get("quantization_config"), source),
         max_position_embeddings=read.integer(
-            "max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", required=False
+            "max_position_embeddings",
+            "n_positions",
+            "max_sequence_length",
+            "seq_length",
+            required=False,
+            limit="max_position_embeddings",
         )
         or None,
     )
@@ -315,12 +378,17 @@ def _kv_heads(read: _ConfigReader, family: str, heads: int) -> int:
     """KV heads under every family's spelling; Falcon's depends on which decoder it uses."""
     if family == "falcon" or read.get("multi_query") is not None:
         if read.get("new_decoder_architecture"):
-            return read.integer("num_kv_heads", "n_head_kv", "num_key_value_heads")
+            return read.integer("num_kv_heads", "n_head_kv", "num_key_value_heads", limit="num_kv_heads")
         if read.get("multi_query"):
             return 1
         return heads
     return read.integer(
-        "num_key_value_heads", "num_kv_heads", "n_head_kv", "multi_query_group_num", default=heads
+        "num_key_value_heads",
+        "num_kv_heads",
+        "n_head_kv",
+        "multi_query_group_num",
+        default=heads,
+        limit="num_kv_heads",
     )
 
 
@@ -339,10 +407,12 @@ def _moe_shape(
     read: _ConfigReader, family: str, layers: int, num_experts: int, intermediate: int
 ) -> _MoeShape:
     """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral and gpt-oss terms."""
-    expert_size = read.integer("moe_intermediate_size", default=intermediate)
-    shared = read.integer("n_shared_experts", required=False) * expert_size
-    shared += read.integer("shared_expert_intermediate_size", required=False)
-    first_dense = read.integer("first_k_dense_replace", required=False)
+    expert_size = read.integer("moe_intermediate_size", default=intermediate, limit="moe_intermediate_size")
+    shared = read.integer("n_shared_experts", required=False, limit="num_experts") * expert_size
+    shared += read.integer(
+        "shared_expert_intermediate_size", required=False, limit="shared_expert_intermediate_size"
+    )
+    first_dense = read.integer("first_k_dense_replace", required=False, limit="num_layers")
     step = read.integer("decoder_sparse_step", "moe_layer_freq", default=1) or 1
     dense_only = set(read.get("mlp_only_layers") or [])
     moe_layers = sum(
@@ -350,7 +420,9 @@ def _moe_shape(
         for index in range(layers)
         if index >= first_dense and (index + 1) % step == 0 and index not in dense_only
     )
-    experts_per_token = read.integer("num_experts_per_tok", "experts_per_token", "moe_topk", default=1)
+    experts_per_token = read.integer(
+        "num_experts_per_tok", "experts_per_token", "moe_topk", default=1, limit="num_experts_per_token"
+    )
     return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
 
 
@@ -359,6 +431,7 @@ def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int 
     window = read.get("sliding_window")
     if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
         return None, 0
+    window = read.integer("sliding_window", limit="sliding_window")
     layer_types = read.get("layer_types")
     if isinstance(layer_types, list):
         sliding = sum(1 for kind in layer_types if kind == "sliding_attention")

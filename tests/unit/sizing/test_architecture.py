@@ -104,8 +104,20 @@ def test_missing_key_is_named() -> None:
 
 
 def test_wrong_type_is_named() -> None:
-    with pytest.raises(SizingError, match=r"num_key_value_heads.*'eight' is not a non-negative integer"):
+    with pytest.raises(SizingError, match=r"num_key_value_heads.*'eight' is not an integer from 0 to 4,096"):
         architecture_from_config({**LLAMA_LIKE, "num_key_value_heads": "eight"}, "broken")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("num_hidden_layers", 10**18), ("hidden_size", float("inf")), ("vocab_size", float("nan")),
+     ("intermediate_size", 2.5), ("num_attention_heads", True), ("n_routed_experts", 1 << 40)],
+)  # fmt: skip
+def test_config_values_are_bounded_like_the_inline_architecture(key: str, value: object) -> None:
+    """A config.json is input like any other: 10^18 layers is refused with its key, not planned."""
+    with pytest.raises(SizingError) as error:
+        architecture_from_config({**LLAMA_LIKE, key: value}, "hostile")
+    assert error.value.field.endswith(f": {key}") and "is not an integer from 0 to" in error.value.message
 
 
 def test_config_file_that_is_not_json(tmp_path: Path) -> None:
