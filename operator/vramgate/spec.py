@@ -937,7 +937,8 @@ _PATTERN_WORDING = {
     DNS_SUBDOMAIN: "a DNS subdomain (lowercase letters, digits, '-' and '.')",
     C_IDENTIFIER: "letters, digits and '_', not starting with a digit",
     POD_FIELD_PATH: "a pod field the downward API exposes",
-    IMAGE_REFERENCE: "an image reference such as vllm/vllm-openai:v0.11.0 or registry:5000/team/vllm@sha256:<64 hex>",
+    IMAGE_REFERENCE: "an image reference such as vllm/vllm-openai:v0.11.0 "
+    "or registry:5000/team/vllm@sha256:<64 hex>",
     r"^[-._a-zA-Z0-9]+$": "letters, digits, '-', '_' and '.'",
     r"^[A-Za-z0-9][A-Za-z0-9._+-]*$": "a version such as 0.11.0",
 }
