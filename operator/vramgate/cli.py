@@ -7,6 +7,7 @@ decision) is imported inside that command, so `vramgate plan -o json` loads no m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -602,13 +603,23 @@ def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
     "--filename", "-f", "files", multiple=True, required=True, help="Manifest file(s); '-' reads stdin."
 )
 @_cluster_options
-def check_command(files: tuple[str, ...], **options: Any) -> int:
+@click.option(
+    "--allowed-images",
+    default="",
+    metavar="PREFIXES",
+    help="Image repository prefixes the operator allows, comma-separated (its VRAMGATE_ALLOWED_IMAGES); "
+    "default: the engines' official images.",
+)
+def check_command(files: tuple[str, ...], allowed_images: str, **options: Any) -> int:
     """Run the admission webhook's exact decision on manifests, offline (for CI and GitOps)."""
     from vramgate.decision import decide
+    from vramgate.images import ImagePolicy
     from vramgate.spec import GROUP
 
-    refused = checked = 0
     context = _decision_context(options)
+    if prefixes := [prefix.strip() for prefix in allowed_images.split(",") if prefix.strip()]:
+        context = dataclasses.replace(context, image_policy=ImagePolicy.of(prefixes))
+    refused = checked = 0
     for path in files:
         for resource in _llm_deployments(_documents(path)):
             decision = decide(resource, context)

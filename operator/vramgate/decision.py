@@ -14,10 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vramgate.images import ImagePolicy
 from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPolicy, Preference, place
 from vramgate.sizing import Plan, SizingError, Suggestion
+from vramgate.sizing.engines import definition
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
+    NAME_RULE,
     LLMDeploymentSpec,
     SpecError,
     check_extra_args,
@@ -39,6 +42,7 @@ class DecisionContext:
     placement: PlacementPolicy = field(default_factory=PlacementPolicy)
     skip_check_namespaces: tuple[str, ...] = ()  # where the skip-memory-check annotation is honoured
     lws_installed: bool | None = None  # the LeaderWorkerSet CRD is there; None: not known (offline)
+    image_policy: ImagePolicy = field(default_factory=ImagePolicy)  # the chart's default: official images
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,11 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
             ),
         )
     try:
+        _check_name(resource.get("metadata"))
         spec = parse_spec(resource.get("spec"))
+        image = spec.runtime.image or definition(spec.runtime.engine).runtime.image
+        if (refusal := context.image_policy.refusal(image)) is not None:
+            raise SpecError("spec.runtime.image", refusal)
         placed = place(
             to_plan_request(spec),
             preferences=_preferences(spec),
@@ -191,6 +199,13 @@ def _cluster_shortfall(sized: Plan, placement: Placement, spec: LLMDeploymentSpe
         f"{text} Or add {nodes}{extra.tensor_parallel} x {extra.gpu_type} (memory fraction "
         f"{extra.memory_fraction:.2f}, max batch {extra.max_batch})."
     )
+
+
+def _check_name(metadata: object) -> None:
+    """The name names the Service, so it must be a DNS-1035 label (the CRD's root rule, offline too)."""
+    if not NAME_RULE.holds(metadata):
+        name = metadata.get("name") if isinstance(metadata, Mapping) else metadata
+        raise SpecError("metadata.name", f"{NAME_RULE.message} (got {str(name)[:80]!r})")
 
 
 def _invalid(subject: str, error: SpecError) -> Decision:

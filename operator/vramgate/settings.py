@@ -7,6 +7,7 @@ what it accepts, rather than failing later.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,6 +60,7 @@ class OperatorConfig:
     placement_catalog_types: tuple[str, ...] = ()  # catalog mode's allow-list (autoscaler's node types)
     hami: bool = False  # HAMi is installed: one-GPU plans get a GPU-memory share instead of a whole GPU
     skip_memory_check_namespaces: tuple[str, ...] = ()  # where the escape hatch is honoured ("*": all)
+    allowed_images: tuple[str, ...] = ()  # image repository prefixes; empty: the engines' official images
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -109,6 +111,7 @@ class OperatorConfig:
             placement_catalog_types=_names(get("PLACEMENT_CATALOG_TYPES", "")),
             hami=_choice(get("HAMI", "false").lower(), "HAMI", ("true", "false")) == "true",
             skip_memory_check_namespaces=_names(get("SKIP_MEMORY_CHECK_NAMESPACES", "")),
+            allowed_images=_image_prefixes(get("ALLOWED_IMAGES", "")),
         )
 
 
@@ -130,3 +133,14 @@ def _bounded(value: str, name: str, lowest: int, highest: int, *, what: str = "a
     if not value.isdigit() or not lowest <= int(value) <= highest:
         raise SettingsError(f"{ENV_PREFIX}{name} must be {what} ({lowest}-{highest}), not {value!r}")
     return int(value)
+
+
+def _image_prefixes(value: str) -> tuple[str, ...]:
+    prefixes = tuple(prefix.strip() for prefix in value.split(",") if prefix.strip())
+    for prefix in prefixes:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]*", prefix):
+            raise SettingsError(
+                f"{ENV_PREFIX}ALLOWED_IMAGES must be image repository prefixes separated by commas "
+                f"(docker.io/vllm/vllm-openai, registry.example.com/llm/); not {prefix!r}"
+            )
+    return prefixes

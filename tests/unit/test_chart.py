@@ -25,6 +25,7 @@ import vramgate.operator
 from support.controlplane import BUILD_COMMAND, ControlPlaneError, find_assets_dir
 from vramgate.handlers.admission import WEBHOOK_NAME, WEBHOOK_PATH
 from vramgate.handlers.webhook import webhook_configuration
+from vramgate.images import ImagePolicy
 from vramgate.settings import OperatorConfig, WebhookMode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,11 +53,17 @@ def helm_template(helm_binary: str) -> Callable[..., Manifests]:
             helm_binary, "template", RELEASE, str(CHART), "-n", NAMESPACE, *flags, *_sets(sets), check=True
         )
         documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-        manifests = {(doc["kind"], doc["metadata"]["name"]): doc for doc in documents}
+        manifests = {(doc["kind"], _name(doc)): doc for doc in documents}
         assert len(manifests) == len(documents), "two rendered objects share a kind and name"
         return manifests
 
     return render
+
+
+def _name(doc: dict[str, Any]) -> str:
+    """An object's name, qualified by its namespace when that is not the release's (per-namespace Roles)."""
+    namespace = doc["metadata"].get("namespace", NAMESPACE)
+    return doc["metadata"]["name"] if namespace == NAMESPACE else f"{namespace}/{doc['metadata']['name']}"
 
 
 @pytest.fixture(scope="module")
@@ -341,6 +348,41 @@ def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests
     ]
     pod = one(default, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == service_account["metadata"]["name"]
+
+
+def test_watching_a_list_of_namespaces_grants_workload_rights_only_there(
+    helm_template: Callable[..., Manifests],
+) -> None:
+    manifests = helm_template("namespaces={team-a,team-b}")
+    cluster_rules = one(manifests, "ClusterRole")["rules"]
+    assert {r for rule in cluster_rules for r in rule["resources"]} == {
+        "namespaces",
+        "customresourcedefinitions",
+    }
+    assert all(rule["verbs"] == ["list", "watch"] for rule in cluster_rules), "cluster-wide: reading only"
+    roles = {doc["metadata"]["namespace"]: doc for doc in _all(manifests, "Role")}
+    bindings = {doc["metadata"]["namespace"]: doc for doc in _all(manifests, "RoleBinding")}
+    assert set(roles) == set(bindings) == {"team-a", "team-b", NAMESPACE}  # and the Lease's
+    del roles[NAMESPACE]
+    service_account = one(manifests, "ServiceAccount")["metadata"]["name"]
+    for namespace, role in roles.items():
+        for verb in ("create", "patch", "delete"):
+            assert _allows(role["rules"], "apps", "deployments", verb)
+            assert _allows(role["rules"], "", "services", verb)
+        assert _allows(role["rules"], "vramgate.dev", "llmdeployments/status", "patch")
+        assert bindings[namespace]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]
+        }  # fmt: skip
+        assert bindings[namespace]["subjects"][0]["name"] == service_account
+
+
+def _all(manifests: Manifests, kind: str) -> list[dict[str, Any]]:
+    return [doc for (found, _), doc in manifests.items() if found == kind]
+
+
+def test_the_default_image_policy_is_the_engines_official_images(default: Manifests) -> None:
+    config = OperatorConfig.from_environ(plain_env(default))
+    assert ImagePolicy.of(config.allowed_images) == ImagePolicy(), "vramgate check decides as the chart does"
 
 
 def test_pod_runs_non_root_read_only_without_capabilities(default: Manifests) -> None:

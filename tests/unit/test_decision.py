@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from vramgate.decision import decide
+from vramgate.decision import DecisionContext, decide
+from vramgate.images import ImagePolicy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -78,3 +79,24 @@ def test_extra_args_overriding_the_plan_are_refused() -> None:
     resource["spec"]["runtime"]["extraArgs"] = ["--gpu-memory-utilization=0.99"]
 
     assert decide(resource).field == "spec.runtime.extraArgs[0]"
+
+
+def test_an_image_outside_the_policy_is_refused_naming_the_policy() -> None:
+    resource = load("falcon-7b-a10g.yaml")
+    resource["spec"]["runtime"] = {"image": "attacker.example.com/vllm-openai:v0.11.0"}
+    decision = decide(resource)
+    assert not decision.allowed and decision.field == "spec.runtime.image"
+    assert "image policy" in decision.message and "docker.io/vllm/vllm-openai" in decision.message
+
+    own_registry = DecisionContext(image_policy=ImagePolicy.of(["attacker.example.com/"]))
+    assert decide(resource, own_registry).allowed
+    assert not decide(load("falcon-7b-a10g.yaml"), own_registry).allowed, "the default image is not listed"
+
+
+def test_a_name_that_cannot_name_a_service_is_refused() -> None:
+    for name in ("7b-falcon", "falcon.7b", "f" * 64, "Falcon"):
+        resource = load("falcon-7b-a10g.yaml")
+        resource["metadata"]["name"] = name
+        decision = decide(resource)
+        assert (decision.allowed, decision.field) == (False, "metadata.name"), name
+        assert "DNS-1035" in decision.message

@@ -171,3 +171,37 @@ def test_the_applied_hash_is_stable_and_on_both_objects() -> None:
     assert first == again and first_service == again_service
     assert APPLIED_HASH_ANNOTATION in first_service["metadata"]["annotations"]
     assert is_current(copy.deepcopy(first_service), first_service)
+
+
+def test_the_server_runs_without_privileges_or_a_service_account_token() -> None:
+    made, _, _ = generate(FALCON)
+    pod = made["spec"]["template"]["spec"]
+    [server] = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    assert server["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+def test_a_named_service_account_gets_its_token_and_non_root_is_enforced_when_declared() -> None:
+    runtime = {"serviceAccountName": "model-reader", "runAsNonRoot": True}
+    made, _, _ = generate({**FALCON, "runtime": runtime})
+    pod = made["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "model-reader" and "automountServiceAccountToken" not in pod
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_typed_env_and_resources_are_written_as_a_pod_takes_them() -> None:
+    runtime = {
+        "env": [
+            {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}},
+            {"name": "CPUS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+        ],
+        "resources": {"requests": {"cpu": 4, "memory": "32Gi"}, "limits": {"memory": "48Gi"}},
+    }
+    made, _, _ = generate({**FALCON, "runtime": runtime})
+    [server] = made["spec"]["template"]["spec"]["containers"]
+    assert server["env"] == runtime["env"]
+    assert server["resources"] == {
+        "requests": {"cpu": 4, "memory": "32Gi"},
+        "limits": {"memory": "48Gi", "nvidia.com/gpu": 1},
+    }

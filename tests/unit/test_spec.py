@@ -135,3 +135,48 @@ def test_extra_args_may_not_override_planned_flags() -> None:
     with pytest.raises(SpecError) as error:
         check_extra_args(parsed, ["--model=x", "--max-num-seqs=126"])
     assert error.value.field == "spec.runtime.extraArgs[1]"
+
+
+@pytest.mark.parametrize(
+    ("runtime", "field", "words"),
+    [
+        ({"env": [{"name": "1BAD", "value": "x"}]}, "spec.runtime.env[0].name", "not starting with a digit"),
+        ({"env": [{"name": "A", "valueFrom": "secret"}]}, "spec.runtime.env[0].valueFrom", "valid dict"),
+        ({"env": [{"name": "A", "value": "x"}, {"name": "A", "value": "y"}]}, "spec.runtime", "unique"),
+        ({"env": [{"name": "A", "valueFrom": {}}]}, "spec.runtime.env[0].valueFrom", "exactly one"),
+        ({"resources": {"requests": {"memory": "lots"}}}, "spec.runtime.resources.requests.memory",
+         "quantity"),
+        ({"resources": {"limits": "8"}}, "spec.runtime.resources.limits", "valid dict"),
+        ({"resources": {"limits": {"nvidia.com/gpu": 2}}}, "spec.runtime.resources", "spec.gpu.count"),
+        ({"resources": {"requests": {"cpu": "4"}, "limits": {"cpu": "3500m"}}}, "spec.runtime.resources",
+         "at most its limit"),
+        ({"image": "vllm/vllm-openai:$(id)"}, "spec.runtime.image", "image reference"),
+        ({"image": " vllm/vllm-openai:v0.11.0"}, "spec.runtime.image", "image reference"),
+        ({"port": "8000"}, "spec.runtime.port", "valid integer"),
+    ],
+)  # fmt: skip
+def test_container_fields_are_typed_as_the_pod_will_need_them(
+    runtime: dict[str, Any], field: str, words: str
+) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec(runtime=runtime))
+    assert error.value.field == field and words in error.value.message
+
+
+def test_numbers_are_not_taken_from_strings_but_integral_floats_are_integers_as_on_the_api_server() -> None:
+    with pytest.raises(SpecError, match="valid integer"):
+        parse_spec(spec(workload={"maxSequenceLength": 1000, "concurrency": "100"}))
+    assert (
+        parse_spec(spec(workload={"maxSequenceLength": 1000, "concurrency": 100.0})).workload.concurrency
+        == 100
+    )
+    with pytest.raises(SpecError):
+        parse_spec(spec(workload={"maxSequenceLength": 1000, "concurrency": 100.5}))
+    with pytest.raises(SpecError, match="valid number"):
+        parse_spec(spec(gpu={"maxMemoryFraction": "0.9"}))
+
+
+def test_a_long_bad_value_is_quoted_short() -> None:
+    with pytest.raises(SpecError) as error:
+        parse_spec(spec(runtime={"image": "x" * 65536 + "!"}))
+    assert len(error.value.message) < 400

@@ -71,3 +71,32 @@ app.kubernetes.io/part-of: vramgate
 {{- define "vramgate.certDir" -}}
 /etc/vramgate/webhook
 {{- end }}
+
+{{/* The operator's rights on workloads: in a ClusterRole when it watches every namespace, else in a
+Role per watched namespace (templates/rbac.yaml). */}}
+{{- define "vramgate.namespacedRules" }}
+  # The LLMDeployments: watched, annotated and finalized by kopf, read by the reconciler.
+  - apiGroups: [vramgate.dev]
+    resources: [llmdeployments]
+    verbs: [get, list, watch, patch, update]
+  # Their status: phase, plan and conditions.
+  - apiGroups: [vramgate.dev]
+    resources: [llmdeployments/status]
+    verbs: [get, patch, update]
+  # The generated model servers (server-side apply) and their Services; Deployments are watched
+  # to mirror their readiness into the LLMDeployment's status.
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [create, get, list, watch, patch, update, delete]
+  - apiGroups: [""]
+    resources: [services]
+    verbs: [create, get, list, watch, patch, update, delete]
+  # Models larger than one node run as LeaderWorkerSets (only where that CRD is installed).
+  - apiGroups: [leaderworkerset.x-k8s.io]
+    resources: [leaderworkersets]
+    verbs: [create, get, patch, update]
+  # kopf posts the handlers' progress and errors as Events.
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+{{- end }}

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from vramgate.decision import LWS_CRD, DecisionContext
 from vramgate.handlers.kube import new_api_client
+from vramgate.images import ImagePolicy
 from vramgate.placement import Inventory, PlacementMode, PlacementPolicy
 from vramgate.placement.inventory import NodeGpus, PodGpus, parse_node, parse_pod
 from vramgate.placement.rules import resolve_mode
@@ -83,6 +84,7 @@ class InventoryFeed:
         self.api = api
         self.policy = placement_policy(config)
         self.skip_check_namespaces = config.skip_memory_check_namespaces
+        self.image_policy = ImagePolicy.of(config.allowed_images) if config.allowed_images else ImagePolicy()
         self._nodes: dict[str, NodeGpus] = {}
         self._pods: dict[str, PodGpus] = {}
         self._lws: bool | None = None
@@ -102,6 +104,7 @@ class InventoryFeed:
             placement=self.policy,
             skip_check_namespaces=self.skip_check_namespaces,
             lws_installed=self._lws,
+            image_policy=self.image_policy,
         )
 
     def start(self) -> None:
