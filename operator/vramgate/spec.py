@@ -115,8 +115,11 @@ def _integral(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# An integer as the API server checks one: no coercion from strings or booleans.
-Integer = Annotated[StrictInt, BeforeValidator(_integral)]
+# An integer as the API server checks one: no coercion from strings or booleans. Bounds of an optional
+# one go before INTEGRAL (`Annotated[StrictInt, Field(ge=1), INTEGRAL]`), or pydantic leaves them out
+# of the JSON schema.
+INTEGRAL = BeforeValidator(_integral)
+Integer = Annotated[StrictInt, INTEGRAL]
 
 
 def quantity_value(quantity: int | str) -> Decimal:
@@ -339,10 +342,8 @@ class InlineArchitecture(_Schema):
         description="Key/value heads (num_key_value_heads): equal to attentionHeads for multi-head "
         "attention, fewer for grouped-query, 1 for multi-query attention.",
     )
-    head_dim: Integer | None = Field(
+    head_dim: Annotated[StrictInt, Field(ge=1, le=SHAPE_LIMITS["head_dim"]), INTEGRAL] | None = Field(
         default=None,
-        ge=1,
-        le=SHAPE_LIMITS["head_dim"],
         description="Dimension of one head; default hiddenSize / attentionHeads.",
     )
     vocab_size: Integer = Field(
@@ -353,10 +354,8 @@ class InlineArchitecture(_Schema):
         le=SHAPE_LIMITS["intermediate_size"],
         description="MLP inner width (intermediate_size); 0 for MoE-only MLPs.",
     )
-    parameters: Integer | None = Field(
+    parameters: Annotated[StrictInt, Field(ge=1, le=SHAPE_LIMITS["parameters"]), INTEGRAL] | None = Field(
         default=None,
-        ge=1,
-        le=SHAPE_LIMITS["parameters"],
         description="Official total parameter count, when known; otherwise counted from the shape.",
     )
     gated_mlp: StrictBool = Field(
@@ -427,11 +426,11 @@ class InlineArchitecture(_Schema):
         le=SHAPE_LIMITS["v_head_dim"],
         description="Value head width under latent attention (v_head_dim).",
     )
-    sliding_window: Integer | None = Field(
-        default=None,
-        ge=1,
-        le=SHAPE_LIMITS["sliding_window"],
-        description="Tokens a sliding-window layer attends to, if any layer has one.",
+    sliding_window: Annotated[StrictInt, Field(ge=1, le=SHAPE_LIMITS["sliding_window"]), INTEGRAL] | None = (
+        Field(
+            default=None,
+            description="Tokens a sliding-window layer attends to, if any layer has one.",
+        )
     )
     sliding_window_layers: Integer = Field(
         default=0,
@@ -440,10 +439,10 @@ class InlineArchitecture(_Schema):
         description="Layers that use the sliding window (their KV cache is bounded).",
     )
     dtype: WeightDtype = Field(default=WeightDtype.BF16, description="The checkpoint's dtype (torch_dtype).")
-    max_position_embeddings: Integer | None = Field(
+    max_position_embeddings: (
+        Annotated[StrictInt, Field(ge=1, le=SHAPE_LIMITS["max_position_embeddings"]), INTEGRAL] | None
+    ) = Field(
         default=None,
-        ge=1,
-        le=SHAPE_LIMITS["max_position_embeddings"],
         description="The context window (max_position_embeddings), if limited.",
     )
 
@@ -571,10 +570,8 @@ class GpuSpec(_Schema):
     type: StrictStr | None = Field(
         default=None, min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION
     )
-    count: Integer | None = Field(
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_GPUS_PER_REPLICA), INTEGRAL] | None = Field(
         default=None,
-        ge=1,
-        le=MAX_GPUS_PER_REPLICA,
         description="GPUs per replica (the tensor-parallel size); must split the attention heads evenly.",
     )
     max_memory_fraction: StrictFloat | None = Field(
@@ -760,10 +757,8 @@ class RuntimeSpec(_Schema):
         description="CPU, memory and ephemeral-storage requests and limits of the server container; its "
         "GPUs (nvidia.com/gpu) come from the plan.",
     )
-    port: Integer | None = Field(
+    port: Annotated[StrictInt, Field(ge=1, le=65535), INTEGRAL] | None = Field(
         default=None,
-        ge=1,
-        le=65535,
         description=f"HTTP port of the server; defaults per engine ({_engine_ports()}).",
     )
     service_account_name: StrictStr | None = Field(

@@ -34,6 +34,7 @@ def test_schema_is_structural_every_node_typed_and_free_of_json_schema_only_keyw
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
             continue
         assert "type" in node, path
+        assert not {"ge", "le", "gt", "lt"} & node.keys(), f"{path}: a bound pydantic left unconverted"
         assert not {"$ref", "$defs", "anyOf", "allOf", "oneOf", "title"} & node.keys(), path
         assert isinstance(node.get("additionalProperties", {}), dict), path
 
