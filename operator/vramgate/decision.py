@@ -23,7 +23,6 @@ from vramgate.spec import (
     NAME_RULE,
     LLMDeploymentSpec,
     SpecError,
-    check_extra_args,
     parse_spec,
     sizing_error_to_spec_error,
     to_plan_request,
@@ -105,7 +104,6 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
             exclude=(namespace, str(metadata.get("name") or "")),
         )
         sized, placement = placed.plan, placed.placement
-        check_extra_args(spec, sized.engine_args[spec.runtime.engine.value])
     except SizingError as error:
         if error.field == "gpu" and spec.gpu.preferences:
             return _invalid(subject, SpecError("spec.gpu.preferences", error.message))

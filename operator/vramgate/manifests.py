@@ -17,7 +17,7 @@ from vramgate.placement import HAMI_MEMORY_RESOURCE, Placement
 from vramgate.placement import OWNER_LABEL as PLACEMENT_OWNER_LABEL
 from vramgate.sizing import Plan
 from vramgate.sizing.engines import definition
-from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec
+from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec, extra_arguments
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -73,12 +73,13 @@ def server_port(spec: LLMDeploymentSpec) -> int:
 
 
 def server_arguments(spec: LLMDeploymentSpec, plan: Plan) -> list[str]:
-    """The plan's arguments for the engine (model source included), the port, then the user's extras."""
+    """The plan's arguments for the engine (model source included), the port, then the user's extras
+    (those the planner read are among the plan's own)."""
     runtime = definition(spec.runtime.engine).runtime
     arguments = [*plan.engine_args[spec.runtime.engine.value], f"{runtime.port_flag}={server_port(spec)}"]
     if runtime.host_flag is not None:
         arguments.append(f"{runtime.host_flag}=0.0.0.0")
-    return [*arguments, *spec.runtime.extra_args]
+    return [*arguments, *extra_arguments(spec).passthrough]
 
 
 def plan_annotation(plan: Plan) -> str:

@@ -43,6 +43,7 @@ from vramgate.sizing import (
 )
 from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
+from vramgate.sizing.engines.options import GPU_VISIBILITY_VARIABLES, GovernedFlag, PlannedFlag
 from vramgate.sizing.planner import MAX_CONCURRENCY, MAX_GPUS_PER_REPLICA, MAX_SEQUENCE_TOKENS
 
 GROUP = "vramgate.dev"
@@ -937,8 +938,6 @@ _PATTERN_WORDING = {
     r"^[-._a-zA-Z0-9]+$": "letters, digits, '-', '_' and '.'",
     r"^[A-Za-z0-9][A-Za-z0-9._+-]*$": "a version such as 0.11.0",
 }
-# Flags of each engine the plan computes, as they appear in `Plan.engine_args`, refused in extraArgs.
-_FLAG = re.compile(r"^(--[A-Za-z0-9-]+)")
 
 
 def parse_spec(raw: object) -> LLMDeploymentSpec:
@@ -978,7 +977,10 @@ def _wording(problem: Mapping[str, Any]) -> str:
 
 def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
     """The sizing core's request for this spec, without its GPU type (placement resolves types against the
-    cluster); an unknown model raises SpecError with its path."""
+    cluster), with the planner's flags from extraArgs; an unknown model, and extraArgs or env that would
+    contradict the plan, raise SpecError with their path."""
+    check_environment(spec)
+    planner_inputs = extra_arguments(spec).planner_inputs
     try:
         architecture = (
             spec.model.architecture.to_architecture(spec.model_source)
@@ -1001,6 +1003,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
                 if spec.gpu.max_memory_fraction is not None
                 else {}
             ),
+            **planner_inputs,
         )
     except SizingError as error:
         raise sizing_error_to_spec_error(error) from None
@@ -1019,13 +1022,78 @@ def sizing_error_to_spec_error(error: SizingError) -> SpecError:
     return SpecError(_SIZING_FIELD_PATHS.get(error.field, "spec"), error.message)
 
 
-def check_extra_args(spec: LLMDeploymentSpec, planned_args: list[str]) -> None:
-    """Refuse extraArgs that set a flag the plan computes: the user would silently undo the sizing."""
-    planned_flags = {match[1] for arg in planned_args if (match := _FLAG.match(arg))}
-    for index, arg in enumerate(spec.runtime.extra_args):
-        match = _FLAG.match(arg)
-        if match and match[1] in planned_flags:
+@dataclass(frozen=True)
+class ExtraArguments:
+    """extraArgs split into what the planner reads (PlanRequest fields) and what passes through to the
+    engine as written; the plan writes the planner's flags itself, so they cannot contradict it."""
+
+    planner_inputs: Mapping[str, int]
+    passthrough: tuple[str, ...]
+
+
+def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
+    """Read extraArgs as the engine's parser would; a flag the plan owns raises SpecError naming the
+    entry, the spelling it was taken for and the spec field to set instead."""
+    command_line = definition(spec.runtime.engine).command_line
+    inputs: dict[str, int] = {}
+    consumed: set[int] = set()
+    for argument in command_line.recognise(spec.runtime.extra_args):
+        path = f"spec.runtime.extraArgs[{argument.indices[0]}]"
+        written = spec.runtime.extra_args[argument.indices[0]][:MAX_QUOTED_INPUT]
+        if isinstance(argument.flag, GovernedFlag):
             raise SpecError(
-                f"spec.runtime.extraArgs[{index}]",
-                f"{match[1]} is computed from the plan; change model, workload or gpu instead",
+                path,
+                f"{written!r} is {argument.spelling} to {_engine_name(spec)}, which the plan owns: "
+                f"{argument.flag.instead}",
+            )
+        inputs[argument.flag.field] = _planner_value(
+            spec, argument.flag, argument.spelling, argument.value, path
+        )
+        consumed.update(argument.indices)
+    limit = inputs.get("max_num_seqs")
+    if limit is not None and limit < spec.workload.concurrency:
+        raise SpecError(
+            "spec.runtime.extraArgs",
+            f"a batch limit of {limit} cannot hold spec.workload.concurrency {spec.workload.concurrency}; "
+            "raise it or lower the concurrency",
+        )
+    passthrough = tuple(arg for index, arg in enumerate(spec.runtime.extra_args) if index not in consumed)
+    return ExtraArguments(inputs, passthrough)
+
+
+def _engine_name(spec: LLMDeploymentSpec) -> str:
+    return definition(spec.runtime.engine).display_name
+
+
+def _planner_value(
+    spec: LLMDeploymentSpec, flag: PlannedFlag, spelling: str, value: str | None, path: str
+) -> int:
+    highest = MAX_CONCURRENCY if flag.field == "max_num_seqs" else MAX_SEQUENCE_TOKENS
+    allowed = (
+        f"one of {', '.join(map(str, flag.choices))}"
+        if flag.choices
+        else f"a whole number from 1 to {highest:,}"
+    )
+    number = int(value) if value is not None and value.isascii() and value.isdigit() else 0
+    if not 1 <= number <= highest or (flag.choices and number not in flag.choices):
+        shown = "nothing" if value is None else repr(value[:MAX_QUOTED_INPUT])
+        raise SpecError(path, f"{spelling} of {_engine_name(spec)} takes {allowed}, not {shown}")
+    return number
+
+
+def check_environment(spec: LLMDeploymentSpec) -> None:
+    """Refuse env that would choose the GPUs or set a flag the plan owns behind its back."""
+    governed_variables = definition(spec.runtime.engine).command_line.environment_variables()
+    for index, variable in enumerate(spec.runtime.env):
+        path = f"spec.runtime.env[{index}].name"
+        if variable.name in GPU_VISIBILITY_VARIABLES:
+            raise SpecError(
+                path, f"{variable.name} chooses the GPUs the server sees; set spec.gpu.count instead"
+            )
+        if (flag := governed_variables.get(variable.name)) is not None:
+            instead = flag.instead if isinstance(flag, GovernedFlag) else "set it in extraArgs instead"
+            raise SpecError(
+                path,
+                f"{_engine_name(spec)} reads {variable.name} as {flag.spellings[0]}, which the plan owns: "
+                f"{instead}",
             )

@@ -9,7 +9,7 @@ import pytest
 from vramgate.sizing import Engine, Precision, find_model
 from vramgate.sizing.architecture import parameter_groups
 from vramgate.sizing.memory import kv_layout
-from vramgate.spec import SpecError, check_extra_args, parse_spec, to_plan_request
+from vramgate.spec import SpecError, extra_arguments, parse_spec, to_plan_request
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -131,10 +131,27 @@ def test_a_malformed_inline_architecture_is_refused_with_its_path() -> None:
 
 
 def test_extra_args_may_not_override_planned_flags() -> None:
-    parsed = parse_spec(spec(runtime={"extraArgs": ["--enable-prefix-caching", "--max-num-seqs=512"]}))
+    extras = ["--enable-prefix-caching", "--max-num-seqs=512", "--gpu_memory_utilization=0.99"]
     with pytest.raises(SpecError) as error:
-        check_extra_args(parsed, ["--model=x", "--max-num-seqs=126"])
-    assert error.value.field == "spec.runtime.extraArgs[1]"
+        to_plan_request(parse_spec(spec(runtime={"extraArgs": extras})))
+    assert error.value.field == "spec.runtime.extraArgs[2]"
+    assert (
+        "--gpu-memory-utilization" in error.value.message
+        and "spec.gpu.maxMemoryFraction" in error.value.message
+    )
+
+
+def test_the_planner_reads_its_flags_from_extra_args_and_writes_them_itself() -> None:
+    runtime = {"extraArgs": ["--max-num-batched-tokens", "4096", "--block-size=32", "--enforce-eager"]}
+    parsed = parse_spec(spec(runtime=runtime))
+    request = to_plan_request(parsed)
+    assert (request.max_num_batched_tokens, request.block_size) == (4096, 32)
+    assert extra_arguments(parsed).passthrough == ("--enforce-eager",)
+
+
+def test_a_batch_limit_below_the_concurrency_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"batch limit of 50 cannot hold spec\.workload\.concurrency 100"):
+        to_plan_request(parse_spec(spec(runtime={"extraArgs": ["--max-num-seqs", "50"]})))
 
 
 @pytest.mark.parametrize(

@@ -289,6 +289,8 @@ class _Stage:
             num_seqs = request.max_num_seqs or self.defaults.max_num_seqs
         else:
             upper = max(usable // self.sequence_bytes, 0)
+            if request.max_num_seqs is not None:  # the user's batch limit bounds what the plan may use
+                upper = min(upper, request.max_num_seqs)
             num_seqs = max(_largest(lambda n: self.required(n) <= usable, upper=upper), 1)
         launch = self.overhead(num_seqs)
         max_concurrency = max(0, (usable - self.weights_per_gpu - launch.inside_bytes) // self.sequence_bytes)

@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.engines.options import CommandLine
 from vramgate.sizing.memory import ExpertPadding, WeightFormat
 from vramgate.sizing.units import GIB, MIB
 
@@ -231,6 +232,7 @@ class EngineDefinition:
     runtime: EngineRuntime
     flags: PlanFlags
     model: Callable[[EngineBuild, GpuType | None], EngineModel]  # memory model of a build on a GPU
+    command_line: CommandLine  # how its parser reads extraArgs: the flags no extra argument may set
 
     def is_official_image(self, image: str | None) -> bool:
         """Whether `image` is one of the engine's official images (any tag or digest, any mirror host)."""

@@ -16,6 +16,7 @@ from vramgate.sizing.engines.base import (
     Scheduling,
     format_fraction,
 )
+from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
 from vramgate.sizing.units import GIB
 
 FLAGS = PlanFlags(
@@ -31,6 +32,40 @@ FLAGS = PlanFlags(
     quantization="--quantization",
     max_num_batched_tokens="--chunked-prefill-size",
     block_size=None,
+)
+# Read from sglang/srt/server_args.py (ServerArgs.add_cli_args, prepare_server_args) of v0.5.3: a plain
+# argparse parser, so prefixes count and `_` is no `-`.
+COMMAND_LINE = CommandLine(
+    syntax=OptionSyntax.ARGPARSE,
+    source="SGLang v0.5.3: srt/server_args.py",
+    governed=(
+        GovernedFlag(("--model-path", "--model"), "set spec.model.name or spec.model.source instead"),
+        GovernedFlag(("--context-length",), "set spec.workload.maxSequenceLength instead"),
+        GovernedFlag(("--mem-fraction-static",), "set spec.gpu.maxMemoryFraction instead"),
+        GovernedFlag(("--max-total-tokens",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--max-prefill-tokens",), "set runtime.extraArgs --chunked-prefill-size instead"),
+        GovernedFlag(("--page-size",), "the plan sizes token pages of 1"),
+        GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
+        GovernedFlag(("--cpu-offload-gb",), "set spec.gpu instead (the plan keeps every weight on the GPUs)"),
+        GovernedFlag(("--tensor-parallel-size", "--tp-size"), "set spec.gpu.count instead"),
+        GovernedFlag(("--pipeline-parallel-size", "--pp-size"), "set spec.gpu.count instead"),
+        GovernedFlag(("--data-parallel-size", "--dp-size"), "set spec.replicas instead"),
+        GovernedFlag(("--expert-parallel-size", "--ep-size", "--ep"), "set spec.gpu.count instead"),
+        GovernedFlag(("--enable-dp-attention",), "set spec.gpu.count instead"),
+        GovernedFlag(("--nnodes",), "set spec.gpu.count instead (one pod, one node)"),
+        GovernedFlag(("--quantization",), "set spec.model.precision instead"),
+        GovernedFlag(("--dtype",), "set spec.model.precision instead"),
+        GovernedFlag(("--cuda-graph-max-bs",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--port",), "set spec.runtime.port instead"),
+        GovernedFlag(("--host",), "probes and the Service reach the server on every interface"),
+        GovernedFlag(
+            ("--config",), "set the spec's fields instead (a config file would set flags the plan owns)"
+        ),
+    ),
+    planned=(
+        PlannedFlag(("--chunked-prefill-size",), "max_num_batched_tokens"),
+        PlannedFlag(("--max-running-requests",), "max_num_seqs"),
+    ),
 )
 # SGLang listens on 127.0.0.1 unless told otherwise.
 RUNTIME = EngineRuntime(
@@ -95,4 +130,4 @@ def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
     return SglangModel()
 
 
-DEFINITION = EngineDefinition(Engine.SGLANG, "SGLang", RUNTIME, FLAGS, _model)
+DEFINITION = EngineDefinition(Engine.SGLANG, "SGLang", RUNTIME, FLAGS, _model, COMMAND_LINE)

@@ -20,6 +20,7 @@ from vramgate.sizing.engines.base import (
     format_fraction,
     parse_version,
 )
+from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
 from vramgate.sizing.units import MIB
 
 FLAGS = PlanFlags(
@@ -35,6 +36,31 @@ FLAGS = PlanFlags(
     quantization="--quantize",
     max_num_batched_tokens="--max-batch-prefill-tokens",
     block_size=None,
+)
+# Read from launcher/src/main.rs (struct Args) of v3.3.5: clap derive with `long` and `env` on every
+# option, `short` on --port (-p), --prometheus-port (-p), --env (-e) and the termination timeout (-g).
+COMMAND_LINE = CommandLine(
+    syntax=OptionSyntax.CLAP,
+    source="TGI v3.3.5: launcher/src/main.rs",
+    governed=(
+        GovernedFlag(("--model-id",), "set spec.model.name or spec.model.source instead"),
+        GovernedFlag(("--max-total-tokens",), "set spec.workload.maxSequenceLength instead"),
+        GovernedFlag(("--max-input-tokens",), "set spec.workload.maxSequenceLength instead"),
+        GovernedFlag(("--max-input-length",), "set spec.workload.maxSequenceLength instead"),
+        GovernedFlag(("--max-concurrent-requests",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--max-batch-size",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--max-batch-total-tokens",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--cuda-memory-fraction",), "set spec.gpu.maxMemoryFraction instead"),
+        GovernedFlag(("--num-shard",), "set spec.gpu.count instead"),
+        GovernedFlag(("--sharded",), "set spec.gpu.count instead"),
+        GovernedFlag(("--quantize",), "set spec.model.precision instead"),
+        GovernedFlag(("--dtype",), "set spec.model.precision instead"),
+        GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
+        GovernedFlag(("--cuda-graphs",), "the plan sizes the default CUDA graphs"),
+        GovernedFlag(("--port", "-p"), "set spec.runtime.port instead"),
+        GovernedFlag(("--hostname",), "probes and the Service reach the server on every interface"),
+    ),
+    planned=(PlannedFlag(("--max-batch-prefill-tokens",), "max_num_batched_tokens"),),
 )
 RUNTIME = EngineRuntime(
     image="ghcr.io/huggingface/text-generation-inference:3.3.5",
@@ -257,4 +283,4 @@ def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
     return model
 
 
-DEFINITION = EngineDefinition(Engine.TGI, "TGI", RUNTIME, FLAGS, _model)
+DEFINITION = EngineDefinition(Engine.TGI, "TGI", RUNTIME, FLAGS, _model, COMMAND_LINE)

@@ -22,6 +22,7 @@ from vramgate.sizing.engines.base import (
     format_fraction,
     parse_version,
 )
+from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
 from vramgate.sizing.memory import ExpertPadding, WeightFormat
 from vramgate.sizing.units import GIB
 
@@ -38,6 +39,47 @@ FLAGS = PlanFlags(
     quantization="--quantization",
     max_num_batched_tokens="--max-num-batched-tokens",
     block_size="--block-size",
+)
+# Read from vllm/engine/arg_utils.py (EngineArgs.add_cli_args), vllm/entrypoints/openai/cli_args.py and
+# FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines.
+COMMAND_LINE = CommandLine(
+    syntax=OptionSyntax.ARGPARSE,
+    source="vLLM v0.11.0: engine/arg_utils.py, entrypoints/openai/cli_args.py, utils FlexibleArgumentParser",
+    underscores_are_dashes=True,
+    governed=(
+        GovernedFlag(("--model",), "set spec.model.name or spec.model.source instead"),
+        GovernedFlag(("--max-model-len",), "set spec.workload.maxSequenceLength instead"),
+        GovernedFlag(("--gpu-memory-utilization",), "set spec.gpu.maxMemoryFraction instead"),
+        GovernedFlag(("--kv-cache-memory-bytes",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--num-gpu-blocks-override",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
+        GovernedFlag(("--cpu-offload-gb",), "set spec.gpu instead (the plan keeps every weight on the GPUs)"),
+        GovernedFlag(
+            ("--swap-space",), "set spec.workload instead (the plan sizes the KV cache on the GPUs)"
+        ),
+        GovernedFlag(("--tensor-parallel-size", "-tp"), "set spec.gpu.count instead"),
+        GovernedFlag(("--pipeline-parallel-size", "-pp"), "set spec.gpu.count instead"),
+        GovernedFlag(("--data-parallel-size", "-dp"), "set spec.replicas instead"),
+        GovernedFlag(("--decode-context-parallel-size", "-dcp"), "set spec.gpu.count instead"),
+        GovernedFlag(("--enable-expert-parallel",), "set spec.gpu.count instead"),
+        GovernedFlag(("--quantization", "-q"), "set spec.model.precision instead"),
+        GovernedFlag(("--dtype",), "set spec.model.precision instead"),
+        GovernedFlag(("--port",), "set spec.runtime.port instead"),
+        GovernedFlag(("--host",), "probes and the Service reach the server on every interface"),
+        GovernedFlag(("--uds",), "set spec.runtime.port instead (probes and the Service need a TCP port)"),
+        GovernedFlag(
+            ("--config",), "set the spec's fields instead (a config file would set flags the plan owns)"
+        ),
+        GovernedFlag(
+            ("--no-enable-chunked-prefill",),
+            "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
+        ),
+    ),
+    planned=(
+        PlannedFlag(("--max-num-batched-tokens",), "max_num_batched_tokens"),
+        PlannedFlag(("--block-size",), "block_size", choices=(1, 8, 16, 32, 64, 128)),  # config/cache.py
+        PlannedFlag(("--max-num-seqs",), "max_num_seqs"),
+    ),
 )
 # The module path, not `vllm serve`: it takes --model in every release.
 RUNTIME = EngineRuntime(
@@ -399,4 +441,4 @@ def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
     return model
 
 
-DEFINITION = EngineDefinition(Engine.VLLM, "vLLM", RUNTIME, FLAGS, _model)
+DEFINITION = EngineDefinition(Engine.VLLM, "vLLM", RUNTIME, FLAGS, _model, COMMAND_LINE)

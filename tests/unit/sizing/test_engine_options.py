@@ -1,0 +1,80 @@
+"""extraArgs read the way each engine's parser reads them: every spelling of a flag the plan owns is
+found (argparse prefixes, `_` for `-`, short forms with attached values, clap's clustered shorts and
+environment variables), and options the plan leaves alone pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramgate.sizing.engines import Engine, definition
+from vramgate.sizing.engines.options import GovernedFlag, PlannedFlag
+
+
+def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
+    return [
+        (argument.spelling, argument.value)
+        for argument in definition(engine).command_line.recognise(list(arguments))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "spelling"),
+    [
+        (["--gpu-memory-utilization=0.99"], "--gpu-memory-utilization"),
+        (["--gpu_memory_utilization=0.99"], "--gpu-memory-utilization"),  # vLLM reads _ as -
+        (["--gpu-memory-util=0.99"], "--gpu-memory-utilization"),  # an argparse abbreviation
+        (["-tp", "4"], "-tp"),
+        (["-tp=4"], "-tp"),
+        (["-t", "4"], "-tp"),  # argparse abbreviates single-dash options too
+        (["-qfp8"], "-q"),  # a one-letter short option with its value attached
+        (["--kv-cache-memory=8G"], "--kv-cache-memory-bytes"),
+        (["--num_gpu_blocks_override", "100"], "--num-gpu-blocks-override"),
+        (["--max-model-len.x=1"], "--max-model-len"),  # a JSON field of the option
+        (["--port=9999"], "--port"),
+        (["--m=x"], "--model"),  # ambiguous to argparse: the engine would not start
+    ],
+)
+def test_every_vllm_spelling_of_a_governed_flag_is_found(arguments: list[str], spelling: str) -> None:
+    assert found(Engine.VLLM, *arguments)[0][0] == spelling
+
+
+def test_options_the_plan_leaves_alone_pass() -> None:
+    command_line = definition(Engine.VLLM).command_line
+    assert command_line.recognise(["--enable-prefix-caching", "--served-model-name=x", "--seed", "-1"]) == []
+    assert definition(Engine.TGI).command_line.recognise(["--max-total=1", "-e", "--json-output"]) == []
+
+
+def test_planned_flags_carry_their_value_from_either_form() -> None:
+    assert found(Engine.VLLM, "--max-num-batched-tokens", "4096", "--block_size=32") == [
+        ("--max-num-batched-tokens", "4096"),
+        ("--block-size", "32"),
+    ]
+
+
+def test_sglang_is_plain_argparse() -> None:
+    assert found(Engine.SGLANG, "--tp", "2")[0][0] == "--tp-size"
+    assert found(Engine.SGLANG, "--model=x")[0][0] == "--model-path"  # an alias of the same flag
+    assert found(Engine.SGLANG, "--mem_fraction_static=0.9") == [], "SGLang does not read _ as -"
+
+
+def test_tgi_takes_long_options_whole_clusters_shorts_and_reads_the_environment() -> None:
+    assert found(Engine.TGI, "--cuda-memory-fraction=0.99") == [("--cuda-memory-fraction", "0.99")]
+    assert found(Engine.TGI, "-ep9000")[0][0] == "-p"
+    assert found(Engine.TGI, "--cuda-memory") == [], "clap infers no long options"
+    variables = definition(Engine.TGI).command_line.environment_variables()
+    assert variables["CUDA_MEMORY_FRACTION"].spellings == ("--cuda-memory-fraction",)
+    assert "MAX_BATCH_PREFILL_TOKENS" in variables and "PORT" in variables
+    assert definition(Engine.VLLM).command_line.environment_variables() == {}
+
+
+@pytest.mark.parametrize("engine", list(Engine))
+def test_every_flag_the_plan_writes_is_governed_or_planned(engine: Engine) -> None:
+    """The argument builder's spellings and the refused ones come from one engine module: a plan flag
+    missing from the table would let extraArgs undo the plan."""
+    engine_definition = definition(engine)
+    spellings = {s for flag in engine_definition.command_line.flags() for s in flag.spellings}
+    written = {value for value in vars(engine_definition.flags).values() if value is not None}
+    written.add(engine_definition.runtime.port_flag)
+    assert written <= spellings
+    for flag in engine_definition.command_line.flags():
+        assert isinstance(flag, GovernedFlag | PlannedFlag) and flag.spellings
