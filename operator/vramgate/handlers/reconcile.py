@@ -46,6 +46,9 @@ def now() -> str:
 
 
 GENERATED_LABELS = {"app.kubernetes.io/managed-by": manifests.MANAGED_BY}
+# Transient API errors (conflicts, throttling, server errors) are retried this many times, every
+# kube.RETRY_DELAY_SECONDS; then the status says Failed with the last error, until the spec changes.
+MAX_ATTEMPTS = 10
 DESIRED_CACHE_SIZE = 2048  # plans kept for the Deployment watch; a miss re-plans, nothing worse
 
 
@@ -172,8 +175,9 @@ def reconcile_llmdeployment(
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
-    """Size, apply what differs, report. Retries transient API errors; records permanent ones as phase
-    Failed. A spec change arrives as a creation: see `persistence.ObservedGenerationDiffBase`."""
+    """Size, apply what differs, report. Retries transient API errors a bounded number of times; records
+    permanent ones, and transient ones that outlast the retries, as phase Failed. A spec change arrives
+    as a creation: see `persistence.ObservedGenerationDiffBase`."""
     started = time.monotonic()
     api = api_client(memo)
     owner = _owner(meta, body["spec"])
@@ -212,6 +216,9 @@ def reconcile_llmdeployment(
         write_schedulable(api, {**owner, "status": {**previous, **new_status}}, context)
     except kube.CALL_ERRORS as error:
         failure = kube.api_error("applying the Deployment, Service and status", error)
+        attempts = int(kwargs.get("retry") or 0) + 1
+        if isinstance(failure, kopf.TemporaryError) and attempts >= MAX_ATTEMPTS:
+            failure = kopf.PermanentError(f"{failure} (gave up after {attempts} attempts)")
         if isinstance(failure, kopf.PermanentError):
             kopf.warn(body, reason="Failed", message=str(failure))
             try:
