@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -571,6 +572,18 @@ def gpus_command(output: str) -> int:
 # manifests
 
 
+class _KubectlYamlLoader(yaml.SafeLoader):
+    """YAML read as kubectl reads it: `1e3` is a number there (go-yaml), a string to PyYAML, which wants a
+    dot in a float. A manifest must mean the same to `vramgate check` as to the API server."""
+
+
+_KubectlYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
 def _documents(path: str) -> list[Any]:
     """Every YAML document in a file ("-" is stdin), with errors that name the file."""
     try:
@@ -578,7 +591,7 @@ def _documents(path: str) -> list[Any]:
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=_KubectlYamlLoader) if doc is not None]
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
 

@@ -12,9 +12,13 @@ from kubernetes import client, config
 
 from support.api import exists
 from support.controlplane import LocalControlPlane
+from support.kubectl import kubectl
+from support.operator import OperatorProcess, remove_webhook_configuration
 from support.wait import wait_for
+from vramgate.crd import CRD_NAME
 
 CONTROL_PLANE = pytest.StashKey[LocalControlPlane]()
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / f"{CRD_NAME}.yaml"
 LOG_TAIL_LINES = 30
 
 
@@ -71,3 +75,19 @@ def pytest_runtest_makereport(
     if report.failed and control_plane is not None:
         report.sections.append(("control plane logs", control_plane.tail_logs(LOG_TAIL_LINES)))
     return report
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The CRD installed and established, and the operator running with its webhook registered."""
+    kubectl("apply", "--server-side", "-f", str(CRD_FILE), kubeconfig=kubeconfig)
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", kubeconfig=kubeconfig)
+    running = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        # A stopped operator leaves its webhook (writes refused, not let through): later tests need it gone.
+        remove_webhook_configuration(kubeconfig)
+        print(f"--- operator log (tail) ---\n{running.log_tail()}")  # shown when a test failed

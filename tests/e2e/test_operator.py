@@ -12,7 +12,6 @@ import json
 import secrets
 import signal
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +25,18 @@ from support.kubectl import kubectl
 from support.operator import OperatorProcess, remove_webhook_configuration
 from support.wait import settled, stays, wait_for
 from vramgate import __version__
-from vramgate.crd import CRD_NAME
 from vramgate.decision import decide
 
 pytestmark = pytest.mark.e2e
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXAMPLES = REPOSITORY / "examples"
-CRD_FILE = REPOSITORY / "crds" / f"{CRD_NAME}.yaml"
 FALCON = EXAMPLES / "falcon-7b-a10g.yaml"
 LLAMA_70B = EXAMPLES / "llama-3.1-70b-too-big.yaml"
 WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
 CONVERGE_SECONDS = 60
 # The garbage collector learns about a new kind of owner on its periodic discovery.
 GARBAGE_COLLECTION_SECONDS = 120
-
-
-@pytest.fixture(scope="module")
-def operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    """The CRD installed and established, and the operator running with its webhook registered."""
-    kubectl("apply", "--server-side", "-f", str(CRD_FILE), kubeconfig=kubeconfig)
-    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s", kubeconfig=kubeconfig)
-    running = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        # A stopped operator leaves its webhook (writes refused, not let through): later tests need it gone.
-        remove_webhook_configuration(kubeconfig)
-        print(f"--- operator log (tail) ---\n{running.log_tail()}")  # shown when a test failed
 
 
 def example(path: Path, namespace: str) -> dict[str, Any]:
