@@ -554,12 +554,16 @@ _GPU_TYPE_DESCRIPTION = (
 class GpuPreference(_Schema):
     """One acceptable GPU choice; the first in the list that fits and can be placed wins."""
 
-    type: str = Field(min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION)
-    count: int | None = Field(
-        default=None, ge=1, le=MAX_GPUS_PER_REPLICA, description="GPUs per replica; default gpu.count."
+    type: StrictStr = Field(min_length=1, max_length=63, description=_GPU_TYPE_DESCRIPTION)
+    count: Annotated[StrictInt, Field(ge=1, le=MAX_GPUS_PER_REPLICA), INTEGRAL] | None = Field(
+        default=None, description="GPUs per replica; default gpu.count."
     )
-    max_memory_fraction: float | None = Field(
-        default=None, gt=0, le=1, description="Memory cap for this entry; default gpu.maxMemoryFraction."
+    max_memory_fraction: StrictFloat | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        gt=0,
+        le=1,
+        description="Memory cap for this entry; default gpu.maxMemoryFraction.",
     )
 
 
