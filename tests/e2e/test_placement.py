@@ -66,8 +66,8 @@ NODES: list[tuple[str, dict[str, Any]]] = [
         {
             "product": "NVIDIA-GeForce-RTX-3090",
             "memory_mib": 24576,
-            "count": 1,
-            "resources": {"nvidia.com/gpu": "10", "nvidia.com/gpumem": "24576"},
+            "count": 2,  # room for a share beside the one the auto-pick test may take here
+            "resources": {"nvidia.com/gpu": "20", "nvidia.com/gpumem": "49152"},
         },
     ),
     ("h100-0", {"product": "NVIDIA-H100-80GB-HBM3", "memory_mib": 81559, "count": 8}),

@@ -24,11 +24,14 @@ def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[
 def test_plan_with_nodes_chooses_only_among_present_types(capsys: pytest.CaptureFixture[str]) -> None:
     status, data = run_json(capsys, *LLAMA_8B, "--concurrency", "16", "--nodes", str(NODES))
     assert status == 0 and data["gpuType"] in ("A10G", "L4")
-    assert {a["gpuType"] for a in data["alternatives"]} == {"A10G", "L4"}
+    assert {a["gpuType"] for a in data["alternatives"]} == {"A10G", "L4", "A100-40GB-MIG-3g.20gb"}
     placement = data["placement"]
     assert isinstance(placement, dict)
     assert placement["mode"] == "cluster"
-    assert placement["inventory"] == "1 node of L4 (1 of 1 GPUs free), 2 nodes of A10G (4 of 8 GPUs free)"
+    assert placement["inventory"] == (
+        "1 node of L4 (1 of 1 GPUs free), 2 nodes of A10G (4 of 8 GPUs free), "
+        "1 node of A100-40GB-MIG-3g.20gb (2 of 2 instances free)"
+    )
     assert placement["gpuType"] == data["gpuType"] and placement["skipped"] == []
 
 
@@ -74,3 +77,15 @@ def test_a_file_without_nodes_is_bad_input(tmp_path: Path, capsys: pytest.Captur
     empty.write_text("apiVersion: v1\nkind: List\nitems: []\n")
     assert main([*LLAMA_8B, "--concurrency", "1", "--nodes", str(empty)]) == 2
     assert "no Node objects" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("manifest", "nodes"),
+    [("qwen3-0.6b-mig.yaml", "nodes.yaml"), ("deepseek-v3-multinode.yaml", "h100-nodes.yaml")],
+)
+def test_the_cluster_examples_fit_their_clusters(
+    manifest: str, nodes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = REPOSITORY / "examples" / "cluster"
+    assert main(["check", "-f", str(cluster / manifest), "--nodes", str(cluster / nodes)]) == 0
+    assert ": ok: " in capsys.readouterr().out
