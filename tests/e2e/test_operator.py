@@ -292,6 +292,16 @@ def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
         resource = example(FALCON, namespace)
         resource["metadata"]["name"] = name
         resources.append(resource)
+
+    # The API server counts writes cluster-wide: earlier tests' namespaces must be gone first, or the
+    # namespace controller's deletions land in the count.
+    def namespaces_terminating() -> list[str]:
+        listed = get_json(kubeconfig, "namespaces") or {}
+        return [n["metadata"]["name"] for n in listed["items"] if n["status"].get("phase") == "Terminating"]
+
+    wait_for(
+        lambda: not namespaces_terminating(), timeout=CONVERGE_SECONDS, message="no namespace terminating"
+    )
     quiet = settled(
         lambda: api_writes(kubeconfig), quiet_seconds=3, timeout=CONVERGE_SECONDS, message="writes"
     )
