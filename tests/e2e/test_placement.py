@@ -25,6 +25,7 @@ from support.lws import lws_crd_path
 from support.operator import OperatorProcess
 from support.wait import wait_for
 from vramgate.crd import CRD_NAME
+from vramgate.entry import main
 
 pytestmark = pytest.mark.e2e
 
@@ -345,3 +346,22 @@ def test_removing_a_node_type_flips_schedulable_and_replans_preferences(
     deployment = get(cluster, namespace, "deployment", "fallback") or {}
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L40S"}
     assert bound_pod(cluster, namespace, "fallback")["spec"]["nodeName"] == cluster.node("l40s-0")
+
+
+def test_the_cli_plans_on_the_live_cluster_like_the_operator(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vramgate plan --kubeconfig`: the same inventory (nodes and bound pods) and rules, read live."""
+    args = [
+        "plan",
+        "--model",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "--max-seq-len",
+        "4096",
+        "--concurrency",
+        "8",
+    ]
+    assert main([*args, "--gpu", "A100-80GB", "--kubeconfig", str(cluster.kubeconfig), "-o", "json"]) == 0
+    placed = json.loads(capsys.readouterr().out)["placement"]
+    assert placed["mode"] == "cluster" and "1 node of A100-80GB (0 of 2 GPUs free)" in placed["inventory"]
+    assert any("no node of A100-80GB has 1 free GPU right now" in w for w in placed["warnings"])
