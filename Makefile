@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install controlplane lint test unit e2e demo crd bench calibration clean
+.PHONY: install controlplane node-deps lint test unit e2e demo crd bench calibration clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -15,9 +15,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# etcd, kube-apiserver, controller-manager, scheduler, kubectl and helm from Go modules (cached).
+# etcd, kube-apiserver, controller-manager, scheduler, kubectl, helm, kubelet and the pod sandbox's
+# pause program from Go modules (cached).
 controlplane:
 	bash hack/controlplane/build.sh
+
+# containerd, runc, CNI plugins, debootstrap and buildah for the real node (apt, as root; else one line).
+node-deps:
+	bash hack/node/install-deps.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -27,14 +32,14 @@ lint: install
 unit: install
 	$(BIN)/pytest tests/unit
 
-e2e: install controlplane
+e2e: install controlplane node-deps
 	$(BIN)/pytest tests/e2e
 
-test: install controlplane lint
+test: install controlplane node-deps lint
 	$(BIN)/pytest
 
 # Against $KUBECONFIG when it is set, else on the local control plane.
-demo: install $(if $(KUBECONFIG),,controlplane)
+demo: install $(if $(KUBECONFIG),,controlplane node-deps)
 	$(BIN)/python hack/demo.py
 
 # The chart ships a copy (helm lint warns about a symlink); a test keeps both identical.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local Kubernetes control plane used by the e2e tests and the demo:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm,
+# plus kubelet and the pod sandbox's pause program for the real test node,
 # compiled from the Go modules pinned in this folder, so that no Docker engine and
 # no release download is needed.
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 
 # Names the cache folder, which KUBERNETES_VERSION in tests/support/controlplane.py looks for.
 KUBERNETES_VERSION=v1.34.4
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm)
+BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl helm kubelet pause)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 module_version() { (cd "$here/$1" && go list -m -f '{{.Version}}' "$2"); }
@@ -51,7 +52,7 @@ stamp() {
   echo "kubernetes=$KUBERNETES_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION"
   echo "go=$(go env GOVERSION) goos=$(go env GOOS) goarch=$(go env GOARCH)"
   (cd "$here" && "${hash_files[@]}" go.mod go.sum etcd/go.mod etcd/go.sum etcd/main.go \
-    helm/go.mod helm/go.sum build.sh)
+    helm/go.mod helm/go.sum pause/main.go build.sh)
 }
 
 expected_stamp="$(stamp)"
@@ -92,6 +93,8 @@ build kube-apiserver "$here" k8s.io/kubernetes/cmd/kube-apiserver "$k8s_version_
 build kube-controller-manager "$here" k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_version_ldflags"
 build kube-scheduler "$here" k8s.io/kubernetes/cmd/kube-scheduler "$k8s_version_ldflags"
 build kubectl "$here" k8s.io/kubernetes/cmd/kubectl "$k8s_version_ldflags"
+build kubelet "$here" k8s.io/kubernetes/cmd/kubelet "$k8s_version_ldflags"
+build pause "$here" ./pause ""
 build helm "$here/helm" helm.sh/helm/v3/cmd/helm \
   "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
