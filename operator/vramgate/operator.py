@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -42,7 +43,7 @@ from vramgate.handlers import inventory, reconcile, webhook
 from vramgate.handlers.kube import api_message, new_api_client
 from vramgate.handlers.leader import LeaseElector, default_identity
 from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
-from vramgate.settings import ENV_PREFIX, OperatorConfig, WebhookMode
+from vramgate.settings import ENV_PREFIX, OperatorConfig, SettingsError, WebhookMode
 from vramgate.spec import GROUP
 
 __all__ = ["configure", "main", "reconcile", "run", "start_feeds"]
@@ -77,9 +78,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
 def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = memo.get(CONFIG) or OperatorConfig.from_environ()  # `kopf run -m vramgate.operator`
     configure(settings, config)
-    api = new_api_client()
-    check_namespace_selector(api, config.namespace_selector)
-    memo[reconcile.API_CLIENT] = api
+    memo[reconcile.API_CLIENT] = new_api_client()
     inventory.start_feed(config)  # `kopf run -m vramgate.operator`: nobody started it before
 
 
@@ -92,7 +91,7 @@ def check_namespace_selector(api: client.ApiClient, selector: str) -> None:
         client.CoreV1Api(api).list_namespace(label_selector=selector, limit=1)
     except ApiException as error:
         if error.status == 400:
-            raise kopf.PermanentError(
+            raise SettingsError(
                 f"{ENV_PREFIX}NAMESPACE_SELECTOR {selector!r} is not a label selector: {api_message(error)}"
             ) from error
         raise
@@ -170,6 +169,7 @@ class Operator:
         self.api = new_api_client()
 
     async def run(self) -> None:
+        await asyncio.to_thread(check_namespace_selector, self.api, self.config.namespace_selector)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -265,8 +265,12 @@ class Operator:
 
 def main(config: OperatorConfig) -> None:
     kopf.configure(log_format=_LOG_FORMATS[config.log_format])
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Operator(config).run())
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(Operator(config).run())
+    except SettingsError as error:
+        logger.error(str(error))
+        sys.exit(2)
 
 
 def run() -> None:

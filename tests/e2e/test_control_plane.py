@@ -176,6 +176,35 @@ def test_server_dry_run_goes_through_the_webhook_and_stores_nothing(
     assert get_json(kubeconfig, namespace, "widget", "dry") is None
 
 
+def test_service_range_has_room_for_a_fleet_and_nodes_get_pod_ranges(
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient
+) -> None:
+    """10.0.39.16 lies outside any /24 of the range's start: only a range of 10,000+ addresses has it."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "far", "namespace": namespace},
+        "spec": {"clusterIP": "10.0.39.16", "ports": [{"port": 80}]},
+    }
+    apply(kubeconfig, namespace, json.dumps(service))
+    node = f"gpu-cidr-{secrets.token_hex(3)}"
+    register_gpu_node(api_client, node, product="NVIDIA-L4", memory_mib=23034)
+
+    def allocated() -> str | None:
+        spec = client.CoreV1Api(api_client).read_node(node).spec
+        return spec.pod_cidr if spec else None
+
+    try:
+        pod_cidr = wait_for(
+            allocated,
+            timeout=30,
+            message="a pod range allocated to the node",
+        )
+        assert pod_cidr.startswith("10.") and pod_cidr.endswith("/24")
+    finally:
+        client.CoreV1Api(api_client).delete_node(node)
+
+
 def test_deployment_owned_by_a_custom_resource_is_garbage_collected(
     kubeconfig: Path, namespace: str, widget_crd: str
 ) -> None:

@@ -20,6 +20,7 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
+from support.apimetrics import api_writes, writes_since
 from support.gpunodes import register_gpu_node
 from support.kubectl import kubectl
 from support.operator import OperatorProcess, remove_webhook_configuration
@@ -245,40 +246,12 @@ def test_applying_the_same_spec_again_writes_nothing(
     stays(lambda: versions() == steady, seconds=5, message="the resource, Deployment and Service versions")
 
 
-WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "UPDATE"})
 OPERATOR_OBJECTS = {
     ("deployments", ""),
     ("services", ""),
     ("llmdeployments", ""),
     ("llmdeployments", "status"),
 }
-
-
-def api_writes(kubeconfig: Path) -> dict[tuple[str, str, str], float]:
-    """The API server's own count of write requests, by (verb, resource, subresource), over the objects
-    the operator writes: apiserver_request_total, as `kubectl get --raw /metrics` shows it."""
-    text = kubectl("get", "--raw", "/metrics", kubeconfig=kubeconfig).stdout
-    counts: dict[tuple[str, str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name != "apiserver_request_total" or labels.get("verb") not in WRITE_VERBS:
-                continue
-            if (labels.get("resource", ""), labels.get("subresource", "")) not in OPERATOR_OBJECTS:
-                continue
-            key = (labels["verb"], labels["resource"], labels.get("subresource", ""))
-            counts[key] = counts.get(key, 0.0) + float(sample.value)
-    return counts
-
-
-def writes_since(
-    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
-) -> dict[str, int]:
-    return {
-        "/".join(filter(None, key)): int(after[key] - before.get(key, 0.0))
-        for key in sorted(after)
-        if after[key] != before.get(key, 0.0)
-    }
 
 
 def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
@@ -303,7 +276,10 @@ def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
         lambda: not namespaces_terminating(), timeout=CONVERGE_SECONDS, message="no namespace terminating"
     )
     quiet = settled(
-        lambda: api_writes(kubeconfig), quiet_seconds=3, timeout=CONVERGE_SECONDS, message="writes"
+        lambda: api_writes(kubeconfig, OPERATOR_OBJECTS),
+        quiet_seconds=3,
+        timeout=CONVERGE_SECONDS,
+        message="writes",
     )
 
     for resource in resources:
@@ -317,7 +293,10 @@ def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
 
     wait_for(deployed, timeout=CONVERGE_SECONDS, message="three resources Deployed")
     converged = settled(
-        lambda: api_writes(kubeconfig), quiet_seconds=5, timeout=CONVERGE_SECONDS, message="writes"
+        lambda: api_writes(kubeconfig, OPERATOR_OBJECTS),
+        quiet_seconds=5,
+        timeout=CONVERGE_SECONDS,
+        message="writes",
     )
     assert writes_since(quiet, converged) == {
         "POST/llmdeployments": 3,  # the test's own creates
@@ -331,7 +310,7 @@ def test_one_apply_per_object_per_change_and_no_writes_after_a_restart(
     operator.stop()
     operator.start()
     stays(
-        lambda: writes_since(converged, api_writes(kubeconfig)) == {},
+        lambda: writes_since(converged, api_writes(kubeconfig, OPERATOR_OBJECTS)) == {},
         seconds=10,
         message="no writes after the restart",
     )

@@ -53,7 +53,10 @@ KUBERNETES_VERSION = "v1.34.4"
 
 BUILD_COMMAND = "hack/controlplane/build.sh"
 SERVER_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# Room for 65,534 Services (a /24 fills at ~250, short of a fleet-scale run), and a pod range of
+# 4,096 node /24s; the first address of the service range is the `kubernetes` Service.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
+CLUSTER_CIDR = "10.64.0.0/12"
 ADMISSION_PLUGINS = (
     "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultStorageClass,DefaultTolerationSeconds,"
     "NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota"
@@ -313,6 +316,8 @@ class LocalControlPlane:
             *shared_client_flags,
             f"--secure-port={controller_manager}",
             f"--controllers={CONTROLLERS}",
+            f"--cluster-cidr={CLUSTER_CIDR}",
+            "--allocate-node-cidrs=true",
             f"--service-account-private-key-file={pki.service_account_key}",
             f"--root-ca-file={pki.ca_cert}",
             f"--cluster-signing-cert-file={pki.ca_cert}",
