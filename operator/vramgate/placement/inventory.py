@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -314,17 +314,46 @@ class Inventory:
     def has_gpus(self) -> bool:
         return bool(self.nodes)
 
+    @cached_property
+    def _held(self) -> dict[str, dict[str, int]]:
+        """Units each node's bound pods hold, by resource (summed once: decisions read it many times)."""
+        held: dict[str, dict[str, int]] = {}
+        for pod in self.pods:
+            on_node = held.setdefault(pod.node, {})
+            for resource, units in pod.requests.items():
+                on_node[resource] = on_node.get(resource, 0) + units
+        return held
+
+    @cached_property
+    def _held_by_owner(self) -> dict[tuple[str, str], dict[str, dict[str, int]]]:
+        held: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+        for pod in self.pods:
+            if pod.owner is not None:
+                on_node = held.setdefault((pod.namespace, pod.owner), {}).setdefault(pod.node, {})
+                for resource, units in pod.requests.items():
+                    on_node[resource] = on_node.get(resource, 0) + units
+        return held
+
+    @cached_property
+    def _targets(self) -> dict[tuple[str, str] | None, list[GpuTarget]]:
+        return {}
+
     def requested(self, node: str, resource: str, exclude: tuple[str, str] | None = None) -> int:
         """Units of `resource` bound pods hold on `node`, less those of the LLMDeployment `exclude`
         (namespace, name): a resource being re-planned may reuse what its own pods hold."""
-        return sum(
-            pod.requests.get(resource, 0)
-            for pod in self.pods
-            if pod.node == node and (exclude is None or (pod.namespace, pod.owner) != exclude)
-        )
+        total = self._held.get(node, {}).get(resource, 0)
+        if exclude is not None:
+            total -= self._held_by_owner.get(exclude, {}).get(node, {}).get(resource, 0)
+        return total
 
     def targets(self, exclude: tuple[str, str] | None = None) -> list[GpuTarget]:
-        """Every placement target on schedulable nodes, with capacity and free units per node."""
+        """Every placement target on schedulable nodes, with capacity and free units per node (computed
+        once per inventory and exclusion; callers only read them)."""
+        if exclude not in self._targets:
+            self._targets[exclude] = self._compute_targets(exclude)
+        return self._targets[exclude]
+
+    def _compute_targets(self, exclude: tuple[str, str] | None) -> list[GpuTarget]:
         found: dict[str, GpuTarget] = {}
 
         def add(
