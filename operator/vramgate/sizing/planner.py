@@ -22,7 +22,7 @@ from vramgate.sizing.engines import (
     EngineModel,
     Launch,
     Overhead,
-    Scheduling,
+    OverheadCurve,
     engine_model,
 )
 from vramgate.sizing.errors import SizingError
@@ -192,8 +192,10 @@ class _Evaluator:
     def __init__(self, request: PlanRequest) -> None:
         self.request = request
         self._engines: dict[str, EngineModel] = {}
+        self._weights_per_gpu: dict[tuple[object, ...], int] = {}
         self.weights = resolve_weight_format(request.model, request.precision)
         self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
+        self.stages = pipeline_stages(request.model.num_layers, request.pipeline_parallel)
 
     def engine_on(self, gpu: GpuType) -> EngineModel:
         """The engine's memory model on `gpu` (the release that runs can depend on the GPU)."""
@@ -202,6 +204,20 @@ class _Evaluator:
             build = EngineBuild(request.engine_version, request.engine_image, request.engine_flashinfer)
             self._engines[gpu.name] = engine_model(self.request.engine, build, gpu)
         return self._engines[gpu.name]
+
+    def weights_per_gpu(
+        self, engine: EngineModel, gpu: GpuType, tensor_parallel: int, stage: PipelineStage
+    ) -> int:
+        """Weights on one GPU of a stage; GPU types share it unless the engine pads experts per GPU."""
+        request = self.request
+        if request.weights_bytes_override is not None:
+            return math.ceil(request.weights_bytes_override / (tensor_parallel * request.pipeline_parallel))
+        padding = engine.expert_padding(gpu, self.weights)
+        key = (tensor_parallel, padding, stage.index, stage.count)
+        if key not in self._weights_per_gpu:
+            per_gpu = weights_bytes(request.model, self.weights, tensor_parallel, padding, stage).per_gpu
+            self._weights_per_gpu[key] = per_gpu
+        return self._weights_per_gpu[key]
 
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
@@ -213,13 +229,12 @@ class _Evaluator:
         kv = arch.num_kv_heads
         return kv % count == 0 if kv >= count else count % kv == 0
 
-    def evaluate(self, gpu: GpuType, tensor_parallel: int) -> _Evaluation:
+    def evaluate(self, gpu: GpuType, tensor_parallel: int, max_seq_len: int | None = None) -> _Evaluation:
         """The request on `tensor_parallel` x `pipeline_parallel` GPUs of `gpu`: the bottleneck stage's
-        figures (one stage without pipeline parallelism), all stages sharing one memory fraction."""
-        stages = [
-            _Stage(self, gpu, tensor_parallel, stage)
-            for stage in pipeline_stages(self.request.model.num_layers, self.request.pipeline_parallel)
-        ]
+        figures (one stage without pipeline parallelism), all stages sharing one memory fraction.
+        `max_seq_len` replaces the request's, for a suggestion."""
+        length = max_seq_len or self.request.max_seq_len
+        stages = [_Stage(self, gpu, tensor_parallel, stage, length) for stage in self.stages]
         fraction = self.request.memory_fraction
         if fraction is None:
             fraction = max(stage.needed_fraction() for stage in stages)
@@ -231,7 +246,12 @@ class _Stage:
     fraction, and the evaluation at a fraction."""
 
     def __init__(
-        self, evaluator: _Evaluator, gpu: GpuType, tensor_parallel: int, stage: PipelineStage
+        self,
+        evaluator: _Evaluator,
+        gpu: GpuType,
+        tensor_parallel: int,
+        stage: PipelineStage,
+        max_seq_len: int,
     ) -> None:
         request, engine, arch = evaluator.request, evaluator.engine_on(gpu), evaluator.request.model
         self.request, self.engine, self.evaluator = request, engine, evaluator
@@ -239,41 +259,30 @@ class _Stage:
         self.total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
         fraction = request.memory_fraction or request.max_memory_fraction
         self.defaults = engine.default_scheduling(
-            self.total, gpu, request.max_seq_len, arch, tensor_parallel, fraction
+            self.total, gpu, max_seq_len, arch, tensor_parallel, fraction
         )
         self.block = request.block_size or self.defaults.block_size_tokens
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
-        gpus = tensor_parallel * request.pipeline_parallel
-        if request.weights_bytes_override is not None:
-            self.weights_per_gpu = math.ceil(request.weights_bytes_override / gpus)
-        else:
-            padding = engine.expert_padding(gpu, evaluator.weights)
-            self.weights_per_gpu = weights_bytes(
-                arch, evaluator.weights, tensor_parallel, padding, stage
-            ).per_gpu
+        self.weights_per_gpu = evaluator.weights_per_gpu(engine, gpu, tensor_parallel, stage)
         layout = kv_layout(
             arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage, engine.mla_head_size
         )
         self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
-        self.sequence_bytes = self.layout.bytes_per_sequence(request.max_seq_len, self.batched)
-        outside = self.overhead(request.concurrency).outside_bytes
-        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
-
-    def overhead(self, num_seqs: int) -> Overhead:
-        """Runtime overhead with the engine started for `num_seqs` sequences."""
-        if self.request.overhead_bytes_override is not None:
-            return Overhead(
-                non_torch_bytes=0, activation_bytes=self.request.overhead_bytes_override, outside_bytes=0
+        self.sequence_bytes = self.layout.bytes_per_sequence(max_seq_len, self.batched)
+        if request.overhead_bytes_override is not None:
+            override = request.overhead_bytes_override  # a known figure, all inside the fraction
+            self.curve: OverheadCurve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
+        else:
+            self.curve = engine.overhead_curve(
+                arch, evaluator.weights, tensor_parallel, self.batched, samples=stage.is_last
             )
-        scheduling = Scheduling(num_seqs, self.batched, self.block)
-        arch, weights = self.request.model, self.evaluator.weights
-        return self.engine.overhead(
-            arch, weights, self.tensor_parallel, scheduling, samples=self.stage.is_last
-        )
+        self.target_overhead = self.curve.at(request.concurrency)
+        outside = self.target_overhead.outside_bytes
+        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
 
     def required(self, num_seqs: int) -> int:
         """Per GPU, inside the fraction, for `num_seqs` max-length sequences."""
-        return self.weights_per_gpu + self.overhead(num_seqs).inside_bytes + num_seqs * self.sequence_bytes
+        return self.weights_per_gpu + self.curve.inside_bytes(num_seqs) + num_seqs * self.sequence_bytes
 
     def needed_fraction(self) -> float:
         return _ceil_fraction(
@@ -291,8 +300,10 @@ class _Stage:
             upper = max(usable // self.sequence_bytes, 0)
             if request.max_num_seqs is not None:  # the user's batch limit bounds what the plan may use
                 upper = min(upper, request.max_num_seqs)
-            num_seqs = max(_largest(lambda n: self.required(n) <= usable, upper=upper), 1)
-        launch = self.overhead(num_seqs)
+            num_seqs = max(
+                self.curve.largest_batch(usable - self.weights_per_gpu, self.sequence_bytes, upper), 1
+            )
+        launch = self.curve.at(num_seqs)
         max_concurrency = max(0, (usable - self.weights_per_gpu - launch.inside_bytes) // self.sequence_bytes)
         max_batch = min(num_seqs, max_concurrency)
         fits = max_batch >= target and (fixed or fraction <= self.cap)
@@ -306,7 +317,7 @@ class _Stage:
             weights_bytes_per_gpu=self.weights_per_gpu,
             layout=self.layout,
             sequence_bytes=self.sequence_bytes,
-            overhead=self.overhead(target),
+            overhead=self.target_overhead,
             launch_overhead=launch,
             fraction=fraction,
             fraction_cap=self.cap,
@@ -356,11 +367,15 @@ def _closest(evaluations: Iterable[_Evaluation]) -> _Evaluation:
     return min(evaluations, key=lambda e: (e.required_bytes / max(e.usable_bytes, 1), e.price))
 
 
-def plan(request: PlanRequest, gpus: Sequence[tuple[GpuType, int]] | None = None) -> Plan:
+def plan(
+    request: PlanRequest, gpus: Sequence[tuple[GpuType, int]] | None = None, *, alternatives: bool = True
+) -> Plan:
     """Plan one deployment: choose GPUs, fraction and max batch, or say why nothing fits.
 
     `gpus` are the candidates, each with the most GPUs one node offers for a replica (one pipeline
-    stage): what a cluster holds. Default: every catalog type at any count."""
+    stage): what a cluster holds. Default: every catalog type at any count. Without `alternatives` the
+    plan lists no field and, for a pinned GPU type that fits, evaluates only that type: what a request
+    path needs (a refusal still weighs the other types for its suggestions)."""
     evaluator = _Evaluator(request)
     arch = request.model
     if arch.max_position_embeddings and request.max_seq_len > arch.max_position_embeddings:
@@ -377,16 +392,25 @@ def plan(request: PlanRequest, gpus: Sequence[tuple[GpuType, int]] | None = None
             f"{', '.join(str(n) for n in TENSOR_PARALLEL_SIZES if evaluator.valid_tensor_parallel(n))})",
         )
     offered = gpus if gpus is not None else [(gpu, MAX_GPUS_PER_REPLICA) for gpu in gpu_catalog().values()]
-    field = [
-        evaluator.evaluate(gpu, count)
-        for gpu, per_node in offered
-        for count in _counts(request)
-        if count <= per_node and evaluator.valid_tensor_parallel(count)
-    ]
+
+    def evaluate(wanted: Callable[[GpuType], bool]) -> list[_Evaluation]:
+        return [
+            evaluator.evaluate(gpu, count)
+            for gpu, per_node in offered
+            if wanted(gpu)
+            for count in _counts(request)
+            if count <= per_node and evaluator.valid_tensor_parallel(count)
+        ]
+
+    pinned = request.gpu
+    if pinned is not None and not alternatives:
+        field = evaluate(lambda gpu: gpu.name == pinned.name)
+    else:
+        field = evaluate(lambda gpu: True)
     allowed = [
         e
         for e in field
-        if (request.gpu is None or e.gpu.name == request.gpu.name)
+        if (pinned is None or e.gpu.name == pinned.name)
         and (request.gpu_count is None or e.tensor_parallel == request.gpu_count)
     ]
     if not allowed:  # the caller checks a pinned type against its candidates; a custom count can miss
@@ -396,8 +420,10 @@ def plan(request: PlanRequest, gpus: Sequence[tuple[GpuType, int]] | None = None
     if chosen is None:
         chosen = _closest(allowed)
     reasons = [] if fits else [_shortfall_reason(chosen, request)]
+    if not fits and pinned is not None and not alternatives:
+        field += evaluate(lambda gpu: gpu.name != pinned.name)
     suggestions = [] if fits else _suggestions(request, evaluator, chosen, field)
-    return _to_plan(request, evaluator, chosen, fits, field, reasons, suggestions)
+    return _to_plan(request, evaluator, chosen, fits, field if alternatives else [], reasons, suggestions)
 
 
 def _shortfall_reason(evaluation: _Evaluation, request: PlanRequest) -> str:
@@ -429,7 +455,8 @@ def _suggestions(
     request: PlanRequest, evaluator: _Evaluator, chosen: _Evaluation, field: list[_Evaluation]
 ) -> list[Suggestion]:
     """The nearest changes that fit: shorter sequences, fewer requests, fp8 KV, lower precision, more or
-    larger GPUs. Each is checked by planning again, not guessed."""
+    larger GPUs. Each is checked, not guessed: a shorter length on the evaluator at hand (its weights
+    and engine models reused), other formats on one option each, GPUs from the field."""
     gpu, count = chosen.gpu, chosen.tensor_parallel
     out: list[Suggestion] = []
 
@@ -440,7 +467,10 @@ def _suggestions(
         except SizingError:
             return False
 
-    longest = _largest(lambda n: n > 0 and fits_with(max_seq_len=n), upper=request.max_seq_len - 1)
+    def fits_at(length: int) -> bool:
+        return length > 0 and evaluator.evaluate(gpu, count, max_seq_len=length).fits
+
+    longest = _largest(fits_at, upper=request.max_seq_len - 1)
     if longest > 0:
         out.append(
             Suggestion(

@@ -195,7 +195,7 @@ def test_sglang_fraction_covers_weights_and_pool_only() -> None:
 def test_every_engine_in_the_registry_has_its_module(engine: Engine) -> None:
     found = definition(engine)
     assert found.engine is engine
-    model = found.model(EngineBuild(), find_gpu("L4"))
+    model = found.model(EngineBuild(), find_gpu("L4").compute_capability_major)
     llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
     args = model.arguments(
         Launch(
@@ -261,3 +261,14 @@ def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
 def test_an_unstated_tgi_release_is_the_default_images() -> None:
     assert _tgi(None).release_label == "3.3.5" and _tgi(None).assumptions
     assert _tgi("latest").release_label == "3.3.7"
+
+
+@pytest.mark.parametrize("engine", list(Engine))
+def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(engine: Engine) -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    curve = engine_model(engine).overhead_curve(llama, fmt, 1, 8192)
+    for budget in range(0, 40 * GIB, GIB // 3):
+        for sequence in (131_072, 1_048_576, 2_147_483_648):
+            fits = [n for n in range(0, 600) if curve.inside_bytes(n) + n * sequence <= budget]
+            assert curve.largest_batch(budget, sequence, 599) == max(fits, default=0)

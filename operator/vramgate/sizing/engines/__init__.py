@@ -8,7 +8,7 @@ enum line. The rest of vramgate (arguments, manifests, the resource schema) read
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from importlib import import_module
 
 from vramgate.sizing.catalog import GpuType
@@ -20,6 +20,7 @@ from vramgate.sizing.engines.base import (
     EngineRuntime,
     Launch,
     Overhead,
+    OverheadCurve,
     PlanFlags,
     Scheduling,
 )
@@ -35,8 +36,15 @@ def definition(engine: Engine) -> EngineDefinition:
 
 
 def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType | None = None) -> EngineModel:
-    """The memory model of `engine` as `build` runs it on `gpu` (which release runs can depend on the GPU)."""
-    return definition(engine).model(build or EngineBuild(), gpu)
+    """The memory model of `engine` as `build` runs it on `gpu` (which release runs can depend on the GPU).
+
+    Models are immutable once made and shared: a planner asks for one per GPU type and plan."""
+    return _model(engine, build or EngineBuild(), gpu.compute_capability_major if gpu else None)
+
+
+@lru_cache(maxsize=1024)
+def _model(engine: Engine, build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
+    return definition(engine).model(build, compute_capability_major)
 
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "EngineRuntime",
     "Launch",
     "Overhead",
+    "OverheadCurve",
     "PlanFlags",
     "Scheduling",
     "definition",

@@ -12,6 +12,7 @@ each constant says what it stands for.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -82,33 +83,57 @@ class Launch:
     block_size_tokens: int | None  # only when it differs from the engine's default
 
 
-def activation_peak_bytes(
-    arch: ModelArchitecture,
-    weights: WeightFormat,
-    tensor_parallel: int,
-    num_tokens: int,
-    num_seqs: int,
-    sampler_bytes_per_logit: float,
-    mlp_peak: tuple[int, int] = (3, 3),
-) -> int:
-    """Peak of a profiling run: `num_tokens` through the model, then sampling for `num_seqs` sequences.
+@dataclass(frozen=True)
+class OverheadCurve:
+    """An engine's overhead on one GPU as a function of its batch limit n (`max_num_seqs`).
 
-    `mlp_peak` counts the hidden-wide and intermediate-wide tensors alive at once in a layer's MLP, as
-    the engine's model code holds them (vLLM: 3 and 3, see VllmModel; TGI: 2 and 4). MoE layers hold
-    the intermediates of each routed expert copy. The sampler runs after the forward pass, on the last
-    hidden states and the logits with their sorted/softmaxed copies (fp32, vocab wide, one row per
-    sequence); the larger of the two peaks counts.
+    Every term is fixed but the profile's sampler, which grows linearly with n; the profile peak is the
+    larger of the forward pass and the sampler. So the largest batch that fits follows from arithmetic.
     """
-    element = weights.compute_bytes
-    hidden_copies, intermediate_copies = mlp_peak
-    dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
-    moe_mlp = arch.num_experts_per_token * (
-        intermediate_copies * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
-    )
-    mlp = max(dense_mlp, moe_mlp if arch.is_moe else 0)
-    forward = num_tokens * element * (hidden_copies * arch.hidden_size + mlp)
-    sampler = num_tokens * element * arch.hidden_size + num_seqs * arch.vocab_size * sampler_bytes_per_logit
-    return round(max(forward, sampler))
+
+    non_torch_bytes: int
+    forward_bytes: int  # the MLP's live tensors over the profiled tokens
+    sampler_base_bytes: int  # the last hidden states the sampler keeps
+    sampler_bytes_per_seq: float  # fp32 logits and their working copies, one vocab-wide row per sequence
+    graph_bytes_inside: int  # CUDA graphs, where the release counts them inside the fraction
+    outside_bytes: int  # what must fit beside the fraction (CUDA context, graphs)
+    activation_inside: bool  # False: the profile peak lives outside the fraction too (SGLang)
+
+    def activation_bytes(self, num_seqs: int) -> int:
+        peak = max(self.forward_bytes, self.sampler_base_bytes + num_seqs * self.sampler_bytes_per_seq)
+        return round(peak) + self.graph_bytes_inside
+
+    def at(self, num_seqs: int) -> Overhead:
+        activation = self.activation_bytes(num_seqs)
+        if not self.activation_inside:
+            return Overhead(self.non_torch_bytes, 0, self.outside_bytes + activation)
+        return Overhead(self.non_torch_bytes, activation, self.outside_bytes)
+
+    def inside_bytes(self, num_seqs: int) -> int:
+        return self.non_torch_bytes + (self.activation_bytes(num_seqs) if self.activation_inside else 0)
+
+    def largest_batch(self, budget_bytes: int, sequence_bytes: int, upper: int) -> int:
+        """The largest n in [0, upper] with inside(n) + n x sequence_bytes <= budget (0 when none)."""
+
+        def fits(n: int) -> bool:
+            return self.inside_bytes(n) + n * sequence_bytes <= budget_bytes
+
+        room = budget_bytes - self.non_torch_bytes
+        if self.activation_inside:
+            room -= self.graph_bytes_inside
+            by_forward = (room - self.forward_bytes) // sequence_bytes
+            by_sampler = math.floor(
+                (room - self.sampler_base_bytes) / (self.sampler_bytes_per_seq + sequence_bytes)
+            )
+            n = min(by_forward, by_sampler)
+        else:
+            n = room // sequence_bytes
+        n = min(max(n, 0), upper)
+        while n < upper and fits(n + 1):  # rounding: at most a step or two
+            n += 1
+        while n > 0 and not fits(n):
+            n -= 1
+        return n
 
 
 class EngineModel(ABC):
@@ -153,6 +178,45 @@ class EngineModel(ABC):
         """How the engine's MoE kernels on this GPU pad expert weights (None: stored as counted)."""
         return None
 
+    def overhead_curve(
+        self,
+        arch: ModelArchitecture,
+        weights: WeightFormat,
+        tensor_parallel: int,
+        max_num_batched_tokens: int,
+        samples: bool = True,
+    ) -> OverheadCurve:
+        """Overhead on one GPU for any batch limit; `samples` is false on pipeline stages before the last
+        (no sampler).
+
+        The forward peak holds the hidden-wide and intermediate-wide tensors the engine's MLP code keeps
+        alive at once (`mlp_peak`; MoE layers: the intermediates of each routed expert copy)."""
+        element = weights.compute_bytes
+        hidden_copies, intermediate_copies = self.mlp_peak
+        dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
+        moe_mlp = arch.num_experts_per_token * (
+            intermediate_copies * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
+        )
+        mlp = max(dense_mlp, moe_mlp if arch.is_moe else 0)
+        tokens = max_num_batched_tokens
+        non_torch = self.non_torch_bytes + (
+            self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
+        )
+        outside = self.cuda_context_bytes + self.cuda_graph_bytes
+        if self.cuda_context_inside_fraction:
+            non_torch += self.cuda_context_bytes
+            outside -= self.cuda_context_bytes
+        graphs_inside = self.cuda_graph_bytes if self.cuda_graphs_inside_fraction else 0
+        return OverheadCurve(
+            non_torch_bytes=non_torch,
+            forward_bytes=tokens * element * (hidden_copies * arch.hidden_size + mlp),
+            sampler_base_bytes=tokens * element * arch.hidden_size,
+            sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
+            graph_bytes_inside=graphs_inside,
+            outside_bytes=outside - graphs_inside,
+            activation_inside=self.activation_inside_fraction,
+        )
+
     def overhead(
         self,
         arch: ModelArchitecture,
@@ -161,29 +225,11 @@ class EngineModel(ABC):
         scheduling: Scheduling,
         samples: bool = True,
     ) -> Overhead:
-        """Overhead on one GPU; `samples` is false on pipeline stages before the last (no sampler)."""
-        activation = activation_peak_bytes(
-            arch,
-            weights,
-            tensor_parallel,
-            scheduling.max_num_batched_tokens,
-            scheduling.max_num_seqs,
-            self.sampler_bytes_per_logit if samples else 0.0,
-            self.mlp_peak,
+        """Overhead on one GPU with the engine started for `scheduling`."""
+        curve = self.overhead_curve(
+            arch, weights, tensor_parallel, scheduling.max_num_batched_tokens, samples
         )
-        non_torch = self.non_torch_bytes + (
-            self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
-        )
-        outside = self.cuda_context_bytes + self.cuda_graph_bytes
-        if self.cuda_context_inside_fraction:
-            non_torch += self.cuda_context_bytes
-            outside -= self.cuda_context_bytes
-        if self.cuda_graphs_inside_fraction:
-            activation += self.cuda_graph_bytes
-            outside -= self.cuda_graph_bytes
-        if not self.activation_inside_fraction:
-            return Overhead(non_torch_bytes=non_torch, activation_bytes=0, outside_bytes=outside + activation)
-        return Overhead(non_torch_bytes=non_torch, activation_bytes=activation, outside_bytes=outside)
+        return curve.at(scheduling.max_num_seqs)
 
     @abstractmethod
     def arguments(self, launch: Launch) -> list[str]:
@@ -231,7 +277,8 @@ class EngineDefinition:
     display_name: str  # as the project writes it: vLLM, TGI, SGLang
     runtime: EngineRuntime
     flags: PlanFlags
-    model: Callable[[EngineBuild, GpuType | None], EngineModel]  # memory model of a build on a GPU
+    # The memory model of a build on a GPU of this compute capability major (None: unknown).
+    model: Callable[[EngineBuild, int | None], EngineModel]
     command_line: CommandLine  # how its parser reads extraArgs: the flags no extra argument may set
 
     def is_official_image(self, image: str | None) -> bool:

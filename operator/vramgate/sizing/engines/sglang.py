@@ -126,7 +126,7 @@ class SglangModel(EngineModel):
         return args
 
 
-def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
+def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
     return SglangModel()
 
 

@@ -265,7 +265,7 @@ class TgiModel(EngineModel):
         return args
 
 
-def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
+def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
     """The release a build runs, from its stated version or image tag; unstated, the default image's."""
     version = parse_version(build.version)
     assumptions: tuple[str, ...] = ()

@@ -407,7 +407,7 @@ class VllmModel(EngineModel):
         return args
 
 
-def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
+def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
     """The release a build runs, from its stated version or image tag; unstated, an assumed one, said."""
     assumptions = []
     stated = build.version or ""
@@ -424,7 +424,7 @@ def _model(build: EngineBuild, gpu: GpuType | None) -> EngineModel:
         assert version is not None
         said = f" ({stated!r})" if stated else ""
         assumptions.append(f"vLLM release not stated{said}: the rules of {assumed}, {why}, apply")
-    release = release_of(version, gpu.compute_capability_major if gpu else None, v0)
+    release = release_of(version, compute_capability_major, v0)
     flashinfer = (
         build.flashinfer if build.flashinfer is not None else DEFINITION.is_official_image(build.image)
     )
