@@ -30,6 +30,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from kubernetes.client.exceptions import ApiException
 from vramgate import metrics
 from vramgate.handlers import inventory, reconcile, webhook
 from vramgate.handlers.kube import api_message, new_api_client
-from vramgate.handlers.leader import LeaseElector, default_identity
+from vramgate.handlers.leader import LeaseElector, default_identity, stop_within
 from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
 from vramgate.settings import ENV_PREFIX, OperatorConfig, SettingsError, WebhookMode
 from vramgate.spec import GROUP
@@ -234,10 +235,12 @@ class Operator:
         if not self.reconciler.running and not (lost.is_set() or self.stopping.is_set()):
             logger.error("Reconciliation stopped by itself; exiting so that the replica restarts")
             os._exit(1)
-        margin = self.config.lease_seconds / 3 - 1 if lost.is_set() else self.config.lease_seconds
-        if not await self.reconciler.stop(timeout=max(1.0, margin)):
+        started = time.monotonic()
+        margin = stop_within(self.config.lease_seconds) if lost.is_set() else self.config.lease_seconds
+        if not await self.reconciler.stop(timeout=margin):
             logger.error("Reconciliation did not stop in time after leadership ended; exiting")
             os._exit(1)
+        logger.info(f"Reconciliation stopped in {time.monotonic() - started:.1f} s")
         self.reconciler = None
 
     async def _serve_probes(self) -> web.AppRunner:

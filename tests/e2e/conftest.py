@@ -37,6 +37,16 @@ def kubeconfig(request: pytest.FixtureRequest) -> Iterator[Path]:
             del request.session.stash[CONTROL_PLANE]
 
 
+@pytest.fixture
+def local_control_plane(request: pytest.FixtureRequest, kubeconfig: Path) -> LocalControlPlane:
+    """The local control plane itself, for tests that restart its components; skips on a cluster
+    given by ``--kubeconfig``."""
+    control_plane = request.session.stash.get(CONTROL_PLANE, None)
+    if control_plane is None:
+        pytest.skip("needs the local control plane (not an existing cluster)")
+    return control_plane
+
+
 @pytest.fixture(scope="session")
 def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:  # type: ignore[no-untyped-call]

@@ -165,6 +165,7 @@ class _Component:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    args: tuple[str, ...] = ()
 
 
 class LocalControlPlane:
@@ -350,11 +351,21 @@ class LocalControlPlane:
         finally:
             self._restore_sigterm_handler()
 
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM, as a rolling control-plane upgrade does), keep it down for
+        ``down_seconds``, start it again with the same flags, ports and etcd, and wait until it is ready."""
+        old = next(c for c in self._components if c.name == "kube-apiserver")
+        _terminate(old.process)
+        self._components.remove(old)
+        time.sleep(down_seconds)
+        self._launch("kube-apiserver", *old.args, append_log=True)
+        self._wait_until("kube-apiserver", lambda: self._api_ok("/readyz"))
+
     # -- internals ----------------------------------------------------------------------
 
-    def _launch(self, name: str, *args: str) -> None:
+    def _launch(self, name: str, *args: str, append_log: bool = False) -> None:
         log_path = self.data_dir / f"{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("ab" if append_log else "wb") as log:
             process = subprocess.Popen(
                 [str(self.assets_dir / name), *args],
                 stdin=subprocess.DEVNULL,
@@ -364,7 +375,7 @@ class LocalControlPlane:
                 start_new_session=True,  # its own process group, so stop() reaches any children
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - only a prctl(2) call
             )
-        self._components.append(_Component(name, process, log_path))
+        self._components.append(_Component(name, process, log_path, args))
 
     def _wait_until(self, name: str, ready: Callable[[], bool], what: str = "") -> None:
         """Poll ``ready`` until it holds; fail early, naming the component and showing its

@@ -6,13 +6,18 @@ own ports, sharing a Lease): that is how the fault tests run replicas against on
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from support.controlplane import free_loopback_ports
 from support.kubectl import kubectl
@@ -22,8 +27,9 @@ from support.wait import wait_for
 WEBHOOK_HOST = os.environ.get("VRAMGATE_TEST_WEBHOOK_HOST", "127.0.0.1")
 STOP_TIMEOUT_SECONDS = 20
 START_TIMEOUT_SECONDS = 60
-# Short, so a crashed leader's successor starts within seconds; the chart's default is 15.
-TEST_LEASE_SECONDS = 5
+# Shorter than the chart's 15, so a crashed leader's successor starts sooner; long enough that a
+# leader that lost its Lease (an API server restart) has the 5 s kopf needs to stop.
+TEST_LEASE_SECONDS = 12
 
 
 class OperatorProcess:
@@ -58,9 +64,8 @@ class OperatorProcess:
         assert self.process is not None, "not running"
         return self.process.pid
 
-    def start(self, *, leading: bool = True) -> None:
-        """Start, and wait until it serves admission and, with `leading`, leads (the webhook
-        configuration then points at it)."""
+    def launch(self) -> None:
+        """Start the process without waiting for anything."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "vramgate.operator"],
@@ -68,6 +73,11 @@ class OperatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def start(self, *, leading: bool = True) -> None:
+        """Start, and wait until it serves admission and, with `leading`, leads (the webhook
+        configuration then points at it)."""
+        self.launch()
         ready = self.leads if leading else self.ready
         what = f"operator {self.pid} serving admission{' and leading' if leading else ''}"
         wait_for(ready, timeout=START_TIMEOUT_SECONDS, message=what)
@@ -96,8 +106,9 @@ class OperatorProcess:
             return False
 
     def leads(self) -> bool:
-        """Ready, and the webhook configuration points at this process's port (only a leader writes
-        it; a crashed predecessor on the same port would leave one that looks just as right)."""
+        """Ready, and the webhook configuration points at this process's port with a CA that signed
+        the certificate it serves (only a leader writes it; a predecessor on the same port leaves
+        one that differs only in its CA)."""
         if not self.ready():
             return False
         result = kubectl(
@@ -107,13 +118,28 @@ class OperatorProcess:
         if result.returncode != 0:
             return False
         webhooks = json.loads(result.stdout).get("webhooks") or []
-        return any(f":{self.webhook_port}/" in hook["clientConfig"].get("url", "") for hook in webhooks)
+        served = x509.load_pem_x509_certificate(
+            ssl.get_server_certificate((WEBHOOK_HOST, self.webhook_port)).encode()
+        )
+        return any(
+            f":{self.webhook_port}/" in hook["clientConfig"].get("url", "")
+            and _signs(base64.b64decode(hook["clientConfig"].get("caBundle", "")), served)
+            for hook in webhooks
+        )
 
     def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.log().splitlines()[-lines:])
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _signs(ca_pem: bytes, certificate: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def remove_webhook_configuration(kubeconfig: Path, name: str = "vramgate.dev") -> None:

@@ -9,7 +9,8 @@ the usual client-go guarantees instead:
   as observed on its own clock, and writes with the resourceVersion it read (optimistic concurrency:
   of two racing candidates, one gets a conflict);
 * the leader renews every `retry` seconds and stops leading when it has not renewed for
-  `renew_deadline` (2/3 of the lease), so it has stopped before anyone can take over;
+  `renew_deadline` (half the lease), and has the other half to stop before anyone can take over
+  (kopf needs a few seconds to wind down its handlers);
 * a graceful stop releases the Lease, so a standby takes over within `retry` seconds; after a crash,
   within `leaseDurationSeconds + retry`.
 """
@@ -34,6 +35,13 @@ from vramgate.handlers import kube
 
 logger = logging.getLogger(__name__)
 REQUEST_TIMEOUT_SECONDS = 3
+RENEW_DEADLINE_FRACTION = 0.5
+
+
+def stop_within(lease_seconds: int) -> float:
+    """How long a replica that lost the Lease has to stop acting: from its renew deadline to the
+    earliest moment another replica may take over, less a second for clocks and requests."""
+    return max(1.0, lease_seconds * (1 - RENEW_DEADLINE_FRACTION) - 1)
 COORDINATION = "coordination.k8s.io"
 
 
@@ -59,7 +67,7 @@ class LeaseElector:
 
     @property
     def renew_deadline(self) -> float:
-        return self.lease_seconds * 2 / 3
+        return self.lease_seconds * RENEW_DEADLINE_FRACTION
 
     @property
     def retry(self) -> float:
