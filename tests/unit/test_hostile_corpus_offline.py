@@ -1,5 +1,5 @@
 """The hostile corpus offline: `vramgate check -f` refuses each case meant to be refused, naming the
-field (or the reason), and passes each one meant to deploy. tests/e2e/test_hostile_corpus.py runs the
+field (or the reason), and passes each one meant to deploy. tests/e2e/test_hostile_corpus_online.py runs the
 same files against the API server and the operator and requires the same outcome."""
 
 from __future__ import annotations
