@@ -435,6 +435,8 @@ def _print_plan(result: Plan) -> None:
             f"{format_gib(result.required_bytes_per_gpu)} of {format_gib(result.gpu_memory_bytes)} per GPU",
         ),
         (f"{result.engine.value} args", " ".join(result.engine_args[result.engine.value])),
+        (f"{result.engine.value} release", result.engine_release),
+        *(("assumed", note) for note in result.assumptions),
     ]
     for label, value in rows:
         summary.add_row(label, value)

@@ -17,7 +17,6 @@ from typing import Any
 from vramgate.images import ImagePolicy
 from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPolicy, Preference, place
 from vramgate.sizing import Plan, SizingError, Suggestion
-from vramgate.sizing.engines import definition
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
     NAME_RULE,
@@ -90,7 +89,7 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
     try:
         _check_name(resource.get("metadata"))
         spec = parse_spec(resource.get("spec"))
-        image = spec.runtime.image or definition(spec.runtime.engine).runtime.image
+        image = spec.runtime.image_or_default()
         if (refusal := context.image_policy.refusal(image)) is not None:
             raise SpecError("spec.runtime.image", refusal)
         placed = place(

@@ -129,7 +129,7 @@ def _container(spec: LLMDeploymentSpec, plan: Plan, placement: Placement | None)
     resources["limits"] = {**resources.get("limits", {}), **gpu_limits(plan, placement)}
     container: dict[str, Any] = {
         "name": "server",
-        "image": spec.runtime.image or runtime.image,
+        "image": spec.runtime.image_or_default(),
         "args": server_arguments(spec, plan),
         "ports": [{"name": HTTP_PORT_NAME, "containerPort": server_port(spec), "protocol": "TCP"}],
         "env": [env.model_dump(by_alias=True, exclude_none=True, mode="json") for env in spec.runtime.env],

@@ -785,13 +785,16 @@ class RuntimeSpec(_Schema):
             raise ValueError("env names must be unique")
         return self
 
+    def image_or_default(self) -> str:
+        """The image that runs: the spec's, else the engine's default (whose tag names its release)."""
+        return self.image or definition(self.engine).runtime.image
+
     def engine_version_or_tag(self) -> str | None:
-        """The explicit engine version, else the image tag (digests and registry ports are no tags)."""
+        """The explicit engine version, else the image tag (digests and registry ports are no tags); None
+        when neither says it: the plan then reports the release it assumed."""
         if self.engine_version:
             return self.engine_version
-        if self.image is None:
-            return None
-        reference = self.image.split("@", 1)[0]
+        reference = self.image_or_default().split("@", 1)[0]
         repository, _, tag = reference.rpartition(":")
         return tag if repository and "/" not in tag else None
 
@@ -847,6 +850,13 @@ class PlanSummary(_Schema):
 
     model: str = Field(description="The model's name.")
     engine: Engine = Field(description="The inference server.")
+    engine_release: str = Field(
+        default="", description="The engine release whose memory rules sized it (from the image tag)."
+    )
+    assumptions: list[str] = Field(
+        default_factory=list,
+        description="What the plan assumed where the spec did not say (an unstated engine release).",
+    )
     gpu_type: str = Field(description="GPU type chosen or pinned.")
     gpu_product: str = Field(description="Its nvidia.com/gpu.product node label.")
     gpu_count: int = Field(description="GPUs per replica (tensor parallel).")
@@ -1001,6 +1011,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
             concurrency=spec.workload.concurrency,
             engine=spec.runtime.engine,
             engine_version=spec.runtime.engine_version_or_tag(),
+            engine_image=spec.runtime.image_or_default(),
             gpu_count=spec.gpu.count,
             **(
                 {"max_memory_fraction": spec.gpu.max_memory_fraction}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from vramgate.sizing import Engine, Precision, find_model
+from vramgate.sizing import Engine, Precision, find_model, plan
 from vramgate.sizing.architecture import parameter_groups
 from vramgate.sizing.memory import kv_layout
 from vramgate.spec import SpecError, extra_arguments, parse_spec, to_plan_request
@@ -197,3 +197,19 @@ def test_a_long_bad_value_is_quoted_short() -> None:
     with pytest.raises(SpecError) as error:
         parse_spec(spec(runtime={"image": "x" * 65536 + "!"}))
     assert len(error.value.message) < 400
+
+
+def test_a_digest_only_image_plans_with_the_release_it_says_it_assumed() -> None:
+    digest = spec(runtime={"image": "vllm/vllm-openai@sha256:" + "ab" * 32})
+    request = to_plan_request(parse_spec(digest))
+    assert request.engine_version is None and request.engine_image == "vllm/vllm-openai@sha256:" + "ab" * 32
+    result = plan(request)
+    assert result.engine_release == "0.11.0"
+    assert any("release not stated" in note for note in result.assumptions)
+    # The official image has FlashInfer: that part of the install is known, not assumed
+    assert not any("FlashInfer" in note for note in result.assumptions)
+
+
+def test_no_image_means_the_default_one_and_its_tag() -> None:
+    request = to_plan_request(parse_spec(spec(runtime={})))
+    assert (request.engine_version, request.engine_image) == ("v0.11.0", "vllm/vllm-openai:v0.11.0")

@@ -65,6 +65,8 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     summary = PlanSummary(
         model=plan.model,
         engine=plan.engine,
+        engine_release=plan.engine_release,
+        assumptions=plan.assumptions,
         gpu_type=plan.gpu_type,
         gpu_product=plan.gpu_product,
         gpu_count=plan.gpu_count,

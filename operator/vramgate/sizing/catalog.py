@@ -51,6 +51,27 @@ class GpuType(BaseModel):
         return int(self.memory_mib * (1 - _UNMEASURED_RESERVE)) * MIB
 
 
+UNKNOWN_GPU = "unknown"
+# What a GPU known only by its memory is taken to be: the choice that leaves the smaller KV cache where
+# the compute capability decides (MXFP4 experts padded as on Blackwell, the V1 engine on every vLLM release
+# that has it, TGI's largest warm-up), said in the plan's assumptions.
+UNKNOWN_GPU_COMPUTE_CAPABILITY = "10.0"
+
+
+def unknown_gpu(cuda_total_bytes: int) -> GpuType:
+    """A GPU of which only the memory the CUDA runtime reports is known."""
+    mib = max(cuda_total_bytes // MIB, 1)
+    return GpuType(
+        name=UNKNOWN_GPU,
+        product="",
+        compute_capability=UNKNOWN_GPU_COMPUTE_CAPABILITY,
+        memory_mib=mib,
+        cuda_total_mib=mib,
+        price_per_hour=1.0,
+        note="only its memory is known",
+    )
+
+
 class CatalogModel(BaseModel):
     """One catalog entry: a real config.json subset with its provenance."""
 

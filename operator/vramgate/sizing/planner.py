@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from vramgate.sizing.architecture import ModelArchitecture
-from vramgate.sizing.catalog import GpuType, gpu_catalog
+from vramgate.sizing.catalog import GpuType, gpu_catalog, unknown_gpu
 from vramgate.sizing.engines import (
     Engine,
     EngineBuild,
@@ -392,6 +392,18 @@ def plan(
             f"{', '.join(str(n) for n in TENSOR_PARALLEL_SIZES if evaluator.valid_tensor_parallel(n))})",
         )
     offered = gpus if gpus is not None else [(gpu, MAX_GPUS_PER_REPLICA) for gpu in gpu_catalog().values()]
+    assumptions = []
+    if gpus is None and request.gpu is None and request.gpu_memory_bytes_override is not None:
+        # Only the memory is known: no catalog type is guessed from it.
+        memory = request.gpu_memory_bytes_override
+        unknown = unknown_gpu(memory)
+        offered = [(unknown, MAX_GPUS_PER_REPLICA)]
+        assumptions.append(
+            f"GPU type not given, only its memory ({format_gib(memory)}): taken as "
+            f"compute capability {unknown.compute_capability}, which leaves the smaller KV cache where it "
+            "decides: MXFP4 experts padded to 256 x 256, vLLM's V1 engine and its larger default batch "
+            "where the memory allows it, TGI's warm-up sized for the fastest card its launcher knows"
+        )
 
     def evaluate(wanted: Callable[[GpuType], bool]) -> list[_Evaluation]:
         return [
@@ -423,7 +435,9 @@ def plan(
     if not fits and pinned is not None and not alternatives:
         field += evaluate(lambda gpu: gpu.name != pinned.name)
     suggestions = [] if fits else _suggestions(request, evaluator, chosen, field)
-    return _to_plan(request, evaluator, chosen, fits, field if alternatives else [], reasons, suggestions)
+    return _to_plan(
+        request, evaluator, chosen, fits, field if alternatives else [], reasons, suggestions, assumptions
+    )
 
 
 def _shortfall_reason(evaluation: _Evaluation, request: PlanRequest) -> str:
@@ -567,6 +581,7 @@ def _to_plan(
     field: list[_Evaluation],
     reasons: list[str],
     suggestions: list[Suggestion],
+    assumptions: list[str],
 ) -> Plan:
     arch, tp, gpus = request.model, chosen.tensor_parallel, chosen.gpu_count
     unsplit_layout = kv_layout(
@@ -587,7 +602,7 @@ def _to_plan(
         weights_format=evaluator.weights.label,
         engine=request.engine,
         engine_release=chosen.engine.release_label,
-        assumptions=list(chosen.engine.assumptions),
+        assumptions=[*chosen.engine.assumptions, *assumptions],
         gpu_type=chosen.gpu.name,
         gpu_product=chosen.gpu.product,
         gpu_count=gpus,

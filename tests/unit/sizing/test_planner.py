@@ -186,3 +186,34 @@ def test_largest_values_neither_overflow_nor_hang() -> None:
     result = plan(request("meta-llama/Llama-3.1-8B-Instruct", max_seq_len=131072, concurrency=100_000))
     assert not result.fits
     assert result.kv_cache_bytes == 100_000 * 131072 * result.kv_bytes_per_token
+
+
+def test_a_gpu_known_only_by_its_memory_is_not_guessed_from_the_catalog() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    result = plan(
+        PlanRequest(
+            model=gpt_oss,
+            model_source="openai/gpt-oss-120b",
+            max_seq_len=8192,
+            concurrency=1,
+            gpu_memory_bytes_override=80 * 2**30,
+        )
+    )
+    assert result.gpu_type == "unknown"
+    assert {c.gpu_type for c in result.alternatives} == {"unknown"}
+    assert any("compute capability 10.0" in note for note in result.assumptions)
+    # Blackwell's MXFP4 layout pads the most: more weights than Marlin's on a catalog Ampere/Hopper GPU
+    h100 = plan(
+        PlanRequest(
+            model=gpt_oss, model_source="x", max_seq_len=8192, concurrency=1, gpu=find_gpu("H100-80GB")
+        )
+    )
+    assert result.weights_bytes_per_gpu * result.gpu_count > h100.weights_bytes_per_gpu * h100.gpu_count
+
+
+def test_the_plan_says_which_release_it_applied_and_what_it_assumed() -> None:
+    stated = plan(request("meta-llama/Llama-3.1-8B-Instruct", engine_version="v0.12.0"))
+    assert stated.engine_release == "0.12.0" and stated.assumptions == []
+    unstated = plan(request("meta-llama/Llama-3.1-8B-Instruct"))
+    assert unstated.engine_release == "0.11.0"
+    assert any("not stated" in note for note in unstated.assumptions)

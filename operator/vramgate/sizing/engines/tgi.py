@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from vramgate.sizing.architecture import ModelArchitecture
-from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
 from vramgate.sizing.engines.base import (
     TORCH_DTYPE_NAMES,
     Engine,
@@ -231,8 +231,10 @@ class TgiModel(EngineModel):
             batched = max_model_len - 1 + 50
         else:
             batched = 4096
-            if arch is not None and gpu.name in F16_TFLOPS:
-                optimal = F16_TFLOPS[gpu.name] * 10**12 * tensor_parallel // _launcher_flops_per_token(arch)
+            # A GPU known only by its memory may be the fastest card the launcher knows.
+            tflops = max(F16_TFLOPS.values()) if gpu.name == UNKNOWN_GPU else F16_TFLOPS.get(gpu.name)
+            if arch is not None and tflops is not None:
+                optimal = tflops * 10**12 * tensor_parallel // _launcher_flops_per_token(arch)
                 batched = optimal if optimal > 100 else batched
             if arch is not None and arch.max_position_embeddings:
                 batched = min(batched, arch.max_position_embeddings)
