@@ -242,26 +242,36 @@ def test_mig_instances_and_hami_shares_bind_through_the_scheduler(cluster: Clust
     assert status_of(cluster, namespace, "shared")["placement"]["hamiMemoryMiB"] == share
 
 
+LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+
+
+def lws_installed(cluster: Cluster) -> bool:
+    return exists(lambda: client.ApiextensionsV1Api(cluster.api).read_custom_resource_definition(LWS_CRD))
+
+
+def install_lws(cluster: Cluster) -> None:
+    kubectl("apply", "--server-side", "-f", str(lws_crd_path()), kubeconfig=cluster.kubeconfig)
+    # Right after creation the CRD has no conditions yet, which `kubectl wait` takes for an error.
+    wait_for(
+        lambda: kubectl(
+            "wait", "--for=condition=Established", f"crd/{LWS_CRD}", "--timeout=10s",
+            kubeconfig=cluster.kubeconfig, check=False,
+        ).returncode == 0,
+        timeout=CONVERGE_SECONDS,
+        message="the LeaderWorkerSet CRD established",
+    )  # fmt: skip
+
+
 def test_a_model_larger_than_a_node_becomes_a_leaderworkerset(cluster: Cluster, namespace: str) -> None:
     deepseek = llmd("deepseek", "deepseek-ai/DeepSeek-V3", 16384, 8)
     deepseek["spec"]["model"]["precision"] = "fp8"
     deepseek["spec"]["gpu"] = {"type": "H100-80GB"}
-    crd = "leaderworkersets.leaderworkerset.x-k8s.io"
-    if not exists(lambda: client.ApiextensionsV1Api(cluster.api).read_custom_resource_definition(crd)):
+    if not lws_installed(cluster):
         refused = apply(cluster, namespace, deepseek, check=False)
         assert refused.returncode != 0
         assert "needs 2 nodes of 8 x H100-80GB" in refused.stderr
-        assert f"{crd} CustomResourceDefinition is missing" in refused.stderr
-        kubectl("apply", "--server-side", "-f", str(lws_crd_path()), kubeconfig=cluster.kubeconfig)
-        # Right after creation the CRD has no conditions yet, which `kubectl wait` takes for an error.
-        wait_for(
-            lambda: kubectl(
-                "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s",
-                kubeconfig=cluster.kubeconfig, check=False,
-            ).returncode == 0,
-            timeout=CONVERGE_SECONDS,
-            message="the LeaderWorkerSet CRD established",
-        )  # fmt: skip
+        assert f"{LWS_CRD} CustomResourceDefinition is missing" in refused.stderr
+        install_lws(cluster)
     wait_for(
         lambda: apply(cluster, namespace, deepseek, check=False).returncode == 0,
         timeout=CONVERGE_SECONDS,
@@ -278,6 +288,33 @@ def test_a_model_larger_than_a_node_becomes_a_leaderworkerset(cluster: Cluster, 
     }
     service = wait_for(lambda: get(cluster, namespace, "service", "deepseek"), timeout=CONVERGE_SECONDS)
     assert service["spec"]["selector"]["role"] == "leader"
+
+
+def test_a_model_moving_between_one_node_and_several_keeps_one_workload(
+    cluster: Cluster, namespace: str
+) -> None:
+    """Llama-3.1-405B in bf16 needs two 8 x H100 nodes; in fp8 one does. Each change of spec replaces
+    the LeaderWorkerSet by a Deployment or back, never leaving both holding GPUs."""
+    if not lws_installed(cluster):
+        install_lws(cluster)
+    big = llmd("big", "meta-llama/Llama-3.1-405B-Instruct", 4096, 4, {"type": "H100-80GB"})
+    big["spec"]["model"]["precision"] = "bf16"
+
+    def lws() -> dict[str, Any] | None:
+        return get(cluster, namespace, "leaderworkerset", "big")
+
+    def deployment() -> dict[str, Any] | None:
+        return get(cluster, namespace, "deployment", "big")
+
+    wait_for(lambda: apply(cluster, namespace, big, check=False).returncode == 0, timeout=CONVERGE_SECONDS)
+    wait_for(lws, timeout=CONVERGE_SECONDS, message="the LeaderWorkerSet")
+    big["spec"]["model"]["precision"] = "fp8"
+    apply(cluster, namespace, big)
+    wait_for(lambda: deployment() and not lws(), timeout=CONVERGE_SECONDS, message="a Deployment, no LWS")
+    assert "role" not in (get(cluster, namespace, "service", "big") or {})["spec"]["selector"]
+    big["spec"]["model"]["precision"] = "bf16"
+    apply(cluster, namespace, big)
+    wait_for(lambda: lws() and not deployment(), timeout=CONVERGE_SECONDS, message="an LWS, no Deployment")
 
 
 def too_big_with_the_escape_hatch() -> dict[str, Any]:

@@ -313,7 +313,7 @@ def test_rbac_grants_what_the_operator_needs_and_no_wildcards(default: Manifests
         ("", "events"): {"create", "patch"},
         ("", "namespaces"): {"list", "watch"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"create", "get", "patch", "update"},
+        ("leaderworkerset.x-k8s.io", "leaderworkersets"): {"create", "get", "patch", "update", "delete"},
         ("", "nodes"): {"get", "list", "watch"},
         ("", "pods"): {"get", "list", "watch"},  # free GPUs: what bound pods request, in any namespace
     }

@@ -91,10 +91,11 @@ Role per watched namespace (templates/rbac.yaml). */}}
   - apiGroups: [""]
     resources: [services]
     verbs: [create, get, list, watch, patch, update, delete]
-  # Models larger than one node run as LeaderWorkerSets (only where that CRD is installed).
+  # Models larger than one node run as LeaderWorkerSets (only where that CRD is installed); one is
+  # deleted when its model moves back to a single node.
   - apiGroups: [leaderworkerset.x-k8s.io]
     resources: [leaderworkersets]
-    verbs: [create, get, patch, update]
+    verbs: [create, get, patch, update, delete]
   # kopf posts the handlers' progress and errors as Events.
   - apiGroups: [""]
     resources: [events]

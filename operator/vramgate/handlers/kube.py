@@ -101,6 +101,20 @@ def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict
     return as_dict(found)
 
 
+def delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> None:
+    """Delete a generated Deployment or LeaderWorkerSet; one already gone is fine."""
+    try:
+        if kind == "Deployment":
+            client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
+        else:
+            client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
+            )
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
 def apply_llmdeployment_status(
     api: client.ApiClient, metadata: Mapping[str, Any], status: dict[str, Any], *, field_manager: str
 ) -> None:

@@ -200,11 +200,15 @@ def reconcile_llmdeployment(
                 kopf.warn(body, reason="Rejected", message=decision.message)
             return
         sync(api, desired.service, _first(kwargs, "generated_services", key))
-        is_deployment = (
-            desired.deployment["kind"] == "Deployment"
-        )  # else a LeaderWorkerSet, applied each time
+        is_deployment = desired.deployment["kind"] == "Deployment"  # else a LeaderWorkerSet
         live = _first(kwargs, "generated_deployments", key) if is_deployment else None
         deployment = sync(api, desired.deployment, live)
+        # A model that moved between one node and several leaves the other kind of workload behind.
+        was_multi_node = int((previous.get("placement") or {}).get("nodes") or 1) > 1
+        if is_deployment and was_multi_node:
+            kube.delete(api, "LeaderWorkerSet", *key)
+        elif not is_deployment and _first(kwargs, "generated_deployments", key) is not None:
+            kube.delete(api, "Deployment", *key)
         new_status = status.deployed_status(
             decision, deployment, previous=previous, generation=generation, now=now()
         )
