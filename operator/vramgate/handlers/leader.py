@@ -42,6 +42,8 @@ def stop_within(lease_seconds: int) -> float:
     """How long a replica that lost the Lease has to stop acting: from its renew deadline to the
     earliest moment another replica may take over, less a second for clocks and requests."""
     return max(1.0, lease_seconds * (1 - RENEW_DEADLINE_FRACTION) - 1)
+
+
 COORDINATION = "coordination.k8s.io"
 
 
