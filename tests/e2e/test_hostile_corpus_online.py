@@ -130,3 +130,76 @@ def test_what_an_accepted_spec_generates_passes_the_api_server(
             "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=vramgate",
             "-f", "-", kubeconfig=kubeconfig, input=json.dumps(manifest),
         )  # fmt: skip
+
+
+def test_a_deployment_the_api_server_refuses_at_apply_ends_failed_with_its_message(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess, case_files: dict[str, Path]
+) -> None:
+    """What the decision cannot know (a cluster policy on Deployments) still ends in a status: phase
+    Failed with the API server's own message, not an endless retry."""
+    policy = f"freeze-{namespace}"
+    kubectl("label", "namespace", namespace, f"{policy}=true", kubeconfig=kubeconfig)
+    documents = [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["deployments"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {"expression": "false", "message": "Deployments are frozen in this namespace"}
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {policy: "true"}}},
+            },
+        },
+    ]
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        kubeconfig=kubeconfig,
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": documents}),
+    )
+    try:
+
+        def frozen() -> bool:  # the policy takes effect once the API server has loaded it
+            result = kubectl(
+                "create", "deployment", "probe", "--image=busybox", "-n", namespace, "--dry-run=server",
+                kubeconfig=kubeconfig, check=False,
+            )  # fmt: skip
+            return "frozen" in result.stderr
+
+        wait_for(frozen, timeout=DEPLOY_SECONDS, message="the policy in force")
+        accepted, output = apply(kubeconfig, namespace, case_files["plain-fit"].read_text())
+        assert accepted, output
+
+        def failed() -> dict[str, Any] | None:
+            result = kubectl("get", "llmd", "plain-fit", "-n", namespace, "-o", "json", kubeconfig=kubeconfig)
+            status: dict[str, Any] = json.loads(result.stdout).get("status") or {}
+            return status if status.get("phase") == "Failed" else None
+
+        status = wait_for(failed, timeout=DEPLOY_SECONDS, message="phase Failed")
+        assert "Deployments are frozen in this namespace" in status["message"]
+        assert "Traceback" not in operator.log()
+    finally:
+        for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+            kubectl("delete", kind, policy, "--ignore-not-found", kubeconfig=kubeconfig)

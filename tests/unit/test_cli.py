@@ -259,6 +259,25 @@ def test_check_reports_the_field_of_an_invalid_spec(
 
 
 @pytest.mark.parametrize(
+    ("key", "value"), [("num_hidden_layers", "1000000000000000000"), ("hidden_size", "Infinity")]
+)
+def test_a_hostile_config_json_is_bad_input_naming_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
+) -> None:
+    """10^18 layers once planned a memory fraction of 2.3e14; it is bounded like the inline architecture."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, '
+        f'"vocab_size": 32000, "intermediate_size": 11008, "{key}": {value}}}'
+    )
+    status, _, err = run(
+        ["plan", "--model", str(config), "--max-seq-len", "100", "--concurrency", "1"], capsys
+    )
+    assert status == 2 and f"{key}: " in err and "is not an integer from 0 to" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [("kind: ConfigMap\n", "no vramgate.dev LLMDeployment"), ("a: [b\n", "not valid YAML")],
 )
