@@ -166,9 +166,9 @@ def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
     scheduling = Scheduling(256, 2048, 16)
     old, new = (_vllm(v).overhead(llama, fmt, 1, scheduling) for v in ("0.19.0", "0.20.0"))
     assert old.outside_bytes == 620 * MIB + 512 * MIB and new.outside_bytes == 620 * MIB
-    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 12 = 410,779,648 bytes of profile
-    assert old.activation_bytes == 410_779_648
-    assert new.activation_bytes == 410_779_648 + 512 * MIB
+    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 14 = 476,446,720 bytes of profile
+    assert old.activation_bytes == 476_446_720
+    assert new.activation_bytes == 476_446_720 + 512 * MIB
 
 
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:
@@ -272,3 +272,13 @@ def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(engine:
         for sequence in (131_072, 1_048_576, 2_147_483_648):
             fits = [n for n in range(0, 600) if curve.inside_bytes(n) + n * sequence <= budget]
             assert curve.largest_batch(budget, sequence, 599) == max(fits, default=0)
+
+
+def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    scheduling = Scheduling(256, 2048, 16)
+    hopper, ampere = _vllm("0.19.0", "H100-80GB"), _vllm("0.19.0", "A100-80GB")
+    assert hopper.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(1.9 * GIB)
+    assert ampere.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(0.28 * GIB)
+    assert hopper.overhead(llama, fmt, 1, scheduling).non_torch_bytes == round(0.13 * GIB)

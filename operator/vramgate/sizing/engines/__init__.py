@@ -24,6 +24,7 @@ from vramgate.sizing.engines.base import (
     PlanFlags,
     Scheduling,
 )
+from vramgate.sizing.units import GIB
 
 
 @cache
@@ -42,9 +43,21 @@ def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType 
     return _model(engine, build or EngineBuild(), gpu.compute_capability_major if gpu else None)
 
 
+# Safety margin for tensor parallelism on NVSwitch-class GPUs (Hopper and later): NCCL's own buffers
+# (NVLink SHARP, symmetric memory) depend on the NCCL build and the topology, not on the engine's source.
+# Public vLLM 0.19 logs on H100 show 2.06-2.13 GiB of non-torch memory at TP 2-4 against 0.24-0.27 GiB at
+# TP 1 (calibration rows R63, R64, R70, R71, R73, R76, R80); older H100 logs show less (R24: 0.54). The
+# plan reserves the largest increase seen, so it never counts on memory NCCL may hold.
+NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES = round(1.9 * GIB)
+NVSWITCH_COMPUTE_CAPABILITY = 9
+
+
 @lru_cache(maxsize=1024)
 def _model(engine: Engine, build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
-    return definition(engine).model(build, compute_capability_major)
+    model = definition(engine).model(build, compute_capability_major)
+    if compute_capability_major is None or compute_capability_major >= NVSWITCH_COMPUTE_CAPABILITY:
+        model.non_torch_bytes_tensor_parallel = NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES
+    return model
 
 
 __all__ = [

@@ -119,7 +119,10 @@ class Sampler(Enum):
     """Which top-k/top-p path the profile run's dummy sampling takes, by its bytes per logit."""
 
     SORT = 38.4  # PyTorch sort of the fp32 logits with their indices and softmax copies
-    TRITON = 12.0  # Triton top-k/top-p for batches of 8 and more: no full sort (read from source)
+    # Triton top-k/top-p in place, no sort: the lm_head's bf16 logits (2 bytes), their fp32 copy (4), the
+    # softmax probabilities (4) and the exponential noise random_sample divides by (4)
+    # (vllm/v1/sample/sampler.py, ops/topk_topp_sampler.py@v0.19.0).
+    TRITON = 14.0
     FLASHINFER = 10.0  # FlashInfer's sampling kernels
 
 
