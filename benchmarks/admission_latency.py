@@ -1,0 +1,220 @@
+"""Admission latency as the API server measures it, idle and while resources converge.
+
+Method: a local control plane (tests/support) and the operator as users run it (`python -m
+vramgate.operator`, webhook in local mode). A probe is a server-side dry-run create of an
+LLMDeployment (the API server calls the webhook, stores nothing, so probing adds no load); probes
+alternate between one that fits (examples/falcon-7b-a10g.yaml) and one refused (examples/
+llama-3.1-70b-too-big.yaml). Two phases in one run:
+
+* idle: `--probes` probes, nothing else happening;
+* converging: `--load` resources are created as fast as one client thread can, and the operator
+  plans and applies each one's Deployment, Service and status; probes run until every one is
+  Deployed.
+
+For each phase the API server's own histogram, `apiserver_admission_webhook_admission_duration_seconds`
+(validating, this webhook; every call in the window, the load's creates included), gives the mean
+webhook time for allowed and for rejected calls; the probes' round trips (client to API server and
+back, webhook included) give p50 and p99. The machine is shared and noisy: compare the phases of one
+run, not absolute figures across runs.
+
+    KUBEBUILDER_ASSETS=... python benchmarks/admission_latency.py [--probes 200] [--load 200]
+
+`admission_latency()` and `webhook_time()` are what other benchmarks reuse (the scale benchmark
+measures admission while 1,000 resources converge with them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the local control plane and operator harness
+
+from kubernetes import client, config  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from support.apimetrics import scrape  # noqa: E402
+from support.controlplane import LocalControlPlane  # noqa: E402
+from support.kubectl import kubectl  # noqa: E402
+from support.operator import OperatorProcess  # noqa: E402
+from support.wait import wait_for  # noqa: E402
+from vramgate.handlers.admission import WEBHOOK_NAME  # noqa: E402
+from vramgate.spec import GROUP, PLURAL, VERSION  # noqa: E402
+
+FITS = ROOT / "examples" / "falcon-7b-a10g.yaml"
+REFUSED = ROOT / "examples" / "llama-3.1-70b-too-big.yaml"
+CRD = ROOT / "crds" / "llmdeployments.vramgate.dev.yaml"
+
+
+@dataclass(frozen=True)
+class WebhookTime:
+    """Cumulative webhook seconds and calls, by whether the call rejected, as the API server counts."""
+
+    allowed_seconds: float
+    allowed_calls: float
+    rejected_seconds: float
+    rejected_calls: float
+
+    def since(self, before: WebhookTime) -> WebhookTime:
+        return WebhookTime(
+            self.allowed_seconds - before.allowed_seconds,
+            self.allowed_calls - before.allowed_calls,
+            self.rejected_seconds - before.rejected_seconds,
+            self.rejected_calls - before.rejected_calls,
+        )
+
+
+def webhook_time(kubeconfig: Path, webhook: str = WEBHOOK_NAME) -> WebhookTime:
+    """The API server's apiserver_admission_webhook_admission_duration_seconds for `webhook`, now."""
+    totals = {"false": [0.0, 0.0], "true": [0.0, 0.0]}
+    for family in text_string_to_metric_families(scrape(kubeconfig)):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("name") != webhook or labels.get("type") != "validating":
+                continue
+            slot = totals[labels.get("rejected", "false")]
+            if sample.name == "apiserver_admission_webhook_admission_duration_seconds_sum":
+                slot[0] += float(sample.value)
+            elif sample.name == "apiserver_admission_webhook_admission_duration_seconds_count":
+                slot[1] += float(sample.value)
+    return WebhookTime(totals["false"][0], totals["false"][1], totals["true"][0], totals["true"][1])
+
+
+@dataclass(frozen=True)
+class AdmissionLatency:
+    """One phase: the API server's mean webhook time (ms) and the probes' round trips (ms)."""
+
+    webhook_mean_ms_allowed: float
+    webhook_mean_ms_rejected: float
+    webhook_calls: int
+    probe_p50_ms: float
+    probe_p99_ms: float
+    probes: int
+
+
+def _percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def admission_latency(
+    kubeconfig: Path,
+    api: client.ApiClient,
+    namespace: str,
+    *,
+    probes: int | None = None,
+    until: Callable[[], bool] | None = None,
+) -> AdmissionLatency:
+    """Probe admission with dry-run creates (a fitting and a refused resource, alternately) until
+    `probes` were sent or `until()` holds; what the API server and the probes measured meanwhile."""
+    resources = [_resource(FITS, namespace, "probe-fits"), _resource(REFUSED, namespace, "probe-refused")]
+    objects = client.CustomObjectsApi(api)
+    before = webhook_time(kubeconfig)
+    round_trips: list[float] = []
+    while (probes is None or len(round_trips) < probes) and not (until is not None and until()):
+        started = time.perf_counter()
+        try:
+            objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, resources[len(round_trips) % 2], dry_run="All"
+            )
+        except ApiException as error:
+            if "denied the request" not in str(error.body):  # only the webhook's refusal is expected
+                raise
+        round_trips.append((time.perf_counter() - started) * 1000)
+    spent = webhook_time(kubeconfig).since(before)
+    return AdmissionLatency(
+        webhook_mean_ms_allowed=1000 * spent.allowed_seconds / max(spent.allowed_calls, 1),
+        webhook_mean_ms_rejected=1000 * spent.rejected_seconds / max(spent.rejected_calls, 1),
+        webhook_calls=int(spent.allowed_calls + spent.rejected_calls),
+        probe_p50_ms=_percentile(round_trips, 0.5),
+        probe_p99_ms=_percentile(round_trips, 0.99),
+        probes=len(round_trips),
+    )
+
+
+def _resource(path: Path, namespace: str, name: str) -> dict[str, Any]:
+    resource: dict[str, Any] = yaml.safe_load(path.read_text())
+    resource["metadata"] = {"name": name, "namespace": namespace}
+    return resource
+
+
+def _deployed(api: client.ApiClient, namespace: str, count: int) -> bool:
+    found = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    items: list[dict[str, Any]] = found["items"]  # type: ignore[index]
+    phases = [(item.get("status") or {}).get("phase") for item in items]
+    return phases.count("Deployed") >= count
+
+
+def run(probes: int, load: int) -> dict[str, Any]:
+    with LocalControlPlane() as plane, tempfile.TemporaryDirectory() as scratch:
+        kubeconfig = plane.kubeconfig
+        kubectl("apply", "--server-side", "-f", str(CRD), kubeconfig=kubeconfig)
+        established = ("wait", "--for=condition=Established", "crd/llmdeployments.vramgate.dev")
+        wait_for(lambda: kubectl(*established, kubeconfig=kubeconfig, check=False).returncode == 0)
+        kubectl("create", "namespace", "bench", kubeconfig=kubeconfig)
+        operator = OperatorProcess(kubeconfig, Path(scratch) / "operator.log")
+        operator.start()
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            admission_latency(kubeconfig, api, "bench", probes=20)  # warm-up, not reported
+            idle = admission_latency(kubeconfig, api, "bench", probes=probes)
+
+            def create_load() -> None:
+                objects = client.CustomObjectsApi(api)
+                for index in range(load):
+                    objects.create_namespaced_custom_object(
+                        GROUP, VERSION, "bench", PLURAL, _resource(FITS, "bench", f"load-{index:04d}")
+                    )
+
+            started = time.monotonic()
+            creator = threading.Thread(target=create_load, name="load")
+            creator.start()
+
+            def converged() -> bool:
+                return not creator.is_alive() and _deployed(api, "bench", load)
+
+            converging = admission_latency(kubeconfig, api, "bench", until=converged)
+            creator.join()
+            convergence_seconds = time.monotonic() - started
+        finally:
+            operator.stop()
+            api.close()
+    return {
+        "idle": asdict(idle),
+        "converging": asdict(converging),
+        "load": load,
+        "convergence_seconds": round(convergence_seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--probes", type=int, default=200, help="probes in the idle phase")
+    parser.add_argument("--load", type=int, default=200, help="resources created in the converging phase")
+    args = parser.parse_args()
+    result = run(args.probes, args.load)
+    print(json.dumps(result, indent=2))
+    for phase in ("idle", "converging"):
+        row = result[phase]
+        print(
+            f"{phase:>10}: webhook mean {row['webhook_mean_ms_allowed']:.1f} ms allowed, "
+            f"{row['webhook_mean_ms_rejected']:.1f} ms rejected ({row['webhook_calls']} calls); "
+            f"probe round trip p50 {row['probe_p50_ms']:.1f} ms, p99 {row['probe_p99_ms']:.1f} ms "
+            f"({row['probes']} probes)"
+        )
+
+
+if __name__ == "__main__":
+    main()
