@@ -185,8 +185,11 @@ class CalibrationRow:
         """Absolute error of the KV cache per GPU in GiB."""
         if self.kv_error is None or self.predicted_kv_gib is None:
             return None
-        reported = self.reported.kv_cache_gib or self.predicted_kv_gib / (1 + self.kv_error)
-        return self.predicted_kv_gib - reported
+        reported = self.reported.kv_cache_gib
+        if not reported and self.predicted is not None and self.reported.kv_cache_tokens:
+            # Printed tokens at the predicted per-token cost (a prediction of no cache at all included)
+            reported = self.reported.kv_cache_tokens * self.predicted.kv_bytes_per_token_per_gpu / GIB
+        return self.predicted_kv_gib - (reported or 0.0)
 
     @property
     def kv_within_bounds(self) -> bool | None:

@@ -238,8 +238,11 @@ def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     fmt = resolve_weight_format(llama, Precision.BF16)
     overhead = _tgi("3.3.5").overhead(llama, fmt, 1, Scheduling(128, 4096, 16))
     assert overhead.non_torch_bytes == round(0.13 * GIB) + 620 * MIB
-    # 4096 tokens x 2 bytes x (2 x 4096 + 4 x 14336) through FlashLlamaMLP
-    assert overhead.activation_bytes == 4096 * 2 * (2 * 4096 + 4 * 14336)
+    # The larger of FlashLlamaMLP's 4096 x 2 x (2 x 4096 + 4 x 14336) bytes and the prefill logprobs'
+    # 4096 x 2 x 4096 + 4096 x 128256 x 2, plus the next-token chooser's fp32 rows (128 x 128256 x 8):
+    # the logits win for Llama 3's vocabulary
+    logits = 4096 * 2 * 4096 + 4096 * 128256 * 2 + 128 * 128256 * 8
+    assert 4096 * 2 * (2 * 4096 + 4 * 14336) < overhead.activation_bytes == logits
 
 
 def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
@@ -282,3 +285,24 @@ def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None
     assert hopper.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(1.9 * GIB)
     assert ampere.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(0.28 * GIB)
     assert hopper.overhead(llama, fmt, 1, scheduling).non_torch_bytes == round(0.13 * GIB)
+
+
+def test_before_0_3_all_reduce_outputs_stay_reserved_through_the_profile() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    scheduling = Scheduling(256, 4096, 16)
+    old, new = _vllm("0.2.7", "A100-80GB"), _vllm("0.3.0", "A100-80GB")
+    grown = (
+        old.overhead(llama, fmt, 2, scheduling).activation_bytes
+        - new.overhead(llama, fmt, 2, scheduling).activation_bytes
+    )
+    # 32 layers x 2 all-reduces x 4096 tokens x 4096 hidden x 2 bytes
+    assert grown == 32 * 2 * 4096 * 4096 * 2
+    assert old.overhead(llama, fmt, 1, scheduling) == new.overhead(llama, fmt, 1, scheduling)
+
+
+def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    curve = _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096)
+    assert curve.sampler_base_bytes == 4096 * 2 * 4096 + 4096 * 128256 * 2

@@ -95,13 +95,13 @@ class OverheadCurve:
     forward_bytes: int  # the MLP's live tensors over the profiled tokens
     sampler_base_bytes: int  # the last hidden states the sampler keeps
     sampler_bytes_per_seq: float  # fp32 logits and their working copies, one vocab-wide row per sequence
-    graph_bytes_inside: int  # CUDA graphs, where the release counts them inside the fraction
+    fixed_activation_bytes: int  # CUDA graphs counted inside the fraction; blocks a profile leaves reserved
     outside_bytes: int  # what must fit beside the fraction (CUDA context, graphs)
     activation_inside: bool  # False: the profile peak lives outside the fraction too (SGLang)
 
     def activation_bytes(self, num_seqs: int) -> int:
         peak = max(self.forward_bytes, self.sampler_base_bytes + num_seqs * self.sampler_bytes_per_seq)
-        return round(peak) + self.graph_bytes_inside
+        return round(peak) + self.fixed_activation_bytes
 
     def at(self, num_seqs: int) -> Overhead:
         activation = self.activation_bytes(num_seqs)
@@ -120,7 +120,7 @@ class OverheadCurve:
 
         room = budget_bytes - self.non_torch_bytes
         if self.activation_inside:
-            room -= self.graph_bytes_inside
+            room -= self.fixed_activation_bytes
             by_forward = (room - self.forward_bytes) // sequence_bytes
             by_sampler = math.floor(
                 (room - self.sampler_base_bytes) / (self.sampler_bytes_per_seq + sequence_bytes)
@@ -212,10 +212,17 @@ class EngineModel(ABC):
             forward_bytes=tokens * element * (hidden_copies * arch.hidden_size + mlp),
             sampler_base_bytes=tokens * element * arch.hidden_size,
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
-            graph_bytes_inside=graphs_inside,
+            fixed_activation_bytes=graphs_inside
+            + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens),
             outside_bytes=outside - graphs_inside,
             activation_inside=self.activation_inside_fraction,
         )
+
+    def reserved_profile_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """Memory the profile leaves reserved beyond its peak, which the release counts (none by default)."""
+        return 0
 
     def overhead(
         self,

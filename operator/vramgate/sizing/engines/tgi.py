@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from vramgate.sizing.architecture import ModelArchitecture
@@ -15,12 +15,14 @@ from vramgate.sizing.engines.base import (
     EngineModel,
     EngineRuntime,
     Launch,
+    OverheadCurve,
     PlanFlags,
     Scheduling,
     format_fraction,
     parse_version,
 )
 from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
+from vramgate.sizing.memory import WeightFormat
 from vramgate.sizing.units import MIB
 
 FLAGS = PlanFlags(
@@ -241,6 +243,21 @@ class TgiModel(EngineModel):
             allowed = _launcher_vram_tokens(arch, gpu, tensor_parallel, fraction) if arch else None
             batched = min(batched, allowed) if allowed is not None else batched
         return Scheduling(max_num_seqs=128, max_num_batched_tokens=batched, block_size_tokens=16)
+
+    def overhead_curve(
+        self,
+        arch: ModelArchitecture,
+        weights: WeightFormat,
+        tensor_parallel: int,
+        max_num_batched_tokens: int,
+        samples: bool = True,
+    ) -> OverheadCurve:
+        """Warm-up asks for prefill logprobs (backends/client/src/v3/client.rs@v3.3.5, warmup; the same in
+        router/client/src/client.rs@v1.4.0): the logits of every warm-up token, vocab wide in the model's
+        dtype, log-softmaxed in place (flash_causal_lm.py@v3.3.5), beside the last hidden states."""
+        curve = super().overhead_curve(arch, weights, tensor_parallel, max_num_batched_tokens, samples)
+        logits = max_num_batched_tokens * arch.vocab_size * weights.compute_bytes
+        return replace(curve, sampler_base_bytes=curve.sampler_base_bytes + logits)
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
         """`fraction x wiggle x total`; releases 2.0-2.4 apply the wiggle to what is left after the used

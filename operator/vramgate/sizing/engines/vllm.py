@@ -141,6 +141,9 @@ class Release:
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
     mla_latent: bool  # MLA caches its latent once per GPU (before: full K and V per head, padded to 256)
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
+    allreduce_outputs_reserved: (
+        bool  # TP all-reduces leave their outputs' blocks reserved through the profile
+    )
     cuda_graphs_inside_fraction: bool
 
     @property
@@ -175,13 +178,25 @@ def _table() -> tuple[Release, ...]:
         flashinfer_sampler=False,
         mla_latent=False,
         hybrid_kv_cache=False,
+        allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
     )
     add(
         (0, 2, 5),
-        "the budget subtracts total - free memory: the CUDA context and non-torch memory count (PR #2031)",
-        "vllm/worker/worker.py@v0.2.5",
+        "the budget subtracts total - free memory: the CUDA context, non-torch memory and the caching "
+        "allocator's reserved blocks count (PR #2031); every TP all-reduce goes through torch.distributed "
+        "(torch 2.1), whose NCCL collectives record their tensors on NCCL's stream, so each layer's two "
+        "all-reduce outputs stay reserved through the profile",
+        "vllm/worker/worker.py@v0.2.5, vllm/model_executor/parallel_utils/communication_op.py@v0.2.5, "
+        "requirements.txt@v0.2.5",
         accounting=Accounting.USED_MEMORY,
+        allreduce_outputs_reserved=True,
+    )
+    add(
+        (0, 3, 0),
+        "vLLM's custom all-reduce writes into its own buffers where the GPUs allow it",
+        "vllm/model_executor/parallel_utils/communication_op.py@v0.3.0",
+        allreduce_outputs_reserved=False,
     )
     add(
         (0, 3, 1),
@@ -349,6 +364,14 @@ class VllmModel(EngineModel):
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
+
+    def reserved_profile_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """Two all-reduce outputs (hidden-wide, every profiled token) per layer, where they stay reserved."""
+        if tensor_parallel == 1 or not self.release.allreduce_outputs_reserved:
+            return 0
+        return arch.num_layers * 2 * tokens * arch.hidden_size * weights.compute_bytes
 
     def default_scheduling(
         self,
