@@ -1,5 +1,6 @@
 """Faults while LLMDeployments are being written: replicas killed (SIGKILL) and stopped (SIGTERM), two
-replicas started at once, the API server restarted, a resource deleted while no operator runs.
+replicas started at once, the API server restarted, a resource deleted while no operator runs, the
+serving certificate rotated.
 
 Each test runs its own replicas (`python -m vramgate.operator`, webhook in local mode) that watch only
 the test's namespace and share a Lease and a webhook configuration named after it. A writer thread
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -22,12 +24,20 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from support.certificates import mount_serving_certificate
 from support.controlplane import LocalControlPlane
 from support.kubectl import kubectl
-from support.operator import TEST_LEASE_SECONDS, OperatorProcess, remove_webhook_configuration
+from support.operator import (
+    TEST_LEASE_SECONDS,
+    WEBHOOK_HOST,
+    OperatorProcess,
+    remove_webhook_configuration,
+)
+from support.pki import CertificateAuthority
 from support.wait import wait_for
 from vramgate.crd import CRD_NAME
 from vramgate.spec import GROUP, PLURAL, VERSION
@@ -341,3 +351,39 @@ def test_a_crashed_operator_blocks_only_its_own_namespaces_and_a_stopped_one_nev
         objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, falcon(namespace, "back"))
     finally:
         client.CoreV1Api(api_client).delete_namespace(other)
+
+
+def test_rotating_the_mounted_certificate_during_writes_refuses_nothing(
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient, tmp_path: Path
+) -> None:
+    """cert-manager renews the serving certificate (same CA) and the kubelet swaps the mounted files
+    while writes go on: every write is answered, and the webhook serves the newest certificate."""
+    ca = CertificateAuthority.create("webhook-ca")
+    folder = tmp_path / "webhook-tls"
+    mount_serving_certificate(folder, ca, WEBHOOK_HOST)
+    replica = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        {
+            "VRAMGATE_NAMESPACES": namespace,
+            "VRAMGATE_LEASE_NAME": f"vramgate-{namespace}",
+            "VRAMGATE_WEBHOOK_CONFIGURATION": f"vramgate-{namespace}",
+            "VRAMGATE_WEBHOOK_CERT_DIR": str(folder),
+        },
+    )
+    replica.start()
+    try:
+        with Writer(api_client, namespace) as writer:
+            writer.wait_created(3)
+            for _ in range(2):
+                latest = mount_serving_certificate(folder, ca, WEBHOOK_HOST)
+                writer.wait_created(10)  # 3 s at least: the files are checked every 2 s
+        served = x509.load_pem_x509_certificate(
+            ssl.get_server_certificate((WEBHOOK_HOST, replica.webhook_port)).encode()
+        )
+        assert served.serial_number == latest
+        assert writer.refused == {}
+        assert_nothing_lost_or_duplicated(audit(api_client, namespace, writer), writer)
+    finally:
+        replica.stop()
+        remove_webhook_configuration(kubeconfig, f"vramgate-{namespace}")
