@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install controlplane node-deps lint test unit e2e demo crd bench calibration clean
+.PHONY: install controlplane node-deps lint test unit e2e demo crd bench bench-scale calibration clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -52,6 +52,10 @@ calibration: install
 
 bench: install
 	$(BIN)/python benchmarks/plan_speed.py
+
+# The operator with 200 and 1,000 resources against a plain client loop (minutes; method in the script).
+bench-scale: install controlplane
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

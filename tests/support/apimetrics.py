@@ -33,6 +33,8 @@ def api_writes(
             labels = sample.labels
             if sample.name != "apiserver_request_total" or labels.get("verb") not in WRITE_VERBS:
                 continue
+            if labels.get("dry_run"):  # server-side dry runs (kubectl --dry-run=server, probes) store nothing
+                continue
             target = (labels.get("resource", ""), labels.get("subresource", ""))
             if objects is not None and target not in objects:
                 continue

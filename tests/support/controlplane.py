@@ -223,6 +223,13 @@ class LocalControlPlane:
             raise ControlPlaneError(f"{path} is missing; build it with: {BUILD_COMMAND}")
         return path
 
+    def pid(self, name: str) -> int:
+        """Process id of a running component (benchmarks read its CPU time from /proc)."""
+        for component in self._components:
+            if component.name == name:
+                return component.process.pid
+        raise ControlPlaneError(f"{name} is not running")
+
     def tail_logs(self, lines: int = 40) -> str:
         """The last ``lines`` lines of each component's log, for failure reports."""
         sections = []
