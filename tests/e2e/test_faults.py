@@ -51,8 +51,9 @@ WRITE_INTERVAL_SECONDS = 0.3
 CONVERGE_SECONDS = 120
 # A crashed leader's Lease expires after TEST_LEASE_SECONDS; a standby retries every lease/7 seconds.
 CRASH_TAKEOVER_BOUND_SECONDS = TEST_LEASE_SECONDS + 2 * max(0.5, TEST_LEASE_SECONDS / 7) + 3
-# A graceful stop releases the Lease once kopf has stopped (a few seconds on a loaded machine).
-GRACEFUL_TAKEOVER_BOUND_SECONDS = 10
+# A graceful stop releases the Lease once kopf has stopped (~5 s, more on a loaded machine): sooner than
+# waiting the lease out, which a crash needs.
+GRACEFUL_TAKEOVER_BOUND_SECONDS = TEST_LEASE_SECONDS
 
 
 @pytest.fixture(scope="module", autouse=True)
