@@ -40,6 +40,12 @@ PRINTER_COLUMNS = [
         "description": "Concurrent max-length sequences that fit.",
     },
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Operator's phase."},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "The server's replicas are available.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 # JSON Schema keywords with no place in a structural schema, or no meaning to the API server.

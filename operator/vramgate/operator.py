@@ -80,6 +80,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = memo.get(CONFIG) or OperatorConfig.from_environ()  # `kopf run -m vramgate.operator`
     configure(settings, config)
     memo[reconcile.API_CLIENT] = new_api_client()
+    memo[reconcile.CAPACITY_THRESHOLD] = config.capacity_mismatch_threshold
     inventory.start_feed(config)  # `kopf run -m vramgate.operator`: nobody started it before
 
 

@@ -61,6 +61,8 @@ class OperatorConfig:
     hami: bool = False  # HAMi is installed: one-GPU plans get a GPU-memory share instead of a whole GPU
     skip_memory_check_namespaces: tuple[str, ...] = ()  # where the escape hatch is honoured ("*": all)
     allowed_images: tuple[str, ...] = ()  # image repository prefixes; empty: the engines' official images
+    # An engine reporting a KV cache smaller than planned by more than this fraction gets a Warning Event.
+    capacity_mismatch_threshold: float = 0.1
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -112,6 +114,10 @@ class OperatorConfig:
             hami=_choice(get("HAMI", "false").lower(), "HAMI", ("true", "false")) == "true",
             skip_memory_check_namespaces=_names(get("SKIP_MEMORY_CHECK_NAMESPACES", "")),
             allowed_images=_image_prefixes(get("ALLOWED_IMAGES", "")),
+            capacity_mismatch_threshold=_fraction(
+                get("CAPACITY_MISMATCH_THRESHOLD", str(defaults.capacity_mismatch_threshold)),
+                "CAPACITY_MISMATCH_THRESHOLD",
+            ),
         )
 
 
@@ -123,6 +129,18 @@ def _choice(value: str, name: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise SettingsError(f"{ENV_PREFIX}{name} must be one of: {', '.join(allowed)}; not {value!r}")
     return value
+
+
+def _fraction(value: str, name: str) -> float:
+    try:
+        fraction = float(value)
+    except ValueError:
+        fraction = -1.0
+    if not 0.0 <= fraction < 1.0:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name} must be a fraction from 0 up to (not including) 1, not {value!r}"
+        )
+    return fraction
 
 
 def _port(value: str, name: str, *, allow_zero: bool = False) -> int:

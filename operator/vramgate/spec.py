@@ -896,6 +896,20 @@ class PlacementStatus(_Schema):
     )
 
 
+class ObservedCapacity(_Schema):
+    """The KV-cache capacity the running engine reported once its server was Ready, beside the plan's."""
+
+    planned_tokens: int = Field(
+        description="Tokens the plan's KV cache holds (status.plan.kvCapacityTokens)."
+    )
+    observed_tokens: int = Field(description="Tokens the engine reports its KV cache holds.")
+    relative_error: float = Field(description="(observed - planned) / planned.")
+    source: str = Field(description="Where the engine states it (metric or field).")
+    pod: str = Field(description="The server pod that was read.")
+    observed_generation: int | None = Field(default=None, description="The spec generation it was read for.")
+    observed_at: str = Field(description="When it was read (RFC 3339).")
+
+
 class LLMDeploymentStatus(_Schema):
     """What the operator decided and did, for the generation it last observed."""
 
@@ -905,6 +919,9 @@ class LLMDeploymentStatus(_Schema):
     plan: PlanSummary | None = Field(default=None, description="The plan in force.")
     deployment: str | None = Field(default=None, description="Name of the generated Deployment and Service.")
     placement: PlacementStatus | None = Field(default=None, description="How the GPUs were chosen.")
+    capacity: ObservedCapacity | None = Field(
+        default=None, description="KV-cache capacity planned against what the running engine reports."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Planned, Ready, Schedulable and MemoryCheckSkipped conditions.",

@@ -91,5 +91,5 @@ def test_names_subresource_and_printer_columns() -> None:
     [version] = crd["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
     columns = [column["name"] for column in version["additionalPrinterColumns"]]
-    assert columns == ["Model", "GPU", "Count", "Fraction", "MaxBatch", "Phase", "Age"]
+    assert columns == ["Model", "GPU", "Count", "Fraction", "MaxBatch", "Phase", "Ready", "Age"]
     assert yaml.safe_load(CRD_FILE.read_text())["metadata"]["name"] == "llmdeployments.vramgate.dev"

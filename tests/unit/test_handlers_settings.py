@@ -33,15 +33,23 @@ def test_environment_overrides() -> None:
             "VRAMGATE_WEBHOOK_MODE": "Service",
             "VRAMGATE_METRICS_PORT": "0",
             "VRAMGATE_NAMESPACE_SELECTOR": " vramgate.dev/shard=a ",
+            "VRAMGATE_CAPACITY_MISMATCH_THRESHOLD": "0.25",
         }
     )
     assert config.namespaces == ("team-a", "team-b")
     assert config.namespace_selector == "vramgate.dev/shard=a"
     assert config.webhook_mode is WebhookMode.SERVICE and config.metrics_port == 0
+    assert config.capacity_mismatch_threshold == 0.25
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("VRAMGATE_WEBHOOK_MODE", "tunnel"), ("VRAMGATE_WEBHOOK_PORT", "99999")]
+    ("variable", "value"),
+    [
+        ("VRAMGATE_WEBHOOK_MODE", "tunnel"),
+        ("VRAMGATE_WEBHOOK_PORT", "99999"),
+        ("VRAMGATE_CAPACITY_MISMATCH_THRESHOLD", "10%"),
+        ("VRAMGATE_CAPACITY_MISMATCH_THRESHOLD", "1.5"),
+    ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):

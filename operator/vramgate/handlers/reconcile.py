@@ -26,12 +26,13 @@ from kubernetes import client
 
 from vramgate import manifests, metrics
 from vramgate.decision import Decision, DecisionContext, decide
-from vramgate.handlers import kube, status
+from vramgate.handlers import capacity, kube, status
 from vramgate.handlers.inventory import decision_context, observe_event
 from vramgate.placement import PlacementMode, placement_holds
 from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
 
 API_CLIENT = "api"  # key of the shared ApiClient in kopf's memo, set at start-up
+CAPACITY_THRESHOLD = "capacity_mismatch_threshold"  # key of the setting in kopf's memo
 
 
 def api_client(memo: kopf.Memo) -> client.ApiClient:
@@ -306,12 +307,19 @@ def watch_generated_deployment(
         stored_ready = next(
             (c for c in owner_status.get("conditions") or [] if c.get("type") == status.READY), None
         )
-        if _ready_tuple(ready) in (_ready_tuple(stored_ready), memo.get("ready")):
-            return
-        kube.apply_llmdeployment_status(
-            api, owner["metadata"], {"conditions": [ready]}, field_manager=kube.READINESS_FIELD_MANAGER
-        )
-        memo["ready"] = _ready_tuple(ready)
+        if _ready_tuple(ready) not in (_ready_tuple(stored_ready), memo.get("ready")):
+            kube.apply_llmdeployment_status(
+                api, owner["metadata"], {"conditions": [ready]}, field_manager=kube.READINESS_FIELD_MANAGER
+            )
+            memo["ready"] = _ready_tuple(ready)
+        # Once per plan, when its server is Ready: what the engine got, against what was planned.
+        planned_generation = owner["metadata"].get("generation")
+        recorded = (owner_status.get("capacity") or {}).get("observedGeneration")
+        unread = planned_generation not in (recorded, memo.get("read"))
+        if ready["status"] == "True" and stored is not None and unread:
+            threshold = float(memo.get(CAPACITY_THRESHOLD, 0.1))
+            if capacity.observe(api, owner, stored, threshold=threshold, now=now(), logger=logger):
+                memo["read"] = planned_generation
     except kube.CALL_ERRORS as error:
         raise kube.api_error(f"repairing the Deployment of {namespace}/{reference['name']}", error) from error
 
