@@ -9,11 +9,25 @@ RUN python -m venv /opt/vramgate
 WORKDIR /src
 COPY pyproject.toml ./
 COPY operator/ operator/
-# Runtime dependencies only: the [test] extra is never installed.
-RUN /opt/vramgate/bin/pip install --no-cache-dir . \
+# Runtime dependencies only: the [test] extra is never installed. pip reads the builder's pip.conf
+# (index, certificate) from a build secret, when one is given, so none of it lands in a layer:
+# `--secret id=pip.conf,src=$HOME/.config/pip/pip.conf`.
+RUN --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    /opt/vramgate/bin/pip install --no-cache-dir . \
  && /opt/vramgate/bin/python -c "import vramgate.operator"
 
 FROM ${PYTHON_IMAGE}
+# OCI labels: --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD)
+# --build-arg SOURCE=$(git remote get-url origin)
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="vramgate" \
+      org.opencontainers.image.description="Kubernetes operator that sizes LLM deployments to their GPUs" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/opt/vramgate/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
