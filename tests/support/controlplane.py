@@ -187,10 +187,14 @@ class LocalControlPlane:
         *,
         startup_timeout: float = 60.0,
         data_dir_parent: Path | None = None,
+        aggregator_routing: bool = False,
     ) -> None:
+        """``aggregator_routing``: the API server dials Service-backed webhooks at their endpoints'
+        (pod) addresses, for a cluster with a real node but no kube-proxy (see support.node)."""
         self.assets_dir = assets_dir if assets_dir is not None else find_assets_dir()
         self.startup_timeout = startup_timeout
         self._data_dir_parent = data_dir_parent
+        self.aggregator_routing = aggregator_routing
         self._components: list[_Component] = []
         self._data_dir: Path | None = None
         self._previous_sigterm_handler: Callable[[int, FrameType | None], object] | int | None = None
@@ -309,6 +313,9 @@ class LocalControlPlane:
             "--authorization-mode=Node,RBAC",
             f"--enable-admission-plugins={ADMISSION_PLUGINS}",
             "--allow-privileged=true",
+            # A real node is named by its address only (no DNS for node names here).
+            "--kubelet-preferred-address-types=InternalIP",
+            *(["--enable-aggregator-routing=true"] if self.aggregator_routing else []),
         )
         self._wait_until("kube-apiserver", lambda: self._api_ok("/readyz"))
 
