@@ -1,10 +1,15 @@
-"""The README's main job: vramgate on a cluster, from an empty control plane to a refused deployment.
+"""The README's main job: vramgate on a cluster, from an empty control plane to a running server.
 
-Without $KUBECONFIG it starts the local control plane (built by hack/controlplane/build.sh) with fake
-GPU nodes; with $KUBECONFIG it uses that cluster. Then it installs the CRD, runs the operator out of
-cluster (webhook on loopback), applies examples/, and prints what a user would see: `kubectl get
-llmd`, the generated Deployment's engine arguments, where its pod was scheduled, and the refusal
-kubectl prints for a model that cannot fit. Everything it started is stopped on the way out.
+Without $KUBECONFIG, where containerd can run (root, `make node-deps`), it starts the local control
+plane with one real kubelet node (tests/support/node.py), builds the operator's image from the
+Dockerfile, installs it with the chart, and shows what a user sees: the operator pods Running, the
+refusal of a model that cannot fit, the fitting example's server pod Running (a stand-in server, as
+there is no GPU), the LLMDeployment READY, and the KV-cache capacity planned against what the
+engine reports.
+
+Elsewhere it says why in one line and runs the operator out of cluster against the control plane
+with fake GPU nodes (or against $KUBECONFIG's cluster): the CRD, `kubectl get llmd`, the generated
+engine arguments, where the pod was scheduled, and the refusal. Everything it started is stopped.
 """
 
 from __future__ import annotations
@@ -31,6 +36,16 @@ from support.controlplane import (  # noqa: E402 - needs the sys.path entry abov
     free_loopback_ports,
 )
 from support.gpunodes import register_gpu_node  # noqa: E402
+from support.incluster import (  # noqa: E402
+    CHART,
+    RELEASE,
+    SYSTEM_NAMESPACE,
+    as_json,
+    helm_values,
+    images,
+    server_resource,
+)
+from support.node import RealNode, unavailable_reason  # noqa: E402
 
 NAMESPACE = "vramgate-demo"
 FITS = REPO / "examples" / "falcon-7b-a10g.yaml"
@@ -53,7 +68,7 @@ def _banner(text: str) -> None:
 
 
 def _kubectl(
-    kubeconfig: Path, *args: str, show: bool = True, check: bool = True
+    kubeconfig: Path, *args: str, show: bool = True, check: bool = True, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     if show:
         print(f"$ kubectl {' '.join(args)}", flush=True)
@@ -63,6 +78,7 @@ def _kubectl(
         text=True,
         check=False,
         timeout=120,
+        input=input,
     )
     if show:
         print((result.stdout + result.stderr).rstrip(), flush=True)
@@ -168,7 +184,116 @@ def _phase(kubeconfig: Path, name: str) -> str:
     return result.stdout.strip()
 
 
+def _helm(kubeconfig: Path, *args: str, shown: tuple[str, ...]) -> None:
+    """Run helm; print the command with only ``shown`` of its arguments (the image overrides are noise)."""
+    print(f"$ helm {' '.join(shown)}", flush=True)
+    result = subprocess.run(
+        [str(find_assets_dir(required=("helm",)) / "helm"), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    print((result.stdout + result.stderr).rstrip().split("\nNOTES:")[0], flush=True)
+    if result.returncode != 0:
+        raise SystemExit(f"helm {args[0]} failed")
+
+
+def _jsonpath(kubeconfig: Path, *args: str) -> str:
+    return _kubectl(kubeconfig, *args, show=False, check=False).stdout.strip()
+
+
+def real_node_demo() -> None:
+    _banner("Build the images (cached by content: an unchanged tree builds nothing)")
+    started = time.monotonic()
+    built = images()
+    for image in built.all():
+        print(f"  {image.reference}  ({image.archive.stat().st_size / 2**20:.0f} MiB)")
+    print(f"ready in {time.monotonic() - started:.0f}s", flush=True)
+    with LocalControlPlane(aggregator_routing=True) as plane:
+        kubeconfig = plane.kubeconfig
+        with RealNode(plane, (built.operator, built.standin), built.pause) as node:
+            print(
+                f"Control plane and node {node.name} ready (kubelet, containerd, pods on {node.subnet}, "
+                f"one {node.gpu_product} advertised)"
+            )
+            _banner("Install vramgate with its chart (its own image, its webhook behind a Service)")
+            chart = f"charts/{CHART.name}"
+            _helm(
+                kubeconfig,
+                *("install", RELEASE, str(CHART), f"--namespace={SYSTEM_NAMESPACE}", "--create-namespace"),
+                *("--wait", "--timeout=5m", *helm_values(built)),
+                shown=("install", RELEASE, chart, "-n", SYSTEM_NAMESPACE, "--create-namespace", "--wait"),
+            )
+            _kubectl(kubeconfig, "-n", SYSTEM_NAMESPACE, "get", "pods")
+            _kubectl(kubeconfig, "create", "namespace", NAMESPACE)
+            _wait(
+                "the namespace's ServiceAccount",
+                lambda: bool(_jsonpath(kubeconfig, "-n", NAMESPACE, "get", "serviceaccount", "default")),
+            )
+            _banner("A deployment that cannot fit: Llama-3.1-70B, 32 x 8192 tokens on one L4")
+            refused = _kubectl(
+                kubeconfig, "-n", NAMESPACE, "apply", "-f", str(REFUSED.relative_to(REPO)), check=False
+            )
+            if refused.returncode == 0:
+                raise SystemExit("the oversized deployment was not refused")
+            _banner("A deployment that fits: Falcon-7B, 100 x 1000 tokens on an A10G")
+            print(f"(runtime.image is the stand-in server {built.standin.reference}: no GPU here)")
+            resource = server_resource(FITS, built)
+            print(f"$ kubectl -n {NAMESPACE} apply -f {FITS.relative_to(REPO)}", flush=True)
+            _kubectl(kubeconfig, "-n", NAMESPACE, "apply", "-f", "-", show=False, input=as_json(resource))
+            ready = '{.status.conditions[?(@.type=="Ready")].status}'
+            _wait(
+                "the server to become Ready",
+                lambda: (
+                    _jsonpath(
+                        kubeconfig, "-n", NAMESPACE, "get", "llmd", "falcon-7b", "-o", f"jsonpath={ready}"
+                    )
+                    == "True"
+                ),
+                timeout=180,
+            )
+            _kubectl(kubeconfig, "-n", NAMESPACE, "get", "pods", "-o", "wide")
+            _kubectl(kubeconfig, "-n", NAMESPACE, "get", "llmd")
+            _banner("Planned against observed: the KV cache the engine reports")
+            _wait(
+                "the capacity reading",
+                lambda: bool(
+                    _jsonpath(
+                        kubeconfig,
+                        "-n",
+                        NAMESPACE,
+                        "get",
+                        "llmd",
+                        "falcon-7b",
+                        "-o",
+                        "jsonpath={.status.capacity}",
+                    )
+                ),
+            )
+            _kubectl(
+                kubeconfig,
+                *("-n", NAMESPACE, "get", "events", "--field-selector=reason=CapacityObserved"),
+                "-o=custom-columns=REASON:.reason,MESSAGE:.message",
+            )
+            _helm(
+                kubeconfig,
+                "uninstall",
+                RELEASE,
+                f"--namespace={SYSTEM_NAMESPACE}",
+                "--wait",
+                shown=("uninstall", RELEASE, "-n", SYSTEM_NAMESPACE),
+            )
+    print("\nDemo finished; everything it started (node, containers, bridge, control plane) has stopped.")
+
+
 def main() -> int:
+    if not os.environ.get("KUBECONFIG"):
+        reason = unavailable_reason()
+        if reason is None:
+            real_node_demo()
+            return 0
+        print(f"No real node: {reason}; the operator runs out of cluster, with fake GPU nodes.")
     with _cluster() as (kubeconfig, local):
         if local:
             config.load_kube_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]

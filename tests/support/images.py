@@ -116,7 +116,7 @@ class Builder:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield self
 
-    def buildah(self, *args: str, what: str, capture: bool = False) -> str:
+    def buildah(self, *args: str, what: str, capture: bool = False, check: bool = True) -> str:
         command = [
             "buildah",
             f"--root={self.storage}",
@@ -125,7 +125,7 @@ class Builder:
             *args,
         ]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise ImageBuildError(
                 f"{what} failed (buildah {args[0]}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
             )
@@ -146,12 +146,20 @@ class Builder:
         )
 
     def export(self, reference: str, archive: Path) -> Image:
+        """Write the tarball, then drop this image's older builds (tarballs and stored images): the
+        cache holds one build per image, not one per change."""
         partial = archive.with_suffix(".partial")
         partial.unlink(missing_ok=True)
         self.buildah(
             "push", reference, f"docker-archive:{partial}:{reference}", what=f"exporting {reference}"
         )
         partial.rename(archive)
+        repository, prefix = reference.rsplit(":", 1)[0], archive.name.rsplit("-", 1)[0] + "-"
+        for older in self.cache.glob(f"{prefix}*.tar"):
+            if older != archive and len(older.name) == len(archive.name):
+                older.unlink()
+                tag = older.stem.rsplit("-", 1)[1]
+                self.buildah("rmi", f"{repository}:{tag}", what="pruning an older build", check=False)
         return Image(reference, archive)
 
     def cached(self, name: str, key: str) -> tuple[str, Path]:
