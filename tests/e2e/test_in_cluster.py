@@ -41,7 +41,8 @@ from support.kubectl import helm, kubectl
 from support.node import RealNode, unavailable_reason
 from support.wait import settled, wait_for
 
-pytestmark = pytest.mark.e2e
+# The first test also builds the images when the cache is cold (about 4 min on 2 cores).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 if (reason := unavailable_reason()) is not None:
     pytest.skip(f"in-cluster tests: {reason}", allow_module_level=True)
