@@ -329,5 +329,9 @@ def test_helm_uninstall_leaves_nothing_and_writes_pass_again(cluster: Cluster) -
 def test_teardown_leaves_nothing_on_the_host(cluster: Cluster) -> None:
     node = cluster.node
     assert node.leftovers()  # while it runs, the check finds its bridge, rule, processes and mounts
+    in_containers = node.container_processes()
+    assert in_containers, "the operator and server pods run processes under the node's shims"
     node.stop()
     assert node.leftovers() == []
+    outlived = [pid for pid in in_containers if Path(f"/proc/{pid}").exists()]
+    assert not outlived, f"container processes outlived the node: {outlived}"

@@ -134,6 +134,7 @@ class RealNode:
         self._processes: list[tuple[str, subprocess.Popen[bytes], Path]] = []
         self._nat_rule: list[str] = []
         self._shim_sockets: list[Path] = []
+        self._container_pids: set[int] = set()
         self.startup_seconds = 0.0
 
     # -- public ---------------------------------------------------------------------------------
@@ -210,9 +211,19 @@ class RealNode:
         if self._folder_marker and self._folder_marker in mounts:
             found.append(f"mounts under {self._folder_marker}")
         found += [f"shim socket {socket}" for socket in self._shim_sockets if socket.exists()]
+        found += [f"container process {pid}" for pid in sorted(self._container_pids) if _alive(pid)]
         if self._folder_marker and Path(self._folder_marker).exists():
             found.append(f"folder {self._folder_marker}")
         return found
+
+    def container_processes(self) -> set[int]:
+        """The processes running in this node's containers: everything below its containerd shims."""
+        shims = [
+            pid
+            for pid, cmdline in _processes()
+            if "containerd-shim" in cmdline and str(self.socket) in cmdline
+        ]
+        return _descendants(shims)
 
     def ctr(self, *args: str) -> str:
         return _run("ctr", f"--address={self.socket}", "--namespace=k8s.io", *args).stdout
@@ -331,8 +342,14 @@ state = "{folder}/containerd/state"
     def _kill_shims(self) -> None:
         """containerd's shims outlive it by design (containers survive a containerd restart). Killed,
         they leave their sockets in the host-wide /run/containerd/s, named by a hash of containerd's
-        address, the namespace and the shim's id (containerd's shim.SocketAddress): removed too."""
+        address, the namespace and the shim's id (containerd's shim.SocketAddress): removed too.
+        The containers' processes go first: a killed shim hands them to init, where they would run on
+        (a stop after a failed drain left operator processes behind that way)."""
         assert self.folder is not None
+        self._container_pids |= self.container_processes()
+        for pid in self._container_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for pid, cmdline in _processes():
             if str(self.socket) in cmdline or str(self.folder) in cmdline:
                 words = cmdline.split()
@@ -482,6 +499,34 @@ state = "{folder}/containerd/state"
                     f"{name}: no {what or 'answer'} in {self.startup_timeout:.0f}s:\n{self.logs()}"
                 )
             time.sleep(0.5)
+
+
+def _descendants(roots: list[int]) -> set[int]:
+    """Every process below `roots` in the process tree (from each /proc/PID/stat's parent field)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The command name in parentheses may hold spaces: the parent pid follows the last ')'.
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    pending = list(roots)
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting for its parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _processes() -> list[tuple[int, str]]:
