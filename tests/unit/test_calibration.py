@@ -101,7 +101,8 @@ def test_pipeline_parallel_row_is_limited_by_its_larger_stage() -> None:
     (row,) = [r for r in ROWS if r.row_id == "R28"]  # DeepSeek-V2-Lite, TP 2 x PP 2 on L4s
     assert row.predicted is not None and row.predicted.pipeline_parallel == 2
     assert row.predicted.gpu_count == 4
-    assert row.kv_error is not None and abs(row.kv_error) < 0.01
+    # Within 1% before the plan's 1% safety margin, never above the log after it.
+    assert row.kv_error is not None and -0.02 < row.kv_error < 0
 
 
 @pytest.mark.parametrize(

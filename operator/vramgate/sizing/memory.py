@@ -304,3 +304,27 @@ def kv_layout(
         sliding_window=arch.sliding_window,
         block_size_tokens=block_size_tokens,
     )
+
+
+@dataclass(frozen=True)
+class KvSafetyMargin:
+    """What a plan holds back, per GPU, from the KV pool it predicts: a share of the pool plus a fixed
+    amount. The plan counts only on the rest, so an engine that gets a little less than predicted still
+    holds every sequence the plan admits. Integer arithmetic, so `promised(pool_for(kv)) >= kv` exactly."""
+
+    relative_per_10k: int  # parts per 10,000 of the predicted pool
+    absolute_bytes: int
+
+    def promised(self, pool_bytes: int) -> int:
+        """The KV bytes a plan counts on out of a predicted pool of `pool_bytes`."""
+        kept = pool_bytes * (10_000 - self.relative_per_10k) // 10_000 - self.absolute_bytes
+        return max(kept, 0)
+
+    def pool_for(self, kv_bytes: int) -> int:
+        """The smallest predicted pool whose promised part holds `kv_bytes` (0 for none)."""
+        if kv_bytes <= 0:
+            return 0
+        return ceil_div((kv_bytes + self.absolute_bytes) * 10_000, 10_000 - self.relative_per_10k)
+
+
+NO_KV_SAFETY_MARGIN = KvSafetyMargin(0, 0)

@@ -9,7 +9,7 @@ from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.tgi import TgiModel
 from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
-from vramgate.sizing.memory import kv_layout, resolve_weight_format
+from vramgate.sizing.memory import NO_KV_SAFETY_MARGIN, KvSafetyMargin, kv_layout, resolve_weight_format
 from vramgate.sizing.units import GIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
@@ -266,15 +266,20 @@ def test_an_unstated_tgi_release_is_the_default_images() -> None:
     assert _tgi("latest").release_label == "3.3.7"
 
 
+@pytest.mark.parametrize("margin", [NO_KV_SAFETY_MARGIN, KvSafetyMargin(150, GIB // 3)])
 @pytest.mark.parametrize("engine", list(Engine))
-def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(engine: Engine) -> None:
+def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(
+    engine: Engine, margin: KvSafetyMargin
+) -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
     curve = engine_model(engine).overhead_curve(llama, fmt, 1, 8192)
     for budget in range(0, 40 * GIB, GIB // 3):
         for sequence in (131_072, 1_048_576, 2_147_483_648):
-            fits = [n for n in range(0, 600) if curve.inside_bytes(n) + n * sequence <= budget]
-            assert curve.largest_batch(budget, sequence, 599) == max(fits, default=0)
+            fits = [
+                n for n in range(0, 600) if curve.inside_bytes(n) + margin.pool_for(n * sequence) <= budget
+            ]
+            assert curve.largest_batch(budget, sequence, 599, margin) == max(fits, default=0)
 
 
 def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None:

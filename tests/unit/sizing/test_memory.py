@@ -8,6 +8,7 @@ from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.architecture import parameter_groups
 from vramgate.sizing.engines import Engine, EngineBuild, engine_model
 from vramgate.sizing.memory import (
+    KvSafetyMargin,
     kv_bytes_per_token_per_layer,
     kv_layout,
     pipeline_stages,
@@ -156,3 +157,12 @@ def test_pipeline_stages_hold_their_share_of_weights_and_kv() -> None:
         kv_layout(llama, BF16, 1, 16, first).bytes_per_token * 2
         == kv_layout(llama, BF16, 1, 16).bytes_per_token
     )
+
+
+def test_a_safety_margin_holds_back_its_share_and_asks_for_exactly_enough_pool() -> None:
+    margin = KvSafetyMargin(relative_per_10k=100, absolute_bytes=GIB // 4)
+    assert margin.promised(10 * GIB) == 10 * GIB * 99 // 100 - GIB // 4
+    assert margin.promised(GIB // 8) == 0  # a pool smaller than the absolute part promises nothing
+    for kv_bytes in (1, 12_345, 7 * GIB + 3):
+        pool = margin.pool_for(kv_bytes)
+        assert margin.promised(pool) >= kv_bytes > margin.promised(pool - 1)

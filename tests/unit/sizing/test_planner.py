@@ -15,6 +15,7 @@ from vramgate.sizing import (
     load_model,
     plan,
 )
+from vramgate.sizing.planner import KV_SAFETY_MARGIN
 from vramgate.sizing.units import GIB, KIB
 
 
@@ -73,7 +74,8 @@ def test_real_falcon_7b_serves_over_a_thousand_where_the_article_says_18() -> No
     real = seed_request(model=load_model("tiiuae/falcon-7b"))
     result = plan(real)
     assert result.kv_bytes_per_token == 8 * KIB
-    assert result.max_concurrency == 10 * GIB // (8 * KIB * 1000)  # 1310
+    # 10 GiB of KV cache less the 1% safety margin, in 1000-token sequences: 1297 (1310 without it)
+    assert result.max_concurrency == 10 * GIB * 99 // 100 // (8 * KIB * 1000)
     assert result.fits
 
 
@@ -167,6 +169,32 @@ def test_fixed_fraction_reports_what_the_engine_gets() -> None:
     )
     assert result.memory_fraction == 0.5
     assert result.kv_capacity_tokens == pytest.approx(464848, rel=0.02)  # vLLM printed 464,848 tokens
+
+
+def test_a_fixed_fraction_promises_the_predicted_pool_less_the_safety_margin() -> None:
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    fixed = {"gpu": find_gpu("H100-80GB"), "gpu_count": 1, "max_seq_len": 8192, "concurrency": 64}
+    result = plan(request(llama, memory_fraction=0.9, max_num_seqs=64, **fixed))  # launched as planned
+    usable = int(0.9 * result.gpu_memory_bytes)
+    pool = usable - result.weights_bytes_per_gpu - result.overhead_bytes_per_gpu
+    promised = pool * 99 // 100
+    assert result.kv_safety_margin_bytes_per_gpu == pool - promised
+    block_bytes = result.kv_bytes_per_token_per_gpu * 16
+    assert result.kv_capacity_tokens == promised // block_bytes * 16
+    assert result.max_concurrency == promised // (8192 * result.kv_bytes_per_token_per_gpu)
+
+
+def test_a_computed_fraction_and_the_engines_batch_limit_leave_room_for_the_safety_margin() -> None:
+    llama = "meta-llama/Llama-3.1-8B-Instruct"
+    result = plan(request(llama, gpu=find_gpu("L40S"), gpu_count=1, max_seq_len=8192, concurrency=8))
+    kv_with_margin = KV_SAFETY_MARGIN.pool_for(result.kv_cache_bytes_per_gpu)
+    assert kv_with_margin > result.kv_cache_bytes_per_gpu
+    assert result.required_bytes_per_gpu == (
+        result.weights_bytes_per_gpu + result.overhead_bytes_per_gpu + kv_with_margin
+    )
+    assert result.required_bytes_per_gpu <= result.memory_fraction * result.gpu_memory_bytes
+    assert result.max_batch <= result.kv_capacity_tokens // 8192
+    assert f"--max-num-seqs={result.max_batch}" in result.engine_args["vllm"]
 
 
 def test_sequence_longer_than_the_context_window_is_bad_input() -> None:

@@ -22,7 +22,7 @@ from enum import StrEnum
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.options import CommandLine
-from vramgate.sizing.memory import ExpertPadding, WeightFormat
+from vramgate.sizing.memory import NO_KV_SAFETY_MARGIN, ExpertPadding, KvSafetyMargin, WeightFormat
 from vramgate.sizing.units import GIB, MIB
 
 
@@ -112,23 +112,31 @@ class OverheadCurve:
     def inside_bytes(self, num_seqs: int) -> int:
         return self.non_torch_bytes + (self.activation_bytes(num_seqs) if self.activation_inside else 0)
 
-    def largest_batch(self, budget_bytes: int, sequence_bytes: int, upper: int) -> int:
-        """The largest n in [0, upper] with inside(n) + n x sequence_bytes <= budget (0 when none)."""
+    def largest_batch(
+        self,
+        budget_bytes: int,
+        sequence_bytes: int,
+        upper: int,
+        margin: KvSafetyMargin = NO_KV_SAFETY_MARGIN,
+    ) -> int:
+        """The largest n in [0, upper] with inside(n) + margin.pool_for(n x sequence_bytes) <= budget
+        (0 when none)."""
 
         def fits(n: int) -> bool:
-            return self.inside_bytes(n) + n * sequence_bytes <= budget_bytes
+            return self.inside_bytes(n) + margin.pool_for(n * sequence_bytes) <= budget_bytes
 
-        room = budget_bytes - self.non_torch_bytes
+        # pool_for(kv) is (kv + absolute) / kept: a sequence costs sequence / kept, the margin comes first.
+        kept = (10_000 - margin.relative_per_10k) / 10_000
+        per_seq = sequence_bytes / kept
+        room = budget_bytes - self.non_torch_bytes - margin.absolute_bytes / kept
         if self.activation_inside:
             room -= self.fixed_activation_bytes
-            by_forward = (room - self.forward_bytes) // sequence_bytes
-            by_sampler = math.floor(
-                (room - self.sampler_base_bytes) / (self.sampler_bytes_per_seq + sequence_bytes)
-            )
-            n = min(by_forward, by_sampler)
+            by_forward = (room - self.forward_bytes) / per_seq
+            by_sampler = (room - self.sampler_base_bytes) / (self.sampler_bytes_per_seq + per_seq)
+            estimate = min(by_forward, by_sampler)
         else:
-            n = room // sequence_bytes
-        n = min(max(n, 0), upper)
+            estimate = room / per_seq
+        n = min(max(math.floor(estimate), 0), upper)
         while n < upper and fits(n + 1):  # rounding: at most a step or two
             n += 1
         while n > 0 and not fits(n):
