@@ -20,6 +20,7 @@ from vramgate.sizing.engines import (
     Engine,
     EngineBuild,
     EngineModel,
+    FreeMemoryRule,
     Launch,
     Overhead,
     OverheadCurve,
@@ -183,6 +184,8 @@ class _Evaluation:
     target_kv_bytes: int
     fits: bool
 
+    free_memory: FreeMemoryRule  # what of the memory left free after its profile the engine keeps as KV
+
     @property
     def required_bytes(self) -> int:
         """Per GPU, inside the fraction: weights + runtime overhead + KV cache for the target, with the
@@ -190,13 +193,14 @@ class _Evaluation:
         return (
             self.weights_bytes_per_gpu
             + self.overhead.inside_bytes
-            + KV_SAFETY_MARGIN.pool_for(self.target_kv_bytes)
+            + self.free_memory.free_for(KV_SAFETY_MARGIN.pool_for(self.target_kv_bytes))
         )
 
     @property
     def kv_pool_bytes(self) -> int:
         """KV memory the engine is predicted to get at the fraction, after its own profile at launch."""
-        return self.usable_bytes - self.weights_bytes_per_gpu - self.launch_overhead.inside_bytes
+        free = self.usable_bytes - self.weights_bytes_per_gpu - self.launch_overhead.inside_bytes
+        return self.free_memory.pool(free)
 
     @property
     def kv_budget_bytes(self) -> int:
@@ -302,6 +306,9 @@ class _Stage:
             self.curve = engine.overhead_curve(
                 arch, evaluator.weights, tensor_parallel, self.batched, samples=stage.is_last
             )
+        self.curve = replace(
+            self.curve, free_memory=engine.free_memory_rule(self.layout, max_seq_len, self.batched)
+        )
         self.target_overhead = self.curve.at(request.concurrency)
         outside = self.target_overhead.outside_bytes
         self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
@@ -309,7 +316,7 @@ class _Stage:
     def required(self, num_seqs: int) -> int:
         """Per GPU, inside the fraction, for `num_seqs` max-length sequences."""
         kv = KV_SAFETY_MARGIN.pool_for(num_seqs * self.sequence_bytes)
-        return self.weights_per_gpu + self.curve.inside_bytes(num_seqs) + kv
+        return self.weights_per_gpu + self.curve.budget_for(kv, num_seqs)
 
     def needed_fraction(self) -> float:
         return _ceil_fraction(
@@ -330,7 +337,7 @@ class _Stage:
             budget = usable - self.weights_per_gpu
             num_seqs = max(self.curve.largest_batch(budget, self.sequence_bytes, upper, KV_SAFETY_MARGIN), 1)
         launch = self.curve.at(num_seqs)
-        pool = usable - self.weights_per_gpu - launch.inside_bytes
+        pool = self.curve.pool_bytes(usable - self.weights_per_gpu, num_seqs)
         max_concurrency = KV_SAFETY_MARGIN.promised(pool) // self.sequence_bytes
         max_batch = min(num_seqs, max_concurrency)
         fits = max_batch >= target and (fixed or fraction <= self.cap)
@@ -353,6 +360,7 @@ class _Stage:
             max_concurrency=max_concurrency,
             target_kv_bytes=target * self.sequence_bytes,
             fits=fits,
+            free_memory=self.curve.free_memory,
         )
 
 

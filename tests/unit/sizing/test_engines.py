@@ -3,10 +3,13 @@ rules), and the arguments a plan gives it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
+from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
 from vramgate.sizing.engines.tgi import TgiModel
 from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
 from vramgate.sizing.memory import NO_KV_SAFETY_MARGIN, KvSafetyMargin, kv_layout, resolve_weight_format
@@ -223,14 +226,41 @@ def _tgi(version: str | None) -> TgiModel:
 
 
 @pytest.mark.parametrize(
-    ("version", "first", "wiggle"),
-    [("1.0.0", "0.9.4", 1.0), ("2.0.4", "2.0.0", 0.95), ("2.4.1", "2.4.0", 0.90), ("3.1.0", "3.1.0", 0.93)],
+    ("version", "first", "fraction_wiggle", "free_kept_per_10k"),
+    [
+        ("1.0.0", "0.9.4", 1.0, 10_000),
+        ("1.4.0", "0.9.4", 1.0, 10_000),
+        ("1.4.1", "1.4.1", 1.0, 9_500),
+        ("2.2.0", "2.0.0", 1.0, 9_500),
+        ("2.4.1", "2.4.0", 1.0, 9_000),
+        ("3.0.2", "3.0.0", 0.95, 10_000),
+        ("3.1.0", "3.1.0", 0.93, 10_000),
+        ("3.3.5", "3.3.0", 0.90, 10_000),
+    ],
 )
-def test_tgi_keeps_its_releases_wiggle_room(version: str, first: str, wiggle: float) -> None:
+def test_tgi_takes_its_wiggle_room_off_the_fraction_from_3_and_off_the_free_memory_before(
+    version: str, first: str, fraction_wiggle: float, free_kept_per_10k: int
+) -> None:
     model = _tgi(version)
     assert model.release.version == first
-    assert model.usable_bytes(80 * GIB, 0.5) == int(80 * GIB * 0.5 * wiggle)
     assert "@v" + first in model.release.source
+    assert model.usable_bytes(80 * GIB, 0.5) == int(80 * GIB * 0.5 * fraction_wiggle)
+    layout = kv_layout(load_model(LLAMA_8B), 2, 1, 16)
+    assert model.free_memory_rule(layout, 4096, 4145).kept_per_10k == free_kept_per_10k
+
+
+def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_blocks() -> None:
+    # Llama 3.1 8B: 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token. A 4145-token
+    # warm-up at max_input_tokens 4095 is two requests, each holding 4096 - 1 tokens: 2 x 256 blocks of 16.
+    layout = kv_layout(load_model(LLAMA_8B), 2, 1, 16)
+    rule = _tgi("2.2.0").free_memory_rule(layout, 4096, 4145)
+    assert rule.profile_kv_bytes == 2 * 256 * 16 * 128 * 1024 == GIB
+    assert rule.pool(3 * GIB) == 2 * GIB * 9_500 // 10_000 + GIB
+    assert rule.free_for(rule.pool(3 * GIB)) <= 3 * GIB
+    for pool in (GIB, 2 * GIB + 12_345, 7 * GIB):
+        free = rule.free_for(pool)
+        assert rule.pool(free) >= pool > rule.pool(free - 1)
+    assert _tgi("3.3.5").free_memory_rule(layout, 4096, 4145).pool(3 * GIB) == 3 * GIB
 
 
 def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
@@ -238,11 +268,10 @@ def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     fmt = resolve_weight_format(llama, Precision.BF16)
     overhead = _tgi("3.3.5").overhead(llama, fmt, 1, Scheduling(128, 4096, 16))
     assert overhead.non_torch_bytes == round(0.13 * GIB) + 620 * MIB
-    # The larger of FlashLlamaMLP's 4096 x 2 x (2 x 4096 + 4 x 14336) bytes and the prefill logprobs'
-    # 4096 x 2 x 4096 + 4096 x 128256 x 2, plus the next-token chooser's fp32 rows (128 x 128256 x 8):
-    # the logits win for Llama 3's vocabulary
-    logits = 4096 * 2 * 4096 + 4096 * 128256 * 2 + 128 * 128256 * 8
-    assert 4096 * 2 * (2 * 4096 + 4 * 14336) < overhead.activation_bytes == logits
+    # FlashLlamaMLP's 4096 x 2 x (2 x 4096 + 4 x 14336) bytes, then the prefill logprobs' 4096 x 128256 x 2
+    # in segments of their own; no row per --max-concurrent-requests
+    forward, logits = 4096 * 2 * (2 * 4096 + 4 * 14336), 4096 * 128256 * 2
+    assert overhead.activation_bytes == forward + logits
 
 
 def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
@@ -266,19 +295,18 @@ def test_an_unstated_tgi_release_is_the_default_images() -> None:
     assert _tgi("latest").release_label == "3.3.7"
 
 
+@pytest.mark.parametrize("free_memory", [ALL_FREE_MEMORY, FreeMemoryRule(9_500, GIB)])
 @pytest.mark.parametrize("margin", [NO_KV_SAFETY_MARGIN, KvSafetyMargin(150, GIB // 3)])
 @pytest.mark.parametrize("engine", list(Engine))
 def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(
-    engine: Engine, margin: KvSafetyMargin
+    engine: Engine, margin: KvSafetyMargin, free_memory: FreeMemoryRule
 ) -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
-    curve = engine_model(engine).overhead_curve(llama, fmt, 1, 8192)
+    curve = replace(engine_model(engine).overhead_curve(llama, fmt, 1, 8192), free_memory=free_memory)
     for budget in range(0, 40 * GIB, GIB // 3):
         for sequence in (131_072, 1_048_576, 2_147_483_648):
-            fits = [
-                n for n in range(0, 600) if curve.inside_bytes(n) + margin.pool_for(n * sequence) <= budget
-            ]
+            fits = [n for n in range(0, 600) if curve.pool_bytes(budget, n) >= margin.pool_for(n * sequence)]
             assert curve.largest_batch(budget, sequence, 599, margin) == max(fits, default=0)
 
 
@@ -309,5 +337,22 @@ def test_before_0_3_all_reduce_outputs_stay_reserved_through_the_profile() -> No
 def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
-    curve = _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096)
-    assert curve.sampler_base_bytes == 4096 * 2 * 4096 + 4096 * 128256 * 2
+    logits = 4096 * 128256 * 2
+    assert _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == logits
+    # before 2.4 log_softmax writes a second vocab-wide tensor
+    assert _tgi("2.2.0").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == 2 * logits
+    # with TP the head's shard has a segment of its own beside the gathered logits
+    assert _tgi("3.3.5").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes == logits + logits // 2
+
+
+def test_tgi_before_1_4_1_keeps_all_reduce_outputs_reserved_through_warmup() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    old, new = _tgi("1.4.0"), _tgi("1.4.1")
+    grown = (
+        old.overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
+        - new.overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
+    )
+    # 32 layers x 2 all-reduces + the embedding's, 4096 tokens x 4096 hidden x 2 bytes
+    assert grown == (2 * 32 + 1) * 4096 * 4096 * 2
+    assert old.overhead_curve(llama, fmt, 1, 4096) == new.overhead_curve(llama, fmt, 1, 4096)

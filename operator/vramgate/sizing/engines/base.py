@@ -22,8 +22,14 @@ from enum import StrEnum
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.options import CommandLine
-from vramgate.sizing.memory import NO_KV_SAFETY_MARGIN, ExpertPadding, KvSafetyMargin, WeightFormat
-from vramgate.sizing.units import GIB, MIB
+from vramgate.sizing.memory import (
+    NO_KV_SAFETY_MARGIN,
+    ExpertPadding,
+    KvLayout,
+    KvSafetyMargin,
+    WeightFormat,
+)
+from vramgate.sizing.units import GIB, MIB, ceil_div
 
 
 class Engine(StrEnum):
@@ -84,6 +90,33 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class FreeMemoryRule:
+    """How much of the memory left free after the engine's profile becomes KV cache: all of it, or
+    `kept_per_10k` of it plus the KV blocks the profile batch itself held (counted as used memory, then
+    added back whole), as TGI 1.4.1-2.4 size their cache. Integer arithmetic, so `pool(free_for(p)) >= p`."""
+
+    kept_per_10k: int = 10_000
+    profile_kv_bytes: int = 0
+
+    def pool(self, free_bytes: int) -> int:
+        """The KV pool from `free_bytes`: the fraction's memory less weights and the engine's overhead."""
+        if self.kept_per_10k == 10_000:
+            return free_bytes
+        return (free_bytes - self.profile_kv_bytes) * self.kept_per_10k // 10_000 + self.profile_kv_bytes
+
+    def free_for(self, pool_bytes: int) -> int:
+        """The least free memory whose pool holds `pool_bytes`."""
+        if self.kept_per_10k == 10_000 or pool_bytes <= 0:
+            return pool_bytes
+        return (
+            ceil_div((pool_bytes - self.profile_kv_bytes) * 10_000, self.kept_per_10k) + self.profile_kv_bytes
+        )
+
+
+ALL_FREE_MEMORY = FreeMemoryRule()
+
+
+@dataclass(frozen=True)
 class OverheadCurve:
     """An engine's overhead on one GPU as a function of its batch limit n (`max_num_seqs`).
 
@@ -98,6 +131,7 @@ class OverheadCurve:
     fixed_activation_bytes: int  # CUDA graphs counted inside the fraction; blocks a profile leaves reserved
     outside_bytes: int  # what must fit beside the fraction (CUDA context, graphs)
     activation_inside: bool  # False: the profile peak lives outside the fraction too (SGLang)
+    free_memory: FreeMemoryRule = ALL_FREE_MEMORY  # what of the memory left free the KV pool gets
 
     def activation_bytes(self, num_seqs: int) -> int:
         peak = max(self.forward_bytes, self.sampler_base_bytes + num_seqs * self.sampler_bytes_per_seq)
@@ -112,6 +146,15 @@ class OverheadCurve:
     def inside_bytes(self, num_seqs: int) -> int:
         return self.non_torch_bytes + (self.activation_bytes(num_seqs) if self.activation_inside else 0)
 
+    def pool_bytes(self, budget_bytes: int, num_seqs: int) -> int:
+        """The KV pool the engine allocates from `budget` (the fraction's memory less the weights) when
+        started for `num_seqs`."""
+        return self.free_memory.pool(budget_bytes - self.inside_bytes(num_seqs))
+
+    def budget_for(self, pool_bytes: int, num_seqs: int) -> int:
+        """The least budget (the fraction's memory less the weights) whose pool holds `pool_bytes`."""
+        return self.inside_bytes(num_seqs) + self.free_memory.free_for(pool_bytes)
+
     def largest_batch(
         self,
         budget_bytes: int,
@@ -119,16 +162,20 @@ class OverheadCurve:
         upper: int,
         margin: KvSafetyMargin = NO_KV_SAFETY_MARGIN,
     ) -> int:
-        """The largest n in [0, upper] with inside(n) + margin.pool_for(n x sequence_bytes) <= budget
+        """The largest n in [0, upper] with budget_for(margin.pool_for(n x sequence_bytes), n) <= budget
         (0 when none)."""
 
         def fits(n: int) -> bool:
-            return self.inside_bytes(n) + margin.pool_for(n * sequence_bytes) <= budget_bytes
+            return self.budget_for(margin.pool_for(n * sequence_bytes), n) <= budget_bytes
 
-        # pool_for(kv) is (kv + absolute) / kept: a sequence costs sequence / kept, the margin comes first.
+        # pool_for(kv) is (kv + absolute) / kept: a sequence costs sequence / kept, the margin comes first;
+        # the engine turns only free_kept of the free memory (less its profile's blocks) into the pool.
         kept = (10_000 - margin.relative_per_10k) / 10_000
-        per_seq = sequence_bytes / kept
-        room = budget_bytes - self.non_torch_bytes - margin.absolute_bytes / kept
+        free_kept = self.free_memory.kept_per_10k / 10_000
+        per_seq = sequence_bytes / kept / free_kept
+        profile_kv = self.free_memory.profile_kv_bytes
+        room = budget_bytes - self.non_torch_bytes - margin.absolute_bytes / kept / free_kept
+        room -= profile_kv - profile_kv / free_kept
         if self.activation_inside:
             room -= self.fixed_activation_bytes
             by_forward = (room - self.forward_bytes) / per_seq
@@ -231,6 +278,12 @@ class EngineModel(ABC):
     ) -> int:
         """Memory the profile leaves reserved beyond its peak, which the release counts (none by default)."""
         return 0
+
+    def free_memory_rule(
+        self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int
+    ) -> FreeMemoryRule:
+        """What of the memory left free after the profile becomes KV cache (all of it by default)."""
+        return ALL_FREE_MEMORY
 
     def overhead(
         self,

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
 from vramgate.sizing.engines.base import (
+    ALL_FREE_MEMORY,
     TORCH_DTYPE_NAMES,
     Engine,
     EngineBuild,
     EngineDefinition,
     EngineModel,
     EngineRuntime,
+    FreeMemoryRule,
     Launch,
-    OverheadCurve,
     PlanFlags,
     Scheduling,
     format_fraction,
     parse_version,
 )
 from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
-from vramgate.sizing.memory import WeightFormat
-from vramgate.sizing.units import MIB
+from vramgate.sizing.memory import KvLayout, WeightFormat
+from vramgate.sizing.units import MIB, ceil_div
 
 FLAGS = PlanFlags(
     model="--model-id",
@@ -85,69 +87,103 @@ class Warmup(Enum):
 
 @dataclass(frozen=True)
 class Release:
-    """One row of TGI's release table: from `first` on, until the next row. After warm-up TGI fills
-    `max(0, free - (1 - fraction) x total)` with KV blocks, taking `wiggle` of it, or (from 3.0) takes
-    the free memory above `(1 - fraction x wiggle) x total`: either way the CUDA context, weights and the
-    warm-up's reserved peak count inside the fraction."""
+    """One row of TGI's release table: from `first` on, until the next row. After warm-up prefills its
+    largest batch, TGI reads the free memory from the driver (`torch.cuda.mem_get_info`), so its CUDA
+    context, the weights and every block the warm-up left reserved count as used; of what is free above
+    `(1 - fraction x fraction_wiggle) x total` it keeps `free_kept` as KV blocks, and adds back the blocks
+    the warm-up batch held. `source` is where each boundary was read, as file@tag."""
 
     first: tuple[int, ...]
     changes: str
     source: str
-    wiggle: float
+    fraction_wiggle: float  # scales the fraction (TGI_WIGGLE_ROOM from 3.0)
+    free_kept: float  # share of the free memory made KV blocks (the 5% wiggle room of 1.4.1-2.4)
     warmup: Warmup
+    logits_copies: int  # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output
+    allreduce_outputs_reserved: bool  # TP all-reduces record their outputs on NCCL's stream
 
     @property
     def version(self) -> str:
         return ".".join(str(part) for part in self.first)
 
 
-RELEASES = (
-    Release(
+def _row(
+    previous: Release | None, first: tuple[int, ...], changes: str, source: str, **fields: Any
+) -> Release:
+    """A release row: the previous row with what changed at `first`."""
+    if previous is None:
+        return Release(first, changes, source, **fields)
+    return replace(previous, first=first, changes=changes, source=source, **fields)
+
+
+def _table() -> tuple[Release, ...]:
+    rows: list[Release] = []
+
+    def add(first: tuple[int, ...], changes: str, source: str, **fields: Any) -> None:
+        rows.append(_row(rows[-1] if rows else None, first, changes, source, **fields))
+
+    add(
         (0, 9, 4),
-        "KV blocks fill the free memory above (1 - fraction) x total after warm-up (earlier releases took "
-        "--max-batch-total-tokens as given); warm-up prefills 4096 tokens",
-        "server/text_generation_server/models/flash_causal_lm.py@v0.9.4, launcher/src/main.rs@v0.9.4",
-        1.0,
-        Warmup.FIXED_4096,
-    ),
-    Release(
+        "after warm-up KV blocks fill the free memory above (1 - fraction) x total (earlier releases took "
+        "--max-batch-total-tokens as given); warm-up prefills --max-batch-prefill-tokens (default 4096) "
+        "with prefill logprobs, log_softmax into a new tensor; with TP every all-reduce goes through "
+        "torch.distributed, whose NCCL collectives record their outputs on NCCL's stream",
+        "server/text_generation_server/models/flash_causal_lm.py@v0.9.4, "
+        "router/client/src/client.rs@v0.9.4, launcher/src/main.rs@v0.9.4",
+        fraction_wiggle=1.0,
+        free_kept=1.0,
+        warmup=Warmup.FIXED_4096,
+        logits_copies=2,
+        allreduce_outputs_reserved=True,
+    )
+    add(
+        (1, 4, 1),
+        "5% wiggle room off the free memory after warm-up; the launcher sets "
+        "TORCH_NCCL_AVOID_RECORD_STREAMS=1, so all-reduce outputs free at once",
+        "server/text_generation_server/models/flash_causal_lm.py@v1.4.1, launcher/src/main.rs@v1.4.1",
+        free_kept=0.95,
+        allreduce_outputs_reserved=False,
+    )
+    add(
         (2, 0, 0),
-        "5% wiggle room off the free memory; warm-up prefills max_input_tokens + 50",
-        "server/text_generation_server/models/flash_causal_lm.py@v2.0.0, launcher/src/main.rs@v2.0.0",
-        0.95,
-        Warmup.INPUT_PLUS_50,
-    ),
-    Release(
+        "warm-up prefills max_input_tokens + 50 by default",
+        "launcher/src/main.rs@v2.0.0",
+        warmup=Warmup.INPUT_PLUS_50,
+    )
+    add(
         (2, 4, 0),
-        "TGI_WIGGLE_ROOM defaults to 0.90",
-        "server/text_generation_server/models/globals.py@v2.4.0",
-        0.90,
-        Warmup.INPUT_PLUS_50,
-    ),
-    Release(
+        "TGI_WIGGLE_ROOM (default 0.90) keeps that share of the free memory; log_softmax in place",
+        "server/text_generation_server/models/globals.py@v2.4.0, "
+        "server/text_generation_server/models/flash_causal_lm.py@v2.4.0",
+        free_kept=0.90,
+        logits_copies=1,
+    )
+    add(
         (3, 0, 0),
-        "the wiggle room scales the fraction (free above (1 - fraction x 0.95) x total); the launcher sizes "
-        "warm-up from the GPU's FLOP/s",
+        "the wiggle room scales the fraction (free above (1 - fraction x 0.95) x total, all kept); the "
+        "launcher sizes warm-up from the GPU's FLOP/s",
         "server/text_generation_server/models/flash_causal_lm.py@v3.0.0, "
         "server/text_generation_server/models/globals.py@v3.0.0, launcher/src/main.rs@v3.0.0",
-        0.95,
-        Warmup.COMPUTE_OPTIMAL,
-    ),
-    Release(
+        fraction_wiggle=0.95,
+        free_kept=1.0,
+        warmup=Warmup.COMPUTE_OPTIMAL,
+    )
+    add(
         (3, 1, 0),
         "TGI_WIGGLE_ROOM defaults to 0.93",
         "server/text_generation_server/models/globals.py@v3.1.0",
-        0.93,
-        Warmup.COMPUTE_OPTIMAL,
-    ),
-    Release(
+        fraction_wiggle=0.93,
+    )
+    add(
         (3, 3, 0),
         "TGI_WIGGLE_ROOM defaults to 0.90",
         "server/text_generation_server/models/globals.py@v3.3.0",
-        0.90,
-        Warmup.COMPUTE_OPTIMAL,
-    ),
-)
+        fraction_wiggle=0.90,
+    )
+    return tuple(rows)
+
+
+RELEASES = _table()
 # The newest release whose source was read: the last row holds up to it.
 NEWEST_READ_VERSION = "3.3.7"
 # The launcher's dense fp16 FLOP/s per card (launcher/src/main.rs@v3.3.5, ComputeType::f16_flop); other
@@ -202,9 +238,9 @@ def _launcher_vram_tokens(arch: ModelArchitecture, gpu: GpuType, shards: int, fr
 
 
 class TgiModel(EngineModel):
-    """Text Generation Inference: after warm-up prefills its largest batch, KV blocks fill what the
-    fraction leaves, less the release's wiggle room. TGI reads used memory from the driver, so its CUDA
-    context and the warm-up's peak count inside the fraction; decode CUDA graphs are captured after."""
+    """Text Generation Inference: warm-up prefills its largest batch, then KV blocks fill the free memory
+    the release's rule leaves. TGI reads used memory from the driver, so its CUDA context and every block
+    the warm-up left reserved count inside the fraction; decode CUDA graphs are captured after."""
 
     engine = Engine.TGI
     sliding_window_paged = False
@@ -212,6 +248,8 @@ class TgiModel(EngineModel):
     # FlashLlamaMLP.forward holds gate+up (2I), the activation (I) and their product (I) while the layer
     # holds the residual and the normed input (server/.../flash_llama_modeling.py@v3.3.5).
     mlp_peak = (2, 4)
+    # Warm-up samples only its few requests' last tokens, not a row per --max-concurrent-requests.
+    sampler_bytes_per_logit = 0.0
 
     def __init__(self, release: Release) -> None:
         self.release = release
@@ -244,25 +282,41 @@ class TgiModel(EngineModel):
             batched = min(batched, allowed) if allowed is not None else batched
         return Scheduling(max_num_seqs=128, max_num_batched_tokens=batched, block_size_tokens=16)
 
-    def overhead_curve(
-        self,
-        arch: ModelArchitecture,
-        weights: WeightFormat,
-        tensor_parallel: int,
-        max_num_batched_tokens: int,
-        samples: bool = True,
-    ) -> OverheadCurve:
-        """Warm-up asks for prefill logprobs (backends/client/src/v3/client.rs@v3.3.5, warmup; the same in
-        router/client/src/client.rs@v1.4.0): the logits of every warm-up token, vocab wide in the model's
-        dtype, log-softmaxed in place (flash_causal_lm.py@v3.3.5), beside the last hidden states."""
-        curve = super().overhead_curve(arch, weights, tensor_parallel, max_num_batched_tokens, samples)
-        logits = max_num_batched_tokens * arch.vocab_size * weights.compute_bytes
-        return replace(curve, sampler_base_bytes=curve.sampler_base_bytes + logits)
+    def reserved_profile_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """Warm-up asks for prefill logprobs (router/client/src/client.rs@v0.9.4 to
+        backends/client/src/v3/client.rs@v3.3.5): the logits of every warm-up token, vocab wide in the
+        model's dtype, and log_softmax's output beside them before 2.4. Each is larger than any segment the
+        forward pass reserved, and the caching allocator does not merge segments, so they add to the
+        forward's peak. With TP the head computes its shard into a tensor of its own before gathering
+        (layers/tensor_parallel.py@v2.2.0, TensorParallelHead.forward); before 1.4.1 each layer's two
+        all-reduce outputs and the embedding's stay reserved on NCCL's stream."""
+        element = weights.compute_bytes
+        logits = tokens * arch.vocab_size * element * self.release.logits_copies
+        if tensor_parallel > 1:
+            logits += tokens * arch.vocab_size * element // tensor_parallel
+        if tensor_parallel == 1 or not self.release.allreduce_outputs_reserved:
+            return logits
+        return logits + (2 * arch.num_layers + 1) * tokens * arch.hidden_size * element
+
+    def free_memory_rule(
+        self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int
+    ) -> FreeMemoryRule:
+        """Releases 1.4.1-2.4 keep `free_kept` of the free memory after warm-up and add back the blocks of
+        the warm-up batch: one request per `max_input_tokens` (the plan's length - 1) of the prefill, each
+        holding `max_total_tokens - 1` tokens (router/client/src/client.rs@v1.4.1, warmup; FlashCausalLMBatch
+        .from_pb@v1.4.1)."""
+        if self.release.free_kept == 1.0:
+            return ALL_FREE_MEMORY
+        input_tokens = max(max_model_len - 1, 1)
+        requests = ceil_div(max_num_batched_tokens, input_tokens)
+        warmup_kv = requests * layout.bytes_per_sequence(input_tokens, max_num_batched_tokens)
+        return FreeMemoryRule(round(self.release.free_kept * 10_000), warmup_kv)
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
-        """`fraction x wiggle x total`; releases 2.0-2.4 apply the wiggle to what is left after the used
-        memory instead, which this counts in full (a few hundred MiB more against the cache)."""
-        return int(cuda_total_bytes * fraction * self.release.wiggle)
+        """`fraction x total`, scaled by TGI_WIGGLE_ROOM from 3.0."""
+        return int(cuda_total_bytes * fraction * self.release.fraction_wiggle)
 
     def arguments(self, launch: Launch) -> list[str]:
         args = [
