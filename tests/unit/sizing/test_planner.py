@@ -15,6 +15,7 @@ from vramgate.sizing import (
     load_model,
     plan,
 )
+from vramgate.sizing.engines import Engine
 from vramgate.sizing.planner import KV_SAFETY_MARGIN
 from vramgate.sizing.units import GIB, KIB
 
@@ -245,3 +246,29 @@ def test_the_plan_says_which_release_it_applied_and_what_it_assumed() -> None:
     unstated = plan(request("meta-llama/Llama-3.1-8B-Instruct"))
     assert unstated.engine_release == "0.11.0"
     assert any("not stated" in note for note in unstated.assumptions)
+
+
+def test_tgi_2_plans_the_pool_its_warmup_leaves_free_less_its_wiggle_room() -> None:
+    """TGI 2.2.0 keeps 95% of the memory free after warm-up and adds back the warm-up batch's blocks: two
+    requests of 4095 tokens for the default 4145-token prefill, 2 x 256 blocks of 16 x 128 KiB = 1 GiB."""
+    result = plan(
+        request(
+            "meta-llama/Llama-3.1-8B-Instruct",
+            engine=Engine.TGI,
+            engine_version="2.2.0",
+            gpu=find_gpu("A10G"),
+            gpu_count=1,
+            memory_fraction=1.0,
+            max_seq_len=4096,
+            concurrency=1,
+        )
+    )
+    free = (
+        result.gpu_memory_bytes
+        - result.weights_bytes_per_gpu
+        - result.non_torch_bytes_per_gpu
+        - result.activation_bytes_per_gpu
+    )
+    pool = (free - GIB) * 9_500 // 10_000 + GIB
+    block = 16 * 128 * KIB
+    assert result.kv_capacity_tokens == KV_SAFETY_MARGIN.promised(pool) // block * 16

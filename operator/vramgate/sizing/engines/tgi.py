@@ -290,8 +290,8 @@ class TgiModel(EngineModel):
         model's dtype, and log_softmax's output beside them before 2.4. Each is larger than any segment the
         forward pass reserved, and the caching allocator does not merge segments, so they add to the
         forward's peak. With TP the head computes its shard into a tensor of its own before gathering
-        (layers/tensor_parallel.py@v2.2.0, TensorParallelHead.forward); before 1.4.1 each layer's two
-        all-reduce outputs and the embedding's stay reserved on NCCL's stream."""
+        (TensorParallelHead.forward in utils/layers.py@v0.9.4, layers/tensor_parallel.py@v2.2.0); before
+        1.4.1 each layer's two all-reduce outputs and the embedding's stay reserved on NCCL's stream."""
         element = weights.compute_bytes
         logits = tokens * arch.vocab_size * element * self.release.logits_copies
         if tensor_parallel > 1:
