@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ def expected(record: dict[str, Any]) -> tuple[int, int]:
 
     transformers keeps `window - 1` tokens in a sliding-window layer (engines keep one scheduling step more).
     """
-    arch = load_model(record["id"]).model_copy(update={"quantization": None})  # measured in bf16
+    arch = replace(load_model(record["id"]), quantization=None)  # measured in bf16
     weights = weights_bytes(arch, resolve_weight_format(arch, Precision.BF16), 1).per_gpu
     layout = kv_layout(arch, 2, 1, 1)
     tokens = record["tokens"]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import yaml
-from pydantic import ValidationError
 
 from vramgate.entry import EXIT_DOES_NOT_FIT, EXIT_FITS
 from vramgate.sizing import (
@@ -33,6 +32,7 @@ from vramgate.sizing import (
     load_model,
     model_catalog,
     plan,
+    to_json,
 )
 from vramgate.sizing.planner import (
     DEFAULT_MAX_MEMORY_FRACTION,
@@ -193,14 +193,14 @@ def _architecture(
     Without `--heads`, K and V are taken as one head as wide as the hidden size: the multi-head
     arithmetic of the seed article (2 x layers x d_model per token).
     """
-    given: dict[str, int] = {
+    given: dict[str, Any] = {
         field: value for flag, field in _ARCHITECTURE_FLAGS.items() if (value := overrides[flag]) is not None
     }
     if params is not None:
         given["parameters"] = params
     if model is not None:
         base = load_model(model)
-        return ModelArchitecture.model_validate({**base.model_dump(), **given})
+        return dataclasses.replace(base, **given)
     missing = [f"--{flag.replace('_', '-')}" for flag in ("layers", "hidden_size") if overrides[flag] is None]
     if missing:
         raise SizingError(
@@ -209,17 +209,15 @@ def _architecture(
     hidden = given["hidden_size"]
     heads = given.get("num_attention_heads", 1)
     head_dim = given.get("head_dim", hidden // heads)
-    return ModelArchitecture.model_validate(
-        {
-            "name": "custom",
-            "num_attention_heads": heads,
-            "num_kv_heads": given.get("num_kv_heads", heads),
-            "head_dim": head_dim,
-            "vocab_size": 32000,
-            "intermediate_size": 4 * hidden,
-            **given,
-        }
-    )
+    shape: dict[str, Any] = {
+        "num_attention_heads": heads,
+        "num_kv_heads": given.get("num_kv_heads", heads),
+        "head_dim": head_dim,
+        "vocab_size": 32000,
+        "intermediate_size": 4 * hidden,
+        **given,
+    }
+    return ModelArchitecture(name="custom", **shape)
 
 
 def _gib_to_bytes(value: float | None) -> int | None:
@@ -329,7 +327,7 @@ def plan_command(**options: Any) -> int:
     if options["output"] == "table":
         _print_plan(result)
     else:
-        _emit(result.model_dump(mode="json", by_alias=True), options["output"])
+        _emit(to_json(result), options["output"])
     return EXIT_FITS if result.fits else EXIT_DOES_NOT_FIT
 
 
@@ -357,7 +355,7 @@ def _plan_in_cluster(request: PlanRequest, options: dict[str, Any]) -> int:
         if placement.refusal:
             console.print(f"[red]refused:[/] {placement.refusal}")
     else:
-        data = result.model_dump(mode="json", by_alias=True)
+        data = to_json(result)
         data["fits"] = fits
         data["placement"] = {
             **placement.as_dict(result),
@@ -553,7 +551,7 @@ def gpus_command(output: str) -> int:
     """List the built-in GPU catalog."""
     gpus = sorted(gpu_catalog().values(), key=lambda g: g.price_per_hour)
     if output != "table":
-        _emit([gpu.model_dump(mode="json", by_alias=True) for gpu in gpus], output)
+        _emit([to_json(gpu) for gpu in gpus], output)
         return EXIT_FITS
     from rich.table import Table
 
@@ -787,7 +785,9 @@ def bad_input_line(error: Exception) -> str | None:
     """The one stderr line for bad input a command raised (`vramgate.entry` prints it); None otherwise."""
     if isinstance(error, SizingError):
         return str(error)
-    if isinstance(error, ValidationError):
+    # Only the commands that load the spec models can raise pydantic's errors; `plan` never imports it.
+    validation_error = getattr(sys.modules.get("pydantic"), "ValidationError", None)
+    if validation_error is not None and isinstance(error, validation_error):
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "input"
         return f"{where}: {first['msg']}"

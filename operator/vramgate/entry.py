@@ -1,8 +1,9 @@
 """The `vramgate` / `kubectl-vramgate` executable: a light front that loads a command only when it runs.
 
-The commands (`vramgate.cli`) pull in pydantic, the sizing core and the catalogs; `--help`, `--version`
-and shell completion scripts need none of that, so the group lists the commands from a table here and
-imports `vramgate.cli` on first use of one. A test keeps the table equal to the commands' own help.
+The commands (`vramgate.cli`) pull in the sizing core and the catalogs (pydantic too, where they read the
+spec); `--help`, `--version` and shell completion scripts need none of that, so the group lists the
+commands from a table here and imports `vramgate.cli` on first use of one. A test keeps the table equal
+to the commands' own help.
 
 Exit status: 0 fits (or allowed), 1 does not fit (or refused), 2 bad input. Bad input is one line on
 stderr, never a traceback.

@@ -15,7 +15,7 @@ from typing import Any
 
 from vramgate.placement import HAMI_MEMORY_RESOURCE, Placement
 from vramgate.placement import OWNER_LABEL as PLACEMENT_OWNER_LABEL
-from vramgate.sizing import Plan
+from vramgate.sizing import Plan, to_json
 from vramgate.sizing.engines import definition
 from vramgate.spec import API_VERSION, GROUP, KIND, LLMDeploymentSpec, extra_arguments
 
@@ -86,7 +86,7 @@ def plan_annotation(plan: Plan) -> str:
     """The plan behind the Deployment, compact; the per-option table is left out (annotations are capped
     at 256 KiB in all, and `vramgate plan` prints it)."""
     return json.dumps(
-        plan.model_dump(mode="json", by_alias=True, exclude={"alternatives"}), separators=(",", ":")
+        {key: value for key, value in to_json(plan).items() if key != "alternatives"}, separators=(",", ":")
     )
 
 

@@ -44,7 +44,13 @@ from vramgate.sizing import (
 from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
 from vramgate.sizing.engines.options import GPU_VISIBILITY_VARIABLES, GovernedFlag, PlannedFlag
-from vramgate.sizing.planner import MAX_CONCURRENCY, MAX_GPUS_PER_REPLICA, MAX_SEQUENCE_TOKENS
+from vramgate.sizing.errors import OutOfBoundsError
+from vramgate.sizing.planner import (
+    DEFAULT_MAX_MEMORY_FRACTION,
+    MAX_CONCURRENCY,
+    MAX_GPUS_PER_REPLICA,
+    MAX_SEQUENCE_TOKENS,
+)
 
 GROUP = "vramgate.dev"
 VERSION = "v1alpha1"
@@ -1011,7 +1017,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
     cluster), with the planner's flags from extraArgs; an unknown model, and extraArgs or env that would
     contradict the plan, raise SpecError with their path."""
     check_environment(spec)
-    planner_inputs = extra_arguments(spec).planner_inputs
+    planner_inputs: Mapping[str, Any] = extra_arguments(spec).planner_inputs  # PlanRequest fields
     try:
         architecture = (
             spec.model.architecture.to_architecture(spec.model_source)
@@ -1030,18 +1036,17 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
             engine_version=spec.runtime.engine_version_or_tag(),
             engine_image=spec.runtime.image_or_default(),
             gpu_count=spec.gpu.count,
-            **(
-                {"max_memory_fraction": spec.gpu.max_memory_fraction}
-                if spec.gpu.max_memory_fraction is not None
-                else {}
+            max_memory_fraction=(
+                DEFAULT_MAX_MEMORY_FRACTION
+                if spec.gpu.max_memory_fraction is None
+                else spec.gpu.max_memory_fraction
             ),
             **planner_inputs,
         )
+    except OutOfBoundsError as error:  # an inline architecture the schema allowed but the core refuses
+        raise SpecError("spec.model.architecture", f"{error.message} ({error.field})") from None
     except SizingError as error:
         raise sizing_error_to_spec_error(error) from None
-    except ValidationError as error:  # an inline architecture the schema allowed but the core refuses
-        problem = error.errors()[0]
-        raise SpecError("spec.model.architecture", f"{problem['msg']} ({problem['loc']})") from None
 
 
 def sizing_error_to_spec_error(error: SizingError) -> SpecError:

@@ -154,6 +154,7 @@ def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]
         (falcon("--engine", "ollama"), "--engine"),
         (falcon("--gpu", "A11G"), "did you mean A10G"),
         (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
+        (falcon("--layers", "5000"), "num_layers: Input should be less than or equal to 1024"),
         (["plan", "--max-seq-len", "10", "--concurrency", "1"], "give a catalog id or config.json"),
         (
             [
@@ -315,6 +316,21 @@ def test_help_and_completion_load_no_command_code() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "['vramgate.entry']"
+
+
+def test_plan_loads_neither_pydantic_nor_the_spec() -> None:
+    """`plan` is the sizing core and the catalogs only: pydantic's import and schema building would
+    cost more CPU than the planning itself."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from vramgate.entry import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main({[*FALCON_A10G, '-o', 'json']!r}) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'rich', 'vramgate.spec', "
+        "'vramgate.calibration', 'vramgate.crd', 'vramgate.decision'))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

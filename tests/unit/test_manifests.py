@@ -8,6 +8,7 @@ from typing import Any
 
 from vramgate.decision import decide
 from vramgate.manifests import APPLIED_HASH_ANNOTATION, PLAN_ANNOTATION, deployment, is_current, service
+from vramgate.sizing import to_json
 
 OWNER_UID = "0c0ffee0-0000-4000-8000-000000000001"
 
@@ -36,7 +37,7 @@ def generate(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict
     return (
         deployment(owner, decision.spec, decision.plan),
         service(owner, decision.spec),
-        decision.plan.model_dump(mode="json", by_alias=True),
+        to_json(decision.plan),
     )
 
 

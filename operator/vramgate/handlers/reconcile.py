@@ -140,7 +140,7 @@ def _desired(owner: Mapping[str, Any], context: DecisionContext) -> Desired:
         service = manifests.service(owner, decision.spec)
         deployment = manifests.deployment(owner, decision.spec, decision.plan, placement)
     # The status needs the plan's own figures, not the table of every other option.
-    kept = decision.plan.model_copy(update={"alternatives": [], "suggestions": []})
+    kept = dataclasses.replace(decision.plan, alternatives=[], suggestions=[])
     return Desired(dataclasses.replace(decision, plan=kept), service, deployment)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache, cached_property
 from importlib import resources
@@ -244,7 +244,7 @@ def _whole_gpu_type(node: NodeGpus) -> tuple[GpuType, bool, str] | None:
     """The GpuType behind a node's product label: the catalog's, or one made from its memory label."""
     known = catalog_type_for(node.product)
     if known is not None:
-        return known.model_copy(update={"product": node.product}), True, ""
+        return replace(known, product=node.product), True, ""
     if node.memory_mib is None:
         return None
     major, minor = node.labels.get(COMPUTE_MAJOR_LABEL), node.labels.get(COMPUTE_MINOR_LABEL)
@@ -253,15 +253,13 @@ def _whole_gpu_type(node: NodeGpus) -> tuple[GpuType, bool, str] | None:
         f"{node.product} is not in the catalog: sized from its {MEMORY_LABEL} label ({node.memory_mib} MiB)"
         + ("" if major and minor else f", compute capability taken as {capability}")
     )
-    gpu = GpuType.model_validate(
-        {
-            "name": node.product,
-            "product": node.product,
-            "computeCapability": capability,
-            "memoryMiB": node.memory_mib,
-            "pricePerHour": round(node.memory_mib * _price_per_mib(), 4),
-            "note": note,
-        }
+    gpu = GpuType(
+        name=node.product,
+        product=node.product,
+        compute_capability=capability,
+        memory_mib=node.memory_mib,
+        price_per_hour=round(node.memory_mib * _price_per_mib(), 4),
+        note=note,
     )
     return gpu, False, note
 
@@ -281,16 +279,14 @@ def _mig_type(
     else:
         return None
     slices = entry.slices if entry is not None else int(profile.split("g.", 1)[0] or 1)
-    gpu = GpuType.model_validate(
-        {
-            "name": name,
-            "product": product,
-            "computeCapability": parent.compute_capability,
-            "memoryMiB": memory_mib,
-            "cudaTotalMiB": memory_mib,
-            "pricePerHour": round(parent.price_per_hour * slices / 7, 4),
-            "note": note or f"MIG instance {profile} of {parent.name}",
-        }
+    gpu = GpuType(
+        name=name,
+        product=product,
+        compute_capability=parent.compute_capability,
+        memory_mib=memory_mib,
+        cuda_total_mib=memory_mib,
+        price_per_hour=round(parent.price_per_hour * slices / 7, 4),
+        note=note or f"MIG instance {profile} of {parent.name}",
     )
     return gpu, note
 

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from vramgate.placement.inventory import GPU_RESOURCE, GpuTarget, Inventory, TargetKind
 from vramgate.sizing import GpuType, Plan, PlanRequest, SizingError, find_gpu, gpu_catalog, plan
@@ -156,12 +157,12 @@ def _field(policy: PlacementPolicy, inventory: Inventory | None, exclude: tuple[
 
 
 def _pinned(request: PlanRequest, gpu: GpuType, preference: Preference) -> PlanRequest:
-    changes: dict[str, object] = {"gpu": gpu}
+    changes: dict[str, Any] = {"gpu": gpu}
     if preference.count is not None:
         changes["gpu_count"] = preference.count
     if preference.max_memory_fraction is not None:
         changes["max_memory_fraction"] = preference.max_memory_fraction
-    return request.model_copy(update=changes)
+    return replace(request, **changes)
 
 
 def _gpus(count: int, name: str) -> str:
@@ -193,9 +194,7 @@ def _hami_share(request: PlanRequest, sized: Plan, gpu: GpuType, free_mib: int) 
     physical_mib = gpu.cuda_total_bytes // MIB
 
     def at(share_mib: int) -> Plan:
-        changed = request.model_copy(
-            update={"gpu": gpu, "gpu_count": 1, "gpu_memory_bytes_override": share_mib * MIB}
-        )
+        changed = replace(request, gpu=gpu, gpu_count=1, gpu_memory_bytes_override=share_mib * MIB)
         return plan(changed, gpus=[(gpu, 1)])
 
     lowest = math.ceil((sized.required_bytes_per_gpu + sized.outside_bytes_per_gpu) / MIB / HAMI_STEP_MIB)
@@ -291,7 +290,7 @@ def _multi_node(request: PlanRequest, found: _Field) -> tuple[Plan, int] | None:
         target = found.target(gpu.name)
         nodes = target.nodes_with(tensor, free=False) if target is not None else MAX_PIPELINE_STAGES
         for stages in range(2, min(nodes, MAX_PIPELINE_STAGES, request.model.num_layers) + 1):
-            split = request.model_copy(update={"gpu": gpu, "gpu_count": tensor, "pipeline_parallel": stages})
+            split = replace(request, gpu=gpu, gpu_count=tensor, pipeline_parallel=stages)
             try:
                 sized = plan(split, gpus=[(gpu, tensor)])
             except SizingError:
@@ -363,7 +362,7 @@ def _place_pinned(
     if sized.fits:
         return _finish(request, sized, found, policy, inventory)
     split = _multi_node(
-        wanted.model_copy(update={"gpu_count": None}) if pinned.count is None else wanted,
+        replace(wanted, gpu_count=None) if pinned.count is None else wanted,
         _only(found, gpu.name),
     )
     if split is not None:

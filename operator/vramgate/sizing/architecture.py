@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.precision import Quantization, normalize_torch_dtype
+from vramgate.sizing.records import bounded, check
 
 # Families whose MLP is up-projection + activation + down-projection (two matrices, no gate).
 _UNGATED_MLP_FAMILIES = frozenset(
@@ -83,7 +82,8 @@ SHAPE_LIMITS: Mapping[str, int] = {
 }
 
 
-class ModelArchitecture(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class ModelArchitecture:
     """The memory-relevant shape of a transformer.
 
     Attention kinds follow from the head counts: `num_kv_heads == num_attention_heads` is multi-head,
@@ -91,45 +91,50 @@ class ModelArchitecture(BaseModel):
     attention (DeepSeek), whose cache holds one compressed latent per token and layer.
     """
 
-    model_config = ConfigDict(frozen=True)
-
     name: str
     family: str = "custom"
-    parameters: int | None = Field(
-        default=None, description="official total parameter count, when known", le=SHAPE_LIMITS["parameters"]
-    )
-    num_layers: int = Field(gt=0, le=SHAPE_LIMITS["num_layers"])
-    hidden_size: int = Field(gt=0, le=SHAPE_LIMITS["hidden_size"])
-    num_attention_heads: int = Field(gt=0, le=SHAPE_LIMITS["num_attention_heads"])
-    num_kv_heads: int = Field(gt=0, le=SHAPE_LIMITS["num_kv_heads"])
-    head_dim: int = Field(gt=0, le=SHAPE_LIMITS["head_dim"])
-    vocab_size: int = Field(gt=0, le=SHAPE_LIMITS["vocab_size"])
-    intermediate_size: int = Field(ge=0, le=SHAPE_LIMITS["intermediate_size"])
+    # The official total parameter count, when known.
+    parameters: int | None = field(default=None, metadata=bounded(le=SHAPE_LIMITS["parameters"]))
+    num_layers: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["num_layers"]))
+    hidden_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["hidden_size"]))
+    num_attention_heads: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["num_attention_heads"]))
+    num_kv_heads: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["num_kv_heads"]))
+    head_dim: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["head_dim"]))
+    vocab_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["vocab_size"]))
+    intermediate_size: int = field(metadata=bounded(ge=0, le=SHAPE_LIMITS["intermediate_size"]))
     gated_mlp: bool = True
     tie_word_embeddings: bool = False
     qkv_bias: bool = False
-    num_experts: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_experts"])
-    num_experts_per_token: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_experts_per_token"])
-    moe_intermediate_size: int = Field(default=0, ge=0, le=SHAPE_LIMITS["moe_intermediate_size"])
-    shared_expert_intermediate_size: int = Field(
-        default=0,
-        ge=0,
-        description="all shared experts together",
-        le=SHAPE_LIMITS["shared_expert_intermediate_size"],
+    num_experts: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["num_experts"]))
+    num_experts_per_token: int = field(
+        default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["num_experts_per_token"])
     )
-    num_moe_layers: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_moe_layers"])
-    kv_lora_rank: int = Field(default=0, ge=0, le=SHAPE_LIMITS["kv_lora_rank"])
-    q_lora_rank: int = Field(default=0, ge=0, le=SHAPE_LIMITS["q_lora_rank"])
-    qk_rope_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["qk_rope_head_dim"])
-    qk_nope_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["qk_nope_head_dim"])
-    v_head_dim: int = Field(default=0, ge=0, le=SHAPE_LIMITS["v_head_dim"])
-    sliding_window: int | None = Field(default=None, gt=0, le=SHAPE_LIMITS["sliding_window"])
-    num_sliding_window_layers: int = Field(default=0, ge=0, le=SHAPE_LIMITS["num_sliding_window_layers"])
+    moe_intermediate_size: int = field(
+        default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["moe_intermediate_size"])
+    )
+    shared_expert_intermediate_size: int = field(  # all shared experts together
+        default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["shared_expert_intermediate_size"])
+    )
+    num_moe_layers: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["num_moe_layers"]))
+    kv_lora_rank: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["kv_lora_rank"]))
+    q_lora_rank: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["q_lora_rank"]))
+    qk_rope_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["qk_rope_head_dim"]))
+    qk_nope_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["qk_nope_head_dim"]))
+    v_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["v_head_dim"]))
+    sliding_window: int | None = field(
+        default=None, metadata=bounded(gt=0, le=SHAPE_LIMITS["sliding_window"])
+    )
+    num_sliding_window_layers: int = field(
+        default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["num_sliding_window_layers"])
+    )
     native_dtype: str = "bf16"
     quantization: Quantization | None = None
-    max_position_embeddings: int | None = Field(
-        default=None, gt=0, le=SHAPE_LIMITS["max_position_embeddings"]
+    max_position_embeddings: int | None = field(
+        default=None, metadata=bounded(gt=0, le=SHAPE_LIMITS["max_position_embeddings"])
     )
+
+    def __post_init__(self) -> None:
+        check(self)
 
     @property
     def is_mla(self) -> bool:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from vramgate.sizing.architecture import ModelArchitecture, architecture_from_config, load_config_file
 from vramgate.sizing.errors import SizingError
+from vramgate.sizing.records import bounded, check, from_json
 from vramgate.sizing.units import MIB
 
 # Share of nvidia-smi's total that the CUDA runtime does not hand out, for GPUs whose CUDA total was
@@ -20,19 +21,22 @@ from vramgate.sizing.units import MIB
 _UNMEASURED_RESERVE = 0.012
 
 
-class GpuType(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class GpuType:
     """One GPU model as a scheduler and an engine see it."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
     name: str
-    product: str = Field(description="node label nvidia.com/gpu.product (GPU Feature Discovery)")
-    compute_capability: str = Field(alias="computeCapability", pattern=r"^\d+\.\d+$")
-    memory_mib: int = Field(alias="memoryMiB", gt=0, description="total memory as nvidia-smi reports it")
-    cuda_total_mib: int | None = Field(default=None, alias="cudaTotalMiB", gt=0)
-    price_per_hour: float = Field(alias="pricePerHour", gt=0)
+    product: str  # node label nvidia.com/gpu.product (GPU Feature Discovery)
+    compute_capability: str = field(metadata=bounded(pattern=r"^\d+\.\d+$"))
+    # Total memory as nvidia-smi reports it.
+    memory_mib: int = field(metadata=bounded(gt=0, alias="memoryMiB"))
+    cuda_total_mib: int | None = field(default=None, metadata=bounded(gt=0, alias="cudaTotalMiB"))
+    price_per_hour: float = field(metadata=bounded(gt=0))
     source: str = ""
     note: str = ""
+
+    def __post_init__(self) -> None:
+        check(self)
 
     @property
     def compute_capability_major(self) -> int:
@@ -72,15 +76,14 @@ def unknown_gpu(cuda_total_bytes: int) -> GpuType:
     )
 
 
-class CatalogModel(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class CatalogModel:
     """One catalog entry: a real config.json subset with its provenance."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: str
     parameters: int | None = None
-    active_parameters: int | None = Field(default=None, alias="activeParameters")
-    parameters_source: str = Field(default="", alias="parametersSource")
+    active_parameters: int | None = None
+    parameters_source: str = ""
     source: str
     note: str = ""
     config: dict[str, Any]
@@ -102,14 +105,14 @@ def _catalog_entries(name: str, key: str) -> list[dict[str, Any]]:
 @cache
 def model_catalog() -> dict[str, CatalogModel]:
     """Catalog models keyed by lower-cased Hugging Face id."""
-    models = (CatalogModel.model_validate(entry) for entry in _catalog_entries("models.yaml", "models"))
+    models = (from_json(CatalogModel, entry) for entry in _catalog_entries("models.yaml", "models"))
     return {model.id.lower(): model for model in models}
 
 
 @cache
 def gpu_catalog() -> dict[str, GpuType]:
     """GPU types keyed by lower-cased short name."""
-    gpus = (GpuType.model_validate(entry) for entry in _catalog_entries("gpus.yaml", "gpus"))
+    gpus = (from_json(GpuType, entry) for entry in _catalog_entries("gpus.yaml", "gpus"))
     return {gpu.name.lower(): gpu for gpu in gpus}
 
 

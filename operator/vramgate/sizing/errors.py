@@ -10,3 +10,8 @@ class SizingError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class OutOfBoundsError(SizingError):
+    """A record built outside the core's bounds (`field` is the record's field name); input checked at
+    the boundary never gets here."""

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType, gpu_catalog, unknown_gpu
@@ -39,6 +37,7 @@ from vramgate.sizing.memory import (
     weights_bytes,
 )
 from vramgate.sizing.precision import KvCacheDtype, Precision
+from vramgate.sizing.records import bounded, check
 from vramgate.sizing.units import format_gib
 
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
@@ -57,46 +56,46 @@ DEFAULT_MAX_MEMORY_FRACTION = 0.95
 KV_SAFETY_MARGIN = KvSafetyMargin(relative_per_10k=100, absolute_bytes=0)
 
 
-class PlanRequest(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class PlanRequest:
     """What a deployment asks for. Optional overrides replace a modelled figure with a known one."""
 
-    model_config = ConfigDict(frozen=True)
-
     model: ModelArchitecture
-    model_source: str = Field(description="what the engine loads: a Hugging Face id or a path")
+    model_source: str  # what the engine loads: a Hugging Face id or a path
     precision: Precision = Precision.AUTO
     kv_cache_dtype: KvCacheDtype = KvCacheDtype.AUTO
-    max_seq_len: int = Field(gt=0, le=MAX_SEQUENCE_TOKENS)
-    concurrency: int = Field(gt=0, le=MAX_CONCURRENCY)
+    max_seq_len: int = field(metadata=bounded(gt=0, le=MAX_SEQUENCE_TOKENS))
+    concurrency: int = field(metadata=bounded(gt=0, le=MAX_CONCURRENCY))
     engine: Engine = Engine.VLLM
-    engine_version: str | None = Field(default=None, description="engine release, e.g. from the image tag")
-    engine_image: str | None = Field(default=None, description="the engine's container image, when known")
-    engine_flashinfer: bool | None = Field(default=None, description="whether the install has FlashInfer")
+    engine_version: str | None = None  # engine release, e.g. from the image tag
+    engine_image: str | None = None  # the engine's container image, when known
+    engine_flashinfer: bool | None = None  # whether the install has FlashInfer
     gpu: GpuType | None = None
-    gpu_count: int | None = Field(default=None, gt=0, le=MAX_GPUS_PER_REPLICA, description="tensor parallel")
-    pipeline_parallel: int = Field(default=1, gt=0, le=MAX_GPUS_PER_REPLICA)
-    max_memory_fraction: float = Field(default=DEFAULT_MAX_MEMORY_FRACTION, gt=0, le=1)
-    memory_fraction: float | None = Field(default=None, gt=0, le=1)
-    weights_bytes_override: int | None = Field(default=None, ge=0)
-    gpu_memory_bytes_override: int | None = Field(default=None, gt=0)
-    overhead_bytes_override: int | None = Field(default=None, ge=0)
-    max_num_batched_tokens: int | None = Field(default=None, gt=0, le=MAX_SEQUENCE_TOKENS)
-    max_num_seqs: int | None = Field(default=None, gt=0, le=MAX_CONCURRENCY)
-    block_size: int | None = Field(default=None, gt=0, le=4096)
+    # Tensor parallel.
+    gpu_count: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_GPUS_PER_REPLICA))
+    pipeline_parallel: int = field(default=1, metadata=bounded(gt=0, le=MAX_GPUS_PER_REPLICA))
+    max_memory_fraction: float = field(default=DEFAULT_MAX_MEMORY_FRACTION, metadata=bounded(gt=0, le=1))
+    memory_fraction: float | None = field(default=None, metadata=bounded(gt=0, le=1))
+    weights_bytes_override: int | None = field(default=None, metadata=bounded(ge=0))
+    gpu_memory_bytes_override: int | None = field(default=None, metadata=bounded(gt=0))
+    overhead_bytes_override: int | None = field(default=None, metadata=bounded(ge=0))
+    max_num_batched_tokens: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_SEQUENCE_TOKENS))
+    max_num_seqs: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_CONCURRENCY))
+    block_size: int | None = field(default=None, metadata=bounded(gt=0, le=4096))
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
-class _CamelModel(BaseModel):
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
-
-
-class Candidate(_CamelModel):
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
     """One GPU type at one count, as a row of the whole field."""
 
     gpu_type: str
     gpu_count: int
     fits: bool
-    memory_fraction: float = Field(description="the fraction this option needs (or the fixed one)")
-    max_batch: int = Field(description="concurrent max-length sequences that fit at the allowed fraction")
+    memory_fraction: float  # the fraction this option needs (or the fixed one)
+    max_batch: int  # concurrent max-length sequences that fit at the allowed fraction
     price_per_hour: float
     gpu_memory_bytes: int
     weights_bytes_per_gpu: int
@@ -105,14 +104,16 @@ class Candidate(_CamelModel):
     required_bytes_per_gpu: int
 
 
-class Suggestion(_CamelModel):
+@dataclass(frozen=True, kw_only=True)
+class Suggestion:
     """A nearest change that would fit: the LLMDeployment spec fields it sets, and in words."""
 
     changes: dict[str, str]
     text: str
 
 
-class Plan(_CamelModel):
+@dataclass(frozen=True, kw_only=True)
+class Plan:
     """The planner's answer. Byte figures are per GPU where named so, else summed over the replica."""
 
     fits: bool
@@ -121,11 +122,11 @@ class Plan(_CamelModel):
     parameters: int
     weights_format: str
     engine: Engine
-    engine_release: str = Field(description="the engine release whose memory rules were applied")
-    assumptions: list[str] = Field(description="what the plan assumed where the request did not say")
+    engine_release: str  # the engine release whose memory rules were applied
+    assumptions: list[str]  # what the plan assumed where the request did not say
     gpu_type: str
     gpu_product: str
-    gpu_count: int = Field(description="all GPUs of one replica: tensor x pipeline parallel")
+    gpu_count: int  # all GPUs of one replica: tensor x pipeline parallel
     tensor_parallel: int
     pipeline_parallel: int
     memory_fraction: float
@@ -135,26 +136,23 @@ class Plan(_CamelModel):
     concurrency: int
     weights_bytes: int
     weights_bytes_per_gpu: int
-    kv_bytes_per_token: int = Field(description="one token over all layers, unsplit (the model's figure)")
+    kv_bytes_per_token: int  # one token over all layers, unsplit (the model's figure)
     kv_bytes_per_token_per_gpu: int
-    kv_cache_bytes: int = Field(description="KV cache for the target concurrency at max length, in blocks")
+    kv_cache_bytes: int  # KV cache for the target concurrency at max length, in blocks
     kv_cache_bytes_per_gpu: int
-    kv_capacity_tokens: int = Field(
-        description="KV cache the plan counts on at the fraction, in tokens: the predicted pool less the "
-        "safety margin"
-    )
-    kv_safety_margin_bytes_per_gpu: int = Field(
-        description="what the plan holds back from the KV pool it predicts at the fraction, per GPU"
-    )
-    max_concurrency: int = Field(description="max-length sequences the KV cache holds at once")
+    # KV cache the plan counts on at the fraction, in tokens: the predicted pool less the safety margin.
+    kv_capacity_tokens: int
+    # What the plan holds back from the KV pool it predicts at the fraction, per GPU.
+    kv_safety_margin_bytes_per_gpu: int
+    max_concurrency: int  # max-length sequences the KV cache holds at once
     non_torch_bytes_per_gpu: int
     activation_bytes_per_gpu: int
-    outside_bytes_per_gpu: int = Field(description="CUDA context and graphs, outside the fraction")
+    outside_bytes_per_gpu: int  # CUDA context and graphs, outside the fraction
     overhead_bytes: int
     overhead_bytes_per_gpu: int
     required_bytes: int
     required_bytes_per_gpu: int
-    gpu_memory_bytes: int = Field(description="memory the CUDA runtime reports per GPU")
+    gpu_memory_bytes: int  # memory the CUDA runtime reports per GPU
     engine_args: dict[str, list[str]]
     alternatives: list[Candidate]
     reasons: list[str]
@@ -510,9 +508,9 @@ def _suggestions(
     gpu, count = chosen.gpu, chosen.tensor_parallel
     out: list[Suggestion] = []
 
-    def fits_with(**changes: object) -> bool:
+    def fits_with(**changes: Any) -> bool:
         try:
-            changed = request.model_copy(update=changes)
+            changed = replace(request, **changes)
             return _Evaluator(changed).evaluate(gpu, count).fits
         except SizingError:
             return False
@@ -588,9 +586,7 @@ def _engine_args(request: PlanRequest, chosen: _Evaluation) -> dict[str, list[st
         evaluation = (
             chosen
             if engine is request.engine
-            else _Evaluator(request.model_copy(update={"engine": engine})).evaluate(
-                chosen.gpu, chosen.tensor_parallel
-            )
+            else _Evaluator(replace(request, engine=engine)).evaluate(chosen.gpu, chosen.tensor_parallel)
         )
         default_block = evaluation.engine.default_block_size
         launch = Launch(

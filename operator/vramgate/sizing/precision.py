@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-
-from pydantic import BaseModel, ConfigDict
 
 
 class Precision(StrEnum):
@@ -48,7 +47,8 @@ def normalize_torch_dtype(name: str | None) -> str:
     return _TORCH_DTYPE_NAMES.get(name.lower().removeprefix("torch."), "bf16")
 
 
-class Quantization(BaseModel):
+@dataclass(frozen=True)
+class Quantization:
     """How a checkpoint's quantized linear weights are stored.
 
     Group-wise formats (GPTQ, AWQ, MXFP4) carry a scale (and for GPTQ/AWQ a zero point) per group of
@@ -56,8 +56,6 @@ class Quantization(BaseModel):
     `experts_only` marks formats that quantize just the MoE experts (gpt-oss's MXFP4): attention,
     router, embeddings and lm_head stay in the 16-bit compute dtype.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     method: str
     bits: int

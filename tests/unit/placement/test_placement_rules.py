@@ -26,7 +26,7 @@ def request(model: str = "meta-llama/Llama-3.1-8B-Instruct", **changes: Any) -> 
         "max_seq_len": 4096,
         "concurrency": 8,
     }
-    return PlanRequest.model_validate(fields | changes)
+    return PlanRequest(**fields | changes)
 
 
 def cluster(*pods: dict[str, Any]) -> Inventory:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from vramgate.sizing import (
@@ -20,18 +23,18 @@ from vramgate.sizing.planner import KV_SAFETY_MARGIN
 from vramgate.sizing.units import GIB, KIB
 
 
-def request(model: str = "tiiuae/falcon-7b", **changes: object) -> PlanRequest:
-    fields: dict[str, object] = {
+def request(model: str = "tiiuae/falcon-7b", **changes: Any) -> PlanRequest:
+    fields: dict[str, Any] = {
         "model": load_model(model),
         "model_source": model,
         "max_seq_len": 1000,
         "concurrency": 100,
     }
     fields.update(changes)
-    return PlanRequest.model_validate(fields)
+    return PlanRequest(**fields)
 
 
-def seed_request(**changes: object) -> PlanRequest:
+def seed_request(**changes: Any) -> PlanRequest:
     """The article's assumptions: 32 layers, K and V 4544 wide, fp16, 14 GiB weights, 24 GiB, no overhead,
     no paging."""
     arch = ModelArchitecture(
@@ -44,7 +47,7 @@ def seed_request(**changes: object) -> PlanRequest:
         vocab_size=65024,
         intermediate_size=18176,
     )
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "model": arch,
         "model_source": "tiiuae/falcon-7b",
         "precision": Precision.FP16,
@@ -58,7 +61,7 @@ def seed_request(**changes: object) -> PlanRequest:
         "overhead_bytes_override": 0,
     }
     fields.update(changes)
-    return PlanRequest.model_validate(fields)
+    return PlanRequest(**fields)
 
 
 def test_seed_article_kv_cache_for_100_requests_of_1000_tokens() -> None:
@@ -142,11 +145,9 @@ def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() 
     result = plan(base)
     assert not result.fits
     suggested = {path: value for s in result.suggestions for path, value in s.changes.items()}
-    assert plan(base.model_copy(update={"max_seq_len": int(suggested["workload.maxSequenceLength"])})).fits
-    assert plan(base.model_copy(update={"concurrency": int(suggested["workload.concurrency"])})).fits
-    assert plan(base.model_copy(update={"kv_cache_dtype": KvCacheDtype.FP8})).fits == (
-        "model.kvCacheDtype" in suggested
-    )
+    assert plan(replace(base, max_seq_len=int(suggested["workload.maxSequenceLength"]))).fits
+    assert plan(replace(base, concurrency=int(suggested["workload.concurrency"]))).fits
+    assert plan(replace(base, kv_cache_dtype=KvCacheDtype.FP8)).fits == ("model.kvCacheDtype" in suggested)
 
 
 def test_fraction_never_exceeds_the_cap() -> None:

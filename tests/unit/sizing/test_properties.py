@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,15 +25,9 @@ lengths = st.integers(min_value=1, max_value=8192)
 concurrencies = st.integers(min_value=1, max_value=512)
 
 
-def _request(model: str, length: int, concurrency: int, **changes: object) -> PlanRequest:
-    return PlanRequest.model_validate(
-        {
-            "model": load_model(model),
-            "model_source": model,
-            "max_seq_len": length,
-            "concurrency": concurrency,
-            **changes,
-        }
+def _request(model: str, length: int, concurrency: int, **changes: Any) -> PlanRequest:
+    return PlanRequest(
+        model=load_model(model), model_source=model, max_seq_len=length, concurrency=concurrency, **changes
     )
 
 
