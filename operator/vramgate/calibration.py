@@ -112,10 +112,11 @@ def _setting(settings: str, *names: str) -> int | None:
     return None
 
 
-def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuType:
+def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuType | None:
     """The catalog GPU a log names ("NVIDIA A100 80GB", "NVIDIA Tesla T4"); a GPU the log does not name
-    ("not stated ...") is the one whose CUDA total is nearest the logged total. A named GPU the catalog
-    lacks is an error, not a guess: its kernels and padding rules are unknown."""
+    ("not stated ...") is None: it is planned as the CLI plans a GPU known only by its memory (the logged
+    total, and the assumptions that leave the smaller KV cache). A named GPU the catalog lacks is an
+    error, not a guess: its kernels and padding rules are unknown."""
     text = description.lower()
     best: tuple[int, GpuType] | None = None
     for gpu in catalog.gpu_catalog().values():
@@ -130,7 +131,7 @@ def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuT
         raise SizingError("gpu_model", f"{description!r} is not in the GPU catalog")
     if cuda_total_gib is None:
         raise SizingError("gpu_model", f"{description!r} names no catalog GPU and no total memory is logged")
-    return min(catalog.gpu_catalog().values(), key=lambda g: abs(g.cuda_total_bytes - cuda_total_gib * GIB))
+    return None
 
 
 @dataclass(frozen=True)
@@ -321,6 +322,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             engine_version=_engine_version(row.get("engine_version", "")),
             # The install's sampler shows in the log; without that line it is unknown.
             engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
+            engine_offline="offline llm()" in settings.lower(),
             gpu=gpu,
             gpu_count=tensor_parallel,
             pipeline_parallel=int(_first_number(row.get("pipeline_parallel_size", "1")) or 1),

@@ -117,11 +117,12 @@ def test_pipeline_parallel_row_is_limited_by_its_larger_stage() -> None:
     ],
 )
 def test_gpu_names_in_logs_map_to_the_catalog(description: str, gpu: str) -> None:
-    assert gpu_from_description(description, None).name == gpu
+    found = gpu_from_description(description, None)
+    assert found is not None and found.name == gpu
 
 
-def test_unnamed_gpu_is_the_one_with_the_nearest_total() -> None:
-    assert gpu_from_description("not stated (80GB-class)", 79.18).name == "H100-80GB"
+def test_an_unnamed_gpu_is_not_guessed_from_its_total() -> None:
+    assert gpu_from_description("not stated (80GB-class)", 79.18) is None
 
 
 def test_a_named_gpu_missing_from_the_catalog_is_not_guessed() -> None:
@@ -166,6 +167,17 @@ def test_row_settings_reach_the_plan() -> None:
     # A smaller batch limit shrinks the sampler's profile, so more memory is left for KV.
     assert fewer_seqs.predicted.kv_capacity_tokens > base.kv_capacity_tokens
     assert online_fp8.weights_bytes_per_gpu < 0.6 * base.weights_bytes_per_gpu
+
+
+def test_an_offline_start_and_an_unnamed_gpu_are_planned_as_logged() -> None:
+    configs = LOGS.parent / "configs"
+    server = calibrate_row(_row(), configs).predicted
+    offline = calibrate_row(_row(other_relevant_settings="offline LLM() with enforce_eager=True"), configs)
+    unnamed = calibrate_row(_row(gpu_model="not stated (80GB-class)"), configs).predicted
+    assert server is not None and offline.predicted is not None and unnamed is not None
+    # LLM() profiles 16384 tokens on an H100 against the server's 8192: a larger peak, a smaller cache.
+    assert offline.predicted.kv_capacity_tokens < server.kv_capacity_tokens
+    assert unnamed.gpu_type == "unknown" and any("GPU type not given" in a for a in unnamed.assumptions)
 
 
 def test_a_row_whose_config_is_unverified_is_recorded_but_skipped() -> None:

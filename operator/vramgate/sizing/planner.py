@@ -70,6 +70,7 @@ class PlanRequest:
     engine_version: str | None = None  # engine release, e.g. from the image tag
     engine_image: str | None = None  # the engine's container image, when known
     engine_flashinfer: bool | None = None  # whether the install has FlashInfer
+    engine_offline: bool = False  # started as the engine's offline class, not its server
     gpu: GpuType | None = None
     # Tensor parallel.
     gpu_count: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_GPUS_PER_REPLICA))
@@ -229,7 +230,12 @@ class _Evaluator:
         """The engine's memory model on `gpu` (the release that runs can depend on the GPU)."""
         if gpu.name not in self._engines:
             request = self.request
-            build = EngineBuild(request.engine_version, request.engine_image, request.engine_flashinfer)
+            build = EngineBuild(
+                request.engine_version,
+                request.engine_image,
+                request.engine_flashinfer,
+                request.engine_offline,
+            )
             self._engines[gpu.name] = engine_model(self.request.engine, build, gpu)
         return self._engines[gpu.name]
 

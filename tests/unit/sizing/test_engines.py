@@ -138,6 +138,26 @@ def test_v1_batch_defaults_follow_the_release_and_the_gpu(
 
 
 @pytest.mark.parametrize(
+    ("version", "gpu", "batched"),
+    [
+        ("0.8.0", "H100-80GB", 16384),
+        ("0.8.0", "A100-80GB", 8192),
+        ("0.9.1", "H100-80GB", 16384),
+        ("0.9.1", "A100-80GB", 8192),  # the smaller tier, four times the server's 2048
+        ("0.28.0", "B200", 16384),  # the >= 160 GiB tier: the server's own budget
+        ("0.28.0", "L4", 8192),
+    ],
+)
+def test_the_offline_class_batches_more_than_the_server(version: str, gpu: str, batched: int) -> None:
+    card = find_gpu(gpu)
+    model = engine_model(Engine.VLLM, EngineBuild(version, offline=True), card)
+    scheduling = model.default_scheduling(card.cuda_total_bytes, card, 8192)
+    server = _vllm(version, gpu).default_scheduling(card.cuda_total_bytes, card, 8192)
+    assert scheduling.max_num_batched_tokens == batched
+    assert scheduling.max_num_seqs == server.max_num_seqs
+
+
+@pytest.mark.parametrize(
     ("version", "non_torch"),
     [
         ("0.2.4", 0),  # max_memory_allocated: nothing outside torch counts

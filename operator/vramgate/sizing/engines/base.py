@@ -48,6 +48,9 @@ class EngineBuild:
     version: str | None = None  # as stated: an image tag, `runtime.engineVersion`, `--engine-version`
     image: str | None = None  # the container image, when known
     flashinfer: bool | None = None  # whether the install has FlashInfer (None: as the image says, or unknown)
+    # Started as the engine's offline Python class (vLLM's `LLM()`), not its server: some releases batch
+    # more per step there. The operator always runs the server; logs of offline starts need it.
+    offline: bool = False
 
 
 @dataclass(frozen=True)

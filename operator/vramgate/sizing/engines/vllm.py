@@ -349,8 +349,11 @@ class VllmModel(EngineModel):
 
     engine = Engine.VLLM
 
-    def __init__(self, release: Release, flashinfer_installed: bool | None = None) -> None:
+    def __init__(
+        self, release: Release, flashinfer_installed: bool | None = None, offline: bool = False
+    ) -> None:
         self.release = release
+        self.offline = offline
         self.sliding_window_paged = release.hybrid_kv_cache
         self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
         self.mla_head_size = None if release.mla_latent else 256
@@ -397,7 +400,10 @@ class VllmModel(EngineModel):
             large = "h100" in name or "h200" in name
         else:
             large = cuda_total_bytes >= 70 * GIB and (batching is Batching.V1_70GIB or "a100" not in name)
-        return Scheduling(1024 if large else 256, 8192 if large else 2048, block)
+        # The offline class (UsageContext.LLM_CLASS) batches 16384 tokens on the larger tier and 8192 on
+        # the smaller, in every V1 release (vllm/engine/arg_utils.py@v0.8.0, v0.8.5, v0.9.1, v0.28.0).
+        tokens = (16384 if large else 8192) if self.offline else (8192 if large else 2048)
+        return Scheduling(1024 if large else 256, tokens, block)
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
         """MXFP4 experts: Marlin pads each GPU's intermediate slice to 128 and hidden to 256; Blackwell's
@@ -454,7 +460,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     flashinfer = (
         build.flashinfer if build.flashinfer is not None else DEFINITION.is_official_image(build.image)
     )
-    model = VllmModel(release, flashinfer_installed=flashinfer)
+    model = VllmModel(release, flashinfer_installed=flashinfer, offline=build.offline)
     if release.flashinfer_sampler and build.flashinfer is None and not flashinfer:
         assumptions.append(
             "not known whether the install samples with FlashInfer (the vllm/vllm-openai image does): "
