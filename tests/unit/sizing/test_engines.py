@@ -251,7 +251,7 @@ def _tgi(version: str | None) -> TgiModel:
         ("1.0.0", "0.9.4", 1.0, 10_000),
         ("1.4.0", "0.9.4", 1.0, 10_000),
         ("1.4.1", "1.4.1", 1.0, 9_500),
-        ("2.2.0", "2.0.0", 1.0, 9_500),
+        ("2.2.0", "2.2.0", 1.0, 9_500),
         ("2.4.1", "2.4.0", 1.0, 9_000),
         ("3.0.2", "3.0.0", 0.95, 10_000),
         ("3.1.0", "3.1.0", 0.93, 10_000),
@@ -376,3 +376,24 @@ def test_tgi_before_1_4_1_keeps_all_reduce_outputs_reserved_through_warmup() -> 
     # 32 layers x 2 all-reduces + the embedding's, 4096 tokens x 4096 hidden x 2 bytes
     assert grown == (2 * 32 + 1) * 4096 * 4096 * 2
     assert old.overhead_curve(llama, fmt, 1, 4096) == new.overhead_curve(llama, fmt, 1, 4096)
+
+
+@pytest.mark.parametrize(
+    ("version", "model", "gpu", "block"),
+    [
+        ("2.1.1", "google/gemma-2-9b-it", "H100-80GB", 16),
+        ("2.2.0", "google/gemma-2-9b-it", "H100-80GB", 256),  # flash decoding forced for its softcap
+        ("2.2.0", LLAMA_8B, "H100-80GB", 16),
+        ("2.3.0", LLAMA_8B, "H100-80GB", 1),  # FlashInfer by default
+        ("2.3.0", "tiiuae/falcon-7b", "T4", 256),
+        ("2.3.1", "tiiuae/falcon-7b", "T4", 16),  # paged below compute capability 8
+        ("3.3.5", "tiiuae/falcon-7b", "H100-80GB", 256),
+        ("3.3.5", "google/gemma-2-9b-it", "H100-80GB", 1),  # gemma2 left the list at 2.4
+    ],
+)
+def test_tgi_blocks_follow_the_attention_its_launcher_resolves(
+    version: str, model: str, gpu: str, block: int
+) -> None:
+    arch, card = load_model(model), find_gpu(gpu)
+    scheduling = _tgi(version).default_scheduling(card.cuda_total_bytes, card, 4096, arch, 1, 0.9)
+    assert scheduling.block_size_tokens == block

@@ -101,6 +101,9 @@ class Release:
     warmup: Warmup
     logits_copies: int  # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output
     allreduce_outputs_reserved: bool  # TP all-reduces record their outputs on NCCL's stream
+    block_size: int  # tokens per KV block of the default attention: paged 16, FlashInfer 1
+    fallback_families: frozenset[str]  # model types the launcher moves off the default attention
+    fallback_by_compute_capability: bool  # the fallback is paged (16) below compute capability 8
 
     @property
     def version(self) -> str:
@@ -135,6 +138,9 @@ def _table() -> tuple[Release, ...]:
         warmup=Warmup.FIXED_4096,
         logits_copies=2,
         allreduce_outputs_reserved=True,
+        block_size=16,
+        fallback_families=frozenset(),
+        fallback_by_compute_capability=False,
     )
     add(
         (1, 4, 1),
@@ -151,12 +157,35 @@ def _table() -> tuple[Release, ...]:
         warmup=Warmup.INPUT_PLUS_50,
     )
     add(
+        (2, 2, 0),
+        "the launcher forces flash decoding (256-token blocks) on gemma2",
+        "launcher/src/main.rs@v2.2.0, server/text_generation_server/models/globals.py@v2.2.0",
+        fallback_families=frozenset({"gemma2"}),
+    )
+    add(
+        (2, 3, 0),
+        "FlashInfer is the default attention (1-token blocks) for head dims 64, 128 and 256; other head "
+        "dims, gemma2 and falcon get flash decoding (256)",
+        "launcher/src/main.rs@v2.3.0 (resolve_attention), server/text_generation_server/models/globals.py"
+        "@v2.3.0",
+        block_size=1,
+        fallback_families=frozenset({"gemma2", "falcon"}),
+    )
+    add(
+        (2, 3, 1),
+        "below compute capability 8 the fallback is paged attention (16-token blocks)",
+        "launcher/src/main.rs@v2.3.1 (resolve_attention)",
+        fallback_by_compute_capability=True,
+    )
+    add(
         (2, 4, 0),
-        "TGI_WIGGLE_ROOM (default 0.90) keeps that share of the free memory; log_softmax in place",
+        "TGI_WIGGLE_ROOM (default 0.90) keeps that share of the free memory; log_softmax in place; falcon "
+        "and deepseek_v2 leave FlashInfer, gemma2 no longer",
         "server/text_generation_server/models/globals.py@v2.4.0, "
-        "server/text_generation_server/models/flash_causal_lm.py@v2.4.0",
+        "server/text_generation_server/models/flash_causal_lm.py@v2.4.0, launcher/src/main.rs@v2.4.0",
         free_kept=0.90,
         logits_copies=1,
+        fallback_families=frozenset({"falcon", "deepseek_v2"}),
     )
     add(
         (3, 0, 0),
@@ -280,7 +309,25 @@ class TgiModel(EngineModel):
                 batched = min(batched, arch.max_position_embeddings)
             allowed = _launcher_vram_tokens(arch, gpu, tensor_parallel, fraction) if arch else None
             batched = min(batched, allowed) if allowed is not None else batched
-        return Scheduling(max_num_seqs=128, max_num_batched_tokens=batched, block_size_tokens=16)
+        return Scheduling(
+            max_num_seqs=128, max_num_batched_tokens=batched, block_size_tokens=self._block_size(arch, gpu)
+        )
+
+    def _block_size(self, arch: ModelArchitecture | None, gpu: GpuType) -> int:
+        """The KV block of the attention the launcher resolves (resolve_attention in launcher/src/main.rs):
+        the release's default, or for the families and head dims it moves off FlashInfer, flash decoding
+        (256), paged (16) below compute capability 8 where the release says so. An unknown model or GPU
+        takes the largest block, which rounds every sequence up the most."""
+        release = self.release
+        if arch is None:
+            moved = bool(release.fallback_families) or release.block_size == 1
+        else:
+            odd_head = release.block_size == 1 and arch.head_dim not in (64, 128, 256)
+            moved = arch.family in release.fallback_families or odd_head
+        if not moved:
+            return release.block_size
+        paged = release.fallback_by_compute_capability and gpu.name != UNKNOWN_GPU
+        return 16 if paged and gpu.compute_capability_major < 8 else 256
 
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
