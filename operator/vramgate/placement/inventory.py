@@ -13,13 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache, cached_property
-from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from vramgate.sizing import GpuType, gpu_catalog
+from vramgate.sizing.catalog import catalog_entries
 from vramgate.sizing.units import GIB, MIB
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -67,8 +66,7 @@ class MigTable(BaseModel):
 @cache
 def mig_profiles() -> dict[str, dict[str, MigProfile]]:
     """MIG profiles by parent GPU type name (lower case), then profile name."""
-    text = resources.files("vramgate").joinpath("catalog", "mig.yaml").read_text(encoding="utf-8")
-    tables = (MigTable.model_validate(entry) for entry in yaml.safe_load(text)["mig"])
+    tables = (MigTable.model_validate(entry) for entry in catalog_entries("mig.yaml", "mig"))
     return {table.gpu.lower(): {p.name: p for p in table.profiles} for table in tables}
 
 

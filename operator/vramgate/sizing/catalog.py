@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +92,14 @@ class CatalogModel:
 
 # libyaml's loader parses the catalogs about 8x faster than the pure-Python one (CLI start-up).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# The package is always installed as files (wheel or editable), never zipped: a plain path spares the CLI
+# importlib.resources and what it imports (tempfile, zipfile, compression modules).
+_CATALOG_DIR = Path(__file__).resolve().parents[1] / "catalog"
 
 
-def _catalog_entries(name: str, key: str) -> list[dict[str, Any]]:
-    text = resources.files("vramgate").joinpath("catalog", name).read_text(encoding="utf-8")
+def catalog_entries(name: str, key: str) -> list[dict[str, Any]]:
+    """The list under `key` in the catalog file `name` (models.yaml, gpus.yaml, mig.yaml)."""
+    text = (_CATALOG_DIR / name).read_text(encoding="utf-8")
     entries: list[dict[str, Any]] = yaml.load(text, Loader=_LOADER)[key]
     return entries
 
@@ -105,18 +107,20 @@ def _catalog_entries(name: str, key: str) -> list[dict[str, Any]]:
 @cache
 def model_catalog() -> dict[str, CatalogModel]:
     """Catalog models keyed by lower-cased Hugging Face id."""
-    models = (from_json(CatalogModel, entry) for entry in _catalog_entries("models.yaml", "models"))
+    models = (from_json(CatalogModel, entry) for entry in catalog_entries("models.yaml", "models"))
     return {model.id.lower(): model for model in models}
 
 
 @cache
 def gpu_catalog() -> dict[str, GpuType]:
     """GPU types keyed by lower-cased short name."""
-    gpus = (from_json(GpuType, entry) for entry in _catalog_entries("gpus.yaml", "gpus"))
+    gpus = (from_json(GpuType, entry) for entry in catalog_entries("gpus.yaml", "gpus"))
     return {gpu.name.lower(): gpu for gpu in gpus}
 
 
 def _did_you_mean(wanted: str, known: list[str]) -> str:
+    import difflib  # only an unknown name needs it
+
     close = difflib.get_close_matches(wanted.lower(), [k.lower() for k in known], n=3, cutoff=0.5)
     # A bare name ("falcon-7b") should find its org-qualified id.
     close += [k for k in known if k.lower().endswith("/" + wanted.lower()) and k.lower() not in close]
