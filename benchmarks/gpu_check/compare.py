@@ -20,7 +20,8 @@ def expected(record: dict[str, Any]) -> tuple[int, int]:
 
     transformers keeps `window - 1` tokens in a sliding-window layer (engines keep one scheduling step more).
     """
-    arch = replace(load_model(record["id"]), quantization=None)  # measured in bf16
+    # Measured in bf16, the language model alone (measure.py builds a multimodal wrapper's text_config).
+    arch = replace(load_model(record["id"]), quantization=None, vision_parameters=0)
     weights = weights_bytes(arch, resolve_weight_format(arch, Precision.BF16), 1).per_gpu
     layout = kv_layout(arch, 2, 1, 1)
     tokens = record["tokens"]

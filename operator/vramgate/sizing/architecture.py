@@ -79,6 +79,7 @@ SHAPE_LIMITS: Mapping[str, int] = {
     "sliding_window": 1 << 30,
     "num_sliding_window_layers": 1024,
     "max_position_embeddings": 1 << 30,
+    "vision_parameters": 10**12,
 }
 
 
@@ -132,6 +133,9 @@ class ModelArchitecture:
     max_position_embeddings: int | None = field(
         default=None, metadata=bounded(gt=0, le=SHAPE_LIMITS["max_position_embeddings"])
     )
+    # A multimodal checkpoint's vision encoder and projector: the engine loads them beside the language
+    # model, in the compute dtype, on the first pipeline stage.
+    vision_parameters: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["vision_parameters"]))
 
     def __post_init__(self) -> None:
         check(self)
@@ -182,11 +186,13 @@ class ParameterGroups:
     shared_experts: int
     router: int
     norms: int
+    vision: int = 0  # a multimodal model's vision encoder and projector
 
     @property
     def total(self) -> int:
         return (
-            self.embedding
+            self.vision
+            + self.embedding
             + self.lm_head
             + self.attention_split
             + self.attention_kv
@@ -234,6 +240,7 @@ def parameter_groups(arch: ModelArchitecture) -> ParameterGroups:
         shared_experts=shared,
         router=arch.num_moe_layers * hidden * arch.num_experts,
         norms=(2 * layers + 1) * hidden,
+        vision=arch.vision_parameters,
     )
 
 
@@ -376,6 +383,7 @@ def architecture_from_config(
             limit="max_position_embeddings",
         )
         or None,
+        vision_parameters=_vision_parameters(config.get("vision_config"), hidden, source),
     )
 
 
@@ -429,6 +437,33 @@ def _moe_shape(
         "num_experts_per_tok", "experts_per_token", "moe_topk", default=1, limit="num_experts_per_token"
     )
     return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
+
+
+def _vision_parameters(vision_config: Any, text_hidden: int, source: str) -> int:
+    """Parameters of a multimodal checkpoint's ViT encoder (SigLIP, CLIP, Pixtral's) and its projector.
+
+    Per layer: q/k/v/o with biases, a two-matrix MLP with biases and two layer norms; then the patch
+    convolution, learned positions when the config has an image size (Pixtral's rotary ones have none), a
+    final norm, and one linear projection into the language model's hidden size with its norm. Exact for
+    gemma-3's SigLIP (27,432,406,640 with the text decoder); projectors with a second layer (llava's MLP)
+    add a little more.
+    """
+    if not isinstance(vision_config, Mapping) or not vision_config.get("num_hidden_layers"):
+        return 0
+    read = _ConfigReader(vision_config, f"{source}: vision_config")
+    hidden = read.integer("hidden_size", limit="hidden_size")
+    layers = read.integer("num_hidden_layers", limit="num_layers")
+    intermediate = read.integer("intermediate_size", default=4 * hidden, limit="intermediate_size")
+    patch = read.integer("patch_size", default=14, limit="head_dim")
+    channels = read.integer("num_channels", default=3, limit="head_dim")
+    image = read.integer("image_size", required=False, limit="max_position_embeddings")
+    per_layer = (
+        4 * hidden * hidden + 4 * hidden + 2 * hidden * intermediate + intermediate + hidden + 4 * hidden
+    )
+    positions = (image // patch) ** 2 * hidden if image else 0
+    patch_embedding = channels * patch * patch * hidden + hidden
+    projector = hidden * text_hidden + hidden
+    return layers * per_layer + patch_embedding + positions + 2 * hidden + projector
 
 
 def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int | None, int]:

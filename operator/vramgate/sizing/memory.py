@@ -138,7 +138,8 @@ def weights_bytes(
 ) -> WeightsBytes:
     """Resident weight bytes per GPU and summed over the tensor-parallel group (of one pipeline stage).
 
-    Quantizers leave embeddings, lm_head, norms and routers in the compute dtype; group-wise formats add
+    Quantizers leave embeddings, lm_head, norms, routers and a vision encoder in the compute dtype (the
+    encoder is split over TP like the vocabulary); group-wise formats add
     their scales and zero points per group; expert-only formats (MXFP4) also leave attention and dense
     MLPs alone. MoE models keep their dense layers first (DeepSeek's first_k_dense_replace).
     """
@@ -169,7 +170,7 @@ def weights_bytes(
     kv_heads_per_gpu = max(1, arch.num_kv_heads // tp)
     kv_share = kv_heads_per_gpu / arch.num_kv_heads
     per_gpu = (
-        (groups.embedding + groups.lm_head) * plain / tp
+        (groups.embedding + groups.lm_head + groups.vision) * plain / tp
         + (groups.attention_split + groups.dense_mlp + groups.shared_experts) * linear / tp
         + groups.attention_kv * kv_share * linear
         + groups.attention_replicated * linear
@@ -200,6 +201,7 @@ def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: Pipel
         shared_experts=round(groups.shared_experts * moe_share),
         router=round(groups.router * moe_share),
         norms=round(groups.norms * share),
+        vision=groups.vision if stage.is_first else 0,
     )
 
 

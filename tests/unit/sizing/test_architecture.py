@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vramgate.sizing import SizingError, load_model
-from vramgate.sizing.architecture import architecture_from_config, quantization_from_config
+from vramgate.sizing.architecture import architecture_from_config, parameter_groups, quantization_from_config
 
 LLAMA_LIKE = {
     "model_type": "llama",
@@ -60,6 +60,18 @@ def test_gemma3_reads_text_config_and_its_defaults() -> None:
     assert gemma.vocab_size == 262208
     assert gemma.sliding_window == 1024
     assert gemma.num_sliding_window_layers == 52  # every 6th of 62 layers attends globally
+
+
+def test_a_multimodal_checkpoint_counts_its_vision_encoder_and_projector() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    # SigLIP: 27 x 15,239,504 per layer + patch conv 678,528 + 4,096 positions x 1152 + final norm 2,304,
+    # then the 1152 x 5376 projection and its norm.
+    assert gemma.vision_parameters == 27 * 15_239_504 + 678_528 + 4_718_592 + 2_304 + 6_193_152 + 1_152
+    assert gemma.parameters is not None
+    assert abs(parameter_groups(gemma).total / gemma.parameters - 1) < 1e-4
+    text_only = {"model_type": "gemma3_text", "hidden_size": 5376, "num_hidden_layers": 62}
+    text_only |= {"num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128}
+    assert architecture_from_config(text_only, "text").vision_parameters == 0
 
 
 def test_gpt_oss_alternates_sliding_and_full_layers_and_is_moe() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
@@ -134,6 +136,20 @@ def test_prequantized_checkpoint_refuses_another_precision() -> None:
     awq = load_model("Qwen/Qwen2.5-7B-Instruct-AWQ")
     with pytest.raises(ValueError, match="pre-quantized int4 checkpoint"):
         resolve_weight_format(awq, Precision.FP16)
+
+
+def test_the_vision_encoder_sits_on_the_first_stage_in_the_compute_dtype() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    weights = resolve_weight_format(gemma, Precision.AUTO)
+    first, last = pipeline_stages(gemma.num_layers, 2)
+    text_only = replace(gemma, vision_parameters=0, parameters=None)
+    vision_bytes = gemma.vision_parameters * weights.compute_bytes
+    gained = (
+        weights_bytes(gemma, weights, 1, stage=first).per_gpu
+        - weights_bytes(text_only, weights, 1, stage=first).per_gpu
+    )
+    assert abs(gained - vision_bytes) <= 1
+    assert weights_bytes(gemma, weights, 1, stage=last) == weights_bytes(text_only, weights, 1, stage=last)
 
 
 def test_pipeline_stages_split_layers_like_vllm() -> None:
