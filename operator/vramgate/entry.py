@@ -12,9 +12,9 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os.path
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import click
 from click.shell_completion import get_completion_class
@@ -81,7 +81,8 @@ def completion_command(ctx: click.Context, shell: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; map every failure to one line on stderr and the documented exit status."""
-    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "vramgate"
+    # os.path, not pathlib: `--help` would import pathlib (and urllib, ipaddress) for this alone.
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "vramgate"
     prog = "kubectl vramgate" if prog == "kubectl-vramgate" else "vramgate"
     try:
         status = cli.main(
