@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install controlplane node-deps lint test unit e2e demo crd bench bench-scale calibration clean
+.PHONY: install controlplane node-deps lint test unit e2e demo crd catalog bench bench-scale calibration clean
 
 # The virtual environment is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -46,6 +46,10 @@ demo: install $(if $(KUBECONFIG),,controlplane node-deps)
 crd: install
 	$(BIN)/python -m vramgate.crd > crds/llmdeployments.vramgate.dev.yaml
 	cp crds/llmdeployments.vramgate.dev.yaml charts/vramgate/crds/
+
+# The package reads the catalogs as JSON built from the YAML sources; a test keeps them identical.
+catalog: install
+	$(BIN)/python -c 'from vramgate.sizing.catalog import write_catalogs; write_catalogs()'
 
 calibration: install
 	$(BIN)/vramgate calibrate benchmarks/calibration/vllm_startup_logs.csv

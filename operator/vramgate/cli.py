@@ -12,11 +12,11 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import yaml
 
 from vramgate.entry import EXIT_DOES_NOT_FIT, EXIT_FITS
 from vramgate.sizing import (
@@ -43,6 +43,7 @@ from vramgate.sizing.planner import (
 from vramgate.sizing.units import GIB, KIB, format_gib
 
 if TYPE_CHECKING:
+    import yaml
     from rich.console import Console
     from rich.text import Text
 
@@ -76,6 +77,8 @@ def _emit(data: Any, output: str) -> None:
     if output == "json":
         click.echo(json.dumps(data, indent=2))
     else:
+        import yaml  # PyYAML only where YAML is read or written: `plan -o json` never needs it
+
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
@@ -572,16 +575,21 @@ def gpus_command(output: str) -> int:
 # manifests
 
 
-class _KubectlYamlLoader(yaml.SafeLoader):
+@cache
+def _kubectl_yaml_loader() -> type[yaml.SafeLoader]:
     """YAML read as kubectl reads it: `1e3` is a number there (go-yaml), a string to PyYAML, which wants a
     dot in a float. A manifest must mean the same to `vramgate check` as to the API server."""
+    import yaml
 
+    class KubectlYamlLoader(yaml.SafeLoader):
+        pass
 
-_KubectlYamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"),
-)
+    KubectlYamlLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+        list("-+.0123456789"),
+    )
+    return KubectlYamlLoader
 
 
 def _documents(path: str) -> list[Any]:
@@ -590,8 +598,10 @@ def _documents(path: str) -> list[Any]:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
+    import yaml
+
     try:
-        return [doc for doc in yaml.load_all(text, Loader=_KubectlYamlLoader) if doc is not None]
+        return [doc for doc in yaml.load_all(text, Loader=_kubectl_yaml_loader()) if doc is not None]
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
 

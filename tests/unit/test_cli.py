@@ -318,15 +318,15 @@ def test_help_and_completion_load_no_command_code() -> None:
     assert loaded.stdout.strip() == "['vramgate.entry']"
 
 
-def test_plan_loads_neither_pydantic_nor_the_spec() -> None:
-    """`plan` is the sizing core and the catalogs only: pydantic's import and schema building would
-    cost more CPU than the planning itself."""
+def test_plan_as_json_loads_neither_pydantic_nor_yaml_nor_the_spec() -> None:
+    """`plan -o json` is the sizing core and the JSON catalogs only: importing pydantic (and building its
+    schemas) or PyYAML would cost more CPU than the planning itself."""
     probe = (
         "import sys, contextlib, io\n"
         "from vramgate.entry import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    assert main({[*FALCON_A10G, '-o', 'json']!r}) == 0\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'rich', 'vramgate.spec', "
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'yaml', 'rich', 'vramgate.spec', "
         "'vramgate.calibration', 'vramgate.crd', 'vramgate.decision'))))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -66,7 +66,7 @@ class MigTable(BaseModel):
 @cache
 def mig_profiles() -> dict[str, dict[str, MigProfile]]:
     """MIG profiles by parent GPU type name (lower case), then profile name."""
-    tables = (MigTable.model_validate(entry) for entry in catalog_entries("mig.yaml", "mig"))
+    tables = (MigTable.model_validate(entry) for entry in catalog_entries("mig"))
     return {table.gpu.lower(): {p.name: p for p in table.profiles} for table in tables}
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from vramgate.sizing import SizingError, find_gpu, find_model, gpu_catalog, model_catalog
 from vramgate.sizing.architecture import parameter_groups
+from vramgate.sizing.catalog import CATALOG_DIR, CATALOGS, built_catalog
 
 REQUIRED_MODELS = [
     "tiiuae/falcon-7b",
@@ -85,3 +86,9 @@ def test_gpu_catalog_covers_the_common_types_with_node_labels() -> None:
 def test_unknown_gpu_lists_the_known_ones() -> None:
     with pytest.raises(SizingError, match="'A11G' is not a known GPU type; did you mean A10G"):
         find_gpu("A11G")
+
+
+@pytest.mark.parametrize("name", CATALOGS)
+def test_the_packaged_json_is_built_from_the_yaml(name: str) -> None:
+    committed = (CATALOG_DIR / f"{name}.json").read_text(encoding="utf-8")
+    assert committed == built_catalog(name), f"catalog/{name}.json is stale: run `make catalog`"
