@@ -64,7 +64,7 @@ def test_gpus_are_requested_and_the_pod_is_pinned_to_the_planned_product() -> No
 def test_tensor_parallel_pods_get_a_memory_backed_dev_shm() -> None:
     tgi = {
         "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
-        "workload": {"maxSequenceLength": 4096, "concurrency": 8},
+        "workload": {"maxSequenceLength": 4096, "concurrency": 4},
         "gpu": {"type": "L4", "count": 2},
         "runtime": {"engine": "tgi", "resources": {"limits": {"memory": "32Gi"}}},
     }

@@ -279,6 +279,12 @@ class TgiModel(EngineModel):
     mlp_peak = (2, 4)
     # Warm-up samples only its few requests' last tokens, not a row per --max-concurrent-requests.
     sampler_bytes_per_logit = 0.0
+    # TGI's server process holds 2161 MiB outside torch's allocator at TP 1 (CUDA context, the kernels of
+    # its extensions, cuBLAS), not the 0.74 GiB measured for a bare PyTorch process: a TGI 0.9 start of
+    # bigcode/starcoderbase on an A100 40GB (issue #801 of huggingface/text-generation-inference, outside
+    # the calibration set) shows 1517 MiB free at the start of serving, beside 29,598 MiB of weights
+    # (15.52B parameters) and 367,184 tokens of 20 KiB (7,172 MiB) of KV cache, of the card's 40,448 MiB.
+    non_torch_bytes = 2161 * MIB - EngineModel.cuda_context_bytes
 
     def __init__(self, release: Release) -> None:
         self.release = release
