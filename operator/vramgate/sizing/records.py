@@ -50,7 +50,7 @@ def check(record: DataclassInstance) -> None:
         value = getattr(record, name)
         if value is None:
             continue
-        if (pattern := limit["pattern"]) is not None and not pattern.match(value):
+        if (pattern := limit["pattern"]) is not None and not pattern.fullmatch(value):
             raise OutOfBoundsError(name, f"String should match pattern '{pattern.pattern}'")
         if (gt := limit["gt"]) is not None and not value > gt:
             raise OutOfBoundsError(name, f"Input should be greater than {gt}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vramgate.sizing import SizingError, find_gpu, find_model, gpu_catalog, model_catalog
+from vramgate.sizing import GpuType, SizingError, find_gpu, find_model, gpu_catalog, model_catalog
 from vramgate.sizing.architecture import parameter_groups
 from vramgate.sizing.catalog import CATALOG_DIR, CATALOGS, built_catalog
 
@@ -92,3 +92,10 @@ def test_unknown_gpu_lists_the_known_ones() -> None:
 def test_the_packaged_json_is_built_from_the_yaml(name: str) -> None:
     committed = (CATALOG_DIR / f"{name}.json").read_text(encoding="utf-8")
     assert committed == built_catalog(name), f"catalog/{name}.json is stale: run `make catalog`"
+
+
+@pytest.mark.parametrize("capability", ["9", "9.0\n", "abc", "9.0.1"])
+def test_a_gpu_type_refuses_a_compute_capability_that_is_not_major_dot_minor(capability: str) -> None:
+    """A node's labels make GPU types too: a malformed capability is refused, never parsed later."""
+    with pytest.raises(SizingError, match="compute_capability: String should match pattern"):
+        GpuType(name="x", product="x", compute_capability=capability, memory_mib=1024, price_per_hour=1.0)
