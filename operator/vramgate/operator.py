@@ -40,7 +40,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from vramgate import metrics
-from vramgate.handlers import inventory, reconcile, webhook
+from vramgate.handlers import inventory, live, reconcile, webhook
 from vramgate.handlers.kube import api_message, new_api_client
 from vramgate.handlers.leader import LeaseElector, default_identity, stop_within
 from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
@@ -67,6 +67,9 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.persistence.progress_storage = MemoryProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = ObservedGenerationDiffBase()
     settings.peering.standalone = True
+    # Only pods that hold GPUs matter (`reconcile.gpu_pod_changed`); the API server drops the rest, so
+    # a thousand pending pods cost no events.
+    settings.watching.field_selectors["pods"] = inventory.HOLDING_PODS
     if config.namespace_selector:
         # kopf lists and watches namespaces with this selector, so it serves exactly the labelled ones,
         # following labels as they change; the API server evaluates it.
@@ -79,7 +82,8 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
 def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = memo.get(CONFIG) or OperatorConfig.from_environ()  # `kopf run -m vramgate.operator`
     configure(settings, config)
-    memo[reconcile.API_CLIENT] = new_api_client()
+    memo[reconcile.API_CLIENT] = api = new_api_client()
+    live.list_all(api, live.watched_namespaces(api, config))
     memo[reconcile.CAPACITY_THRESHOLD] = config.capacity_mismatch_threshold
     inventory.start_feed(config)  # `kopf run -m vramgate.operator`: nobody started it before
 

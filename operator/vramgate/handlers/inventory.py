@@ -29,7 +29,7 @@ WATCH_SECONDS = 300  # a watch is re-opened after this long (the server ends it 
 RETRY_SECONDS = 5
 LWS_CHECK_SECONDS = 15
 # Pods that hold GPUs: bound to a node and not finished. A pod leaving the selection arrives as DELETED.
-_HOLDING_PODS = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+HOLDING_PODS = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class InventoryFeed:
         return plain
 
     def _list_pods(self, **kwargs: Any) -> Any:
-        return client.CoreV1Api(self.api).list_pod_for_all_namespaces(field_selector=_HOLDING_PODS, **kwargs)
+        return client.CoreV1Api(self.api).list_pod_for_all_namespaces(field_selector=HOLDING_PODS, **kwargs)
 
     def _relist_nodes(self, core: client.CoreV1Api) -> str:
         listed: Any = core.list_node()

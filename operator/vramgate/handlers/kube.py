@@ -57,29 +57,34 @@ CALL_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 def apply(api: client.ApiClient, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Server-side apply a Deployment or Service; returns the object as stored."""
+    """Server-side apply a Deployment or Service; returns the object as stored (plain JSON: client
+    models of a whole Deployment cost more to build than the call itself)."""
     metadata, body = manifest["metadata"], dict(manifest)
-    options: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
-    stored: object
+    options: dict[str, Any] = {
+        "field_manager": FIELD_MANAGER,
+        "force": True,
+        "_content_type": APPLY_PATCH,
+        "_preload_content": False,
+    }
+    answer: Any  # urllib3's response: the client leaves the body unparsed
     if manifest["kind"] == "Deployment":
-        stored = client.AppsV1Api(api).patch_namespaced_deployment(
+        answer = client.AppsV1Api(api).patch_namespaced_deployment(
             metadata["name"], metadata["namespace"], body, **options
         )
     elif manifest["kind"] == "Service":
-        stored = client.CoreV1Api(api).patch_namespaced_service(
+        answer = client.CoreV1Api(api).patch_namespaced_service(
             metadata["name"], metadata["namespace"], body, **options
         )
     elif manifest["kind"] == "LeaderWorkerSet":
         group, version = manifest["apiVersion"].split("/")
         where = (group, version, metadata["namespace"], "leaderworkersets", metadata["name"])
         custom = client.CustomObjectsApi(api)
-        # Seen right after the CRD is installed: the apply succeeds but answers no body; read it back.
-        stored = custom.patch_namespaced_custom_object(
-            *where, body, **options
-        ) or custom.get_namespaced_custom_object(*where)
+        answer = custom.patch_namespaced_custom_object(*where, body, **options)
+        if not answer.data:  # seen right after the CRD is installed: no body; read it back
+            answer = custom.get_namespaced_custom_object(*where, _preload_content=False)
     else:
         raise ValueError(f"cannot apply a {manifest['kind']}")
-    return as_dict(api.sanitize_for_serialization(stored))  # type: ignore[no-untyped-call]
+    return as_dict(json.loads(answer.data))
 
 
 def as_dict(value: object) -> dict[str, Any]:

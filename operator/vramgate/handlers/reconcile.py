@@ -6,7 +6,7 @@ before a catalog change, or with the webhook off) becomes phase Rejected and wha
 left alone. A watch on the generated Deployments puts back one edited or deleted by hand, and carries
 its availability to the Ready condition.
 
-Every write is decided against the live objects, which kopf's indices keep from its watch streams: a
+Every write is decided against the live objects (`live`, listed at start and kept by the watches): a
 generated object is applied only when `manifests.is_current` says it differs, the status only when it
 would change. One change costs one apply per object; a restart with nothing changed writes nothing.
 """
@@ -26,7 +26,7 @@ from kubernetes import client
 
 from vramgate import manifests, metrics
 from vramgate.decision import Decision, DecisionContext, decide
-from vramgate.handlers import capacity, kube, status
+from vramgate.handlers import capacity, kube, live, status
 from vramgate.handlers.inventory import decision_context, observe_event
 from vramgate.placement import PlacementMode, placement_holds
 from vramgate.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
@@ -53,38 +53,16 @@ MAX_ATTEMPTS = 10
 DESIRED_CACHE_SIZE = 2048  # plans kept for the Deployment watch; a miss re-plans, nothing worse
 
 
-def _first(kwargs: Mapping[str, Any], index: str, key: object) -> Any:
-    """The live object under `key` in kopf's index `index` (handlers get indices as keyword arguments)."""
-    found: kopf.Index[Any, Any] = kwargs[index]
-    return next(iter(found.get(key, ())), None)
+@kopf.on.event(group="", version="v1", plural="services", labels=GENERATED_LABELS)
+async def watch_generated_service(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Keep `live.SERVICES` current (in the event loop: no executor round trip for a dictionary)."""
+    live.SERVICES.observe(type, body)
 
 
-def _live(body: kopf.Body) -> dict[str, Any]:
-    """What the comparisons need of a live object: without managedFields, the bulk of it."""
-    metadata = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    return {
-        "metadata": metadata,
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
-
-
-@kopf.index("apps", "v1", "deployments", labels=GENERATED_LABELS)
-def generated_deployments(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The live generated Deployments, by namespace and name (kopf keeps it from its watch)."""
-    return {(namespace, name): _live(body)}
-
-
-@kopf.index(group="", version="v1", plural="services", labels=GENERATED_LABELS)
-def generated_services(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The live generated Services, by namespace and name."""
-    return {(namespace, name): _live(body)}
-
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def llmdeployments(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The live LLMDeployments, for the Deployment watch: owner and status without a read."""
-    return {(namespace, name): _live(body)}
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def watch_llmdeployment(type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Keep `live.LLMDEPLOYMENTS` current; kopf runs this before the same event's reconcile."""
+    live.LLMDEPLOYMENTS.observe(type, body)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,12 +126,18 @@ DESIRED = _DesiredCache(DESIRED_CACHE_SIZE)
 
 
 def sync(
-    api: client.ApiClient, manifest: dict[str, Any], live: Mapping[str, Any] | None
+    api: client.ApiClient, manifest: dict[str, Any], objects: live.LiveObjects | None
 ) -> Mapping[str, Any]:
-    """Apply `manifest` unless the live object already holds it; returns the object as it stands."""
-    if live is not None and manifests.is_current(live, manifest):
-        return live
-    return kube.apply(api, manifest)
+    """Apply `manifest` unless the live object already holds it; returns the object as it stands, and
+    records what an apply answered, so a watch event older than it is known for what it is."""
+    metadata = manifest["metadata"]
+    found = objects.get(metadata["namespace"], metadata["name"]) if objects is not None else None
+    if found is not None and manifests.is_current(found, manifest):
+        return found
+    stored = kube.apply(api, manifest)
+    if objects is not None:
+        objects.record(stored)
+    return stored
 
 
 def _owner(meta: kopf.Meta, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,16 +154,17 @@ def _write_status(
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 def reconcile_llmdeployment(
-    body: kopf.Body,
-    meta: kopf.Meta,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **kwargs: Any,
+    body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any
 ) -> None:
+    """A spec change arrives as a creation: see `persistence.ObservedGenerationDiffBase`."""
+    reconcile(body, memo, logger, attempt=retry + 1)
+
+
+def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *, attempt: int = 1) -> None:
     """Size, apply what differs, report. Retries transient API errors a bounded number of times; records
-    permanent ones, and transient ones that outlast the retries, as phase Failed. A spec change arrives
-    as a creation: see `persistence.ObservedGenerationDiffBase`."""
+    permanent ones, and transient ones that outlast the retries, as phase Failed."""
     started = time.monotonic()
+    meta = body.metadata
     api = api_client(memo)
     owner = _owner(meta, body["spec"])
     key = (meta["namespace"], meta["name"])
@@ -200,15 +185,14 @@ def reconcile_llmdeployment(
             if previous.get("observedGeneration") != generation or previous.get("phase") != "Rejected":
                 kopf.warn(body, reason="Rejected", message=decision.message)
             return
-        sync(api, desired.service, _first(kwargs, "generated_services", key))
+        sync(api, desired.service, live.SERVICES)
         is_deployment = desired.deployment["kind"] == "Deployment"  # else a LeaderWorkerSet
-        live = _first(kwargs, "generated_deployments", key) if is_deployment else None
-        deployment = sync(api, desired.deployment, live)
+        deployment = sync(api, desired.deployment, live.DEPLOYMENTS if is_deployment else None)
         # A model that moved between one node and several leaves the other kind of workload behind.
         was_multi_node = int((previous.get("placement") or {}).get("nodes") or 1) > 1
         if is_deployment and was_multi_node:
             kube.delete(api, "LeaderWorkerSet", *key)
-        elif not is_deployment and _first(kwargs, "generated_deployments", key) is not None:
+        elif not is_deployment and live.DEPLOYMENTS.get(*key) is not None:
             kube.delete(api, "Deployment", *key)
         new_status = status.deployed_status(
             decision, deployment, previous=previous, generation=generation, now=now()
@@ -221,9 +205,8 @@ def reconcile_llmdeployment(
         write_schedulable(api, {**owner, "status": {**previous, **new_status}}, context)
     except kube.CALL_ERRORS as error:
         failure = kube.api_error("applying the Deployment, Service and status", error)
-        attempts = int(kwargs.get("retry") or 0) + 1
-        if isinstance(failure, kopf.TemporaryError) and attempts >= MAX_ATTEMPTS:
-            failure = kopf.PermanentError(f"{failure} (gave up after {attempts} attempts)")
+        if isinstance(failure, kopf.TemporaryError) and attempt >= MAX_ATTEMPTS:
+            failure = kopf.PermanentError(f"{failure} (gave up after {attempt} attempts)")
         if isinstance(failure, kopf.PermanentError):
             kopf.warn(body, reason="Failed", message=str(failure))
             try:
@@ -263,17 +246,20 @@ def watch_generated_deployment(
     body: kopf.Body,
     memo: kopf.Memo,
     logger: kopf.Logger,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
     """Re-apply the owner's plan when its Deployment is deleted or differs from it; carry its
     availability to the owner's Ready condition when that changes. Both are decided against the live
-    owner and Deployment; the memo (per Deployment, gone with it) only spares re-checking a generation
-    already found current, and re-writing a Ready condition already written."""
+    owner and Deployment; an event older than the Deployment last applied is stale, and skipped (acting
+    on it would undo that apply). The memo (per Deployment, gone with it) only spares re-checking a
+    generation already found current, and re-writing a Ready condition already written."""
+    if not live.DEPLOYMENTS.observe(type, body):
+        return
     reference = _controller(body)
     if reference is None:
         return
     namespace = body["metadata"]["namespace"]
-    owner = _first(kwargs, "llmdeployments", (namespace, reference["name"]))
+    owner = live.LLMDEPLOYMENTS.get(namespace, reference["name"])
     if (
         owner is None
         or owner["metadata"]["uid"] != reference["uid"]
@@ -293,6 +279,7 @@ def watch_generated_deployment(
             if desired is not None and desired["kind"] == "Deployment":
                 if stored is None or not manifests.is_current(stored, desired):
                     stored = kube.apply(api, desired)
+                    live.DEPLOYMENTS.record(stored)
                     logger.info(f"Put the Deployment of {namespace}/{reference['name']} back as planned.")
                     kopf.event(
                         kopf.Body(cast(kopf.RawBody, owner)),
@@ -353,7 +340,6 @@ def write_schedulable(
     return holds, message
 
 
-INDICES = ("generated_deployments", "generated_services", "llmdeployments")
 _last_inventory: dict[str, str] = {}  # the inventory summary the last re-check saw (kopf's thread only)
 
 
@@ -370,21 +356,19 @@ def _gpu_pod(body: kopf.Body, **_: Any) -> bool:
 
 
 @kopf.on.event("", "v1", "nodes")
-def node_changed(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
-) -> None:
-    recheck_placements("Node", type, body, memo, logger, kwargs)
+def node_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    recheck_placements("Node", type, body, memo, logger)
 
 
 @kopf.on.event("", "v1", "pods", when=_gpu_pod)
 def gpu_pod_changed(
-    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+    type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    recheck_placements("Pod", type, body, memo, logger, kwargs)
+    recheck_placements("Pod", type, body, memo, logger)
 
 
 def recheck_placements(
-    kind: str, type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, kwargs: dict[str, Any]
+    kind: str, type: str | None, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger
 ) -> None:
     """When the inventory changes (a node type gone, GPUs taken), flip Schedulable with the reason, and
     re-plan a resource with preferences onto the next entry that holds. Event handlers, not timers:
@@ -397,24 +381,18 @@ def recheck_placements(
         return
     _last_inventory["summary"] = summary
     api = api_client(memo)
-    found: kopf.Index[Any, Any] = kwargs["llmdeployments"]
-    for key in list(found):
-        live = next(iter(found.get(key, ())), None)
-        if live is None or (live.get("status") or {}).get("phase") != "Deployed":
+    for found in live.LLMDEPLOYMENTS.values():
+        if (found.get("status") or {}).get("phase") != "Deployed":
             continue
-        owner = {"apiVersion": API_VERSION, "kind": KIND, **live}
+        owner = {"apiVersion": API_VERSION, "kind": KIND, **found}
         try:
             verdict = write_schedulable(api, owner, context)
         except kube.CALL_ERRORS as error:
             raise kube.api_error("writing the Schedulable condition", error) from error
-        if verdict is not None and not verdict[0] and (live["spec"].get("gpu") or {}).get("preferences"):
-            name = f"{live['metadata']['namespace']}/{live['metadata']['name']}"
+        if verdict is not None and not verdict[0] and (found["spec"].get("gpu") or {}).get("preferences"):
+            name = f"{found['metadata']['namespace']}/{found['metadata']['name']}"
             logger.info(
                 f"The placement of {name} no longer holds ({verdict[1]}); planning the next preference."
             )
             DESIRED.forget(owner)
-            owner_body = kopf.Body(cast(kopf.RawBody, owner))
-            indices = {name: kwargs[name] for name in INDICES}  # the node's own kwargs are not the owner's
-            reconcile_llmdeployment(
-                body=owner_body, meta=owner_body.metadata, memo=memo, logger=logger, **indices
-            )
+            reconcile(kopf.Body(cast(kopf.RawBody, owner)), memo, logger)
