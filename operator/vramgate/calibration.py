@@ -97,6 +97,19 @@ def engine_generation(engine: str, version: str) -> str:
     return "vLLM >=0.8" if (int(match[1]), int(match[2])) >= (0, 8) else "vLLM <0.8"
 
 
+# Settings that size the profile's batch: a row that says one was changed but not what to has no
+# conservative stand-in (a larger batch leaves a smaller KV cache, without bound).
+_BATCH_SETTINGS = ("max_num_seqs", "max_num_batched_tokens")
+
+
+def _set_but_not_shown(settings: str, name: str) -> bool:
+    """Whether one clause of the free-text settings says `name` was set but its value is "not shown" (a
+    clause saying only "not shown" leaves the release's default, which the plan takes)."""
+    clauses = (settings or "").split(";")
+    said = any(name in c and re.search(r"\bset\b", c) and "not shown" in c for c in clauses)
+    return said and _setting(settings, name) is None
+
+
 def _first_number(text: str) -> float | None:
     match = _NUMBER.search(text or "")
     return float(match[0]) if match else None
@@ -297,13 +310,14 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
     missing = [
         name for name in ("gpu_memory_utilization", "max_model_len") if not _first_number(row.get(name, ""))
     ]
+    settings = row.get("other_relevant_settings", "")
+    missing += [name for name in _BATCH_SETTINGS if _set_but_not_shown(settings, name)]
     if missing:
         return _skip(base, f"{' and '.join(missing)} not in the log")
     try:
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)
         engine = _engine(row["engine"])
-        settings = row.get("other_relevant_settings", "")
         block = _first_number(row.get("block_size", ""))
         model = _model(row, configs_dir)
         request = PlanRequest(

@@ -193,6 +193,20 @@ def test_a_row_without_the_fraction_is_skipped() -> None:
     assert row.skipped == "gpu_memory_utilization not in the log"
 
 
+def test_a_row_whose_batch_limit_was_raised_to_an_unlogged_value_is_skipped() -> None:
+    # A larger batch profiles a larger sampler: the default would over-promise, and nothing bounds it.
+    raised = "max concurrency set high (exact max_num_seqs not shown); --enable-prefix-caching"
+    row = calibrate_row(_row(other_relevant_settings=raised), LOGS.parent / "configs")
+    assert row.skipped == "max_num_seqs not in the log"
+    defaults = calibrate_row(_row(other_relevant_settings="max_num_seqs not shown"), LOGS.parent / "configs")
+    assert defaults.skipped is None
+    shown = calibrate_row(
+        _row(other_relevant_settings="max_num_seqs=64 set by the user, block size not shown"),
+        LOGS.parent / "configs",
+    )
+    assert shown.skipped is None
+
+
 def test_a_refused_start_reports_the_tokens_its_error_printed() -> None:
     row = calibrate_row(_row(kv_tokens_from_error_msg="23648"), LOGS.parent / "configs")
     assert row.reported.kv_cache_tokens == 23648

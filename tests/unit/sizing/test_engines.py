@@ -29,6 +29,7 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
     [
         ("v0.2.4", "0.2.0"),
         ("0.2.5", "0.2.5"),
+        ("0.3.0", "0.2.6"),
         ("0.6.3", "0.5.3"),
         ("v0.6.4", "0.6.4"),
         ("0.6.4.post1", "0.6.4"),
@@ -341,18 +342,31 @@ def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None
     assert hopper.overhead(llama, fmt, 1, scheduling).non_torch_bytes == round(0.13 * GIB)
 
 
-def test_before_0_3_all_reduce_outputs_stay_reserved_through_the_profile() -> None:
-    llama = load_model(LLAMA_8B)
-    fmt = resolve_weight_format(llama, Precision.BF16)
+@pytest.mark.parametrize(
+    ("model", "tensor_parallel", "per_layer_width"),
+    [
+        # hidden 4096 + SiluAndMul's 14336/2 = 7168 (it holds the 4096-wide attention output)
+        (LLAMA_8B, 2, 4096 + 7168),
+        # hidden 8192: 28672/4 = 7168 is too narrow, gate_up's 14336 takes it
+        ("meta-llama/Llama-2-70b-hf", 4, 8192 + 14336),
+        # 28672/8: 3584 and 7168 both too narrow, the output's block is new
+        ("meta-llama/Llama-2-70b-hf", 8, 8192 + 8192),
+    ],
+)
+def test_0_2_5_each_layer_reserves_its_all_reduce_output_and_the_block_that_output_took(
+    model: str, tensor_parallel: int, per_layer_width: int
+) -> None:
+    arch = load_model(model)
+    fmt = resolve_weight_format(arch, Precision.BF16)
     scheduling = Scheduling(256, 4096, 16)
-    old, new = _vllm("0.2.7", "A100-80GB"), _vllm("0.3.0", "A100-80GB")
+    # 0.2.6 sets TORCH_NCCL_AVOID_RECORD_STREAMS=1; both count all used memory
+    old, new = _vllm("0.2.5", "A100-80GB"), _vllm("0.2.6", "A100-80GB")
     grown = (
-        old.overhead(llama, fmt, 2, scheduling).activation_bytes
-        - new.overhead(llama, fmt, 2, scheduling).activation_bytes
+        old.overhead(arch, fmt, tensor_parallel, scheduling).activation_bytes
+        - new.overhead(arch, fmt, tensor_parallel, scheduling).activation_bytes
     )
-    # 32 layers x 2 all-reduces x 4096 tokens x 4096 hidden x 2 bytes
-    assert grown == 32 * 2 * 4096 * 4096 * 2
-    assert old.overhead(llama, fmt, 1, scheduling) == new.overhead(llama, fmt, 1, scheduling)
+    assert grown == arch.num_layers * 4096 * per_layer_width * 2  # 4096 tokens, 2 bytes
+    assert old.overhead(arch, fmt, 1, scheduling) == new.overhead(arch, fmt, 1, scheduling)
 
 
 def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:

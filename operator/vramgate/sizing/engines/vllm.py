@@ -141,9 +141,7 @@ class Release:
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
     mla_latent: bool  # MLA caches its latent once per GPU (before: full K and V per head, padded to 256)
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
-    allreduce_outputs_reserved: (
-        bool  # TP all-reduces leave their outputs' blocks reserved through the profile
-    )
+    allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
     cuda_graphs_inside_fraction: bool
 
     @property
@@ -185,17 +183,21 @@ def _table() -> tuple[Release, ...]:
         (0, 2, 5),
         "the budget subtracts total - free memory: the CUDA context, non-torch memory and the caching "
         "allocator's reserved blocks count (PR #2031); every TP all-reduce goes through torch.distributed "
-        "(torch 2.1), whose NCCL collectives record their tensors on NCCL's stream, so each layer's two "
-        "all-reduce outputs stay reserved through the profile",
+        "(torch 2.1), whose NCCL collectives record their tensors on NCCL's stream: freed all-reduce "
+        "outputs wait on it, and each layer reserves new blocks for its attention output and for the "
+        "activation block that output takes (see VllmModel.reserved_profile_bytes)",
         "vllm/worker/worker.py@v0.2.5, vllm/model_executor/parallel_utils/communication_op.py@v0.2.5, "
-        "requirements.txt@v0.2.5",
+        "vllm/model_executor/models/llama.py@v0.2.5, requirements.txt@v0.2.5",
         accounting=Accounting.USED_MEMORY,
         allreduce_outputs_reserved=True,
     )
     add(
-        (0, 3, 0),
-        "vLLM's custom all-reduce writes into its own buffers where the GPUs allow it",
-        "vllm/model_executor/parallel_utils/communication_op.py@v0.3.0",
+        (0, 2, 6),
+        "the worker sets TORCH_NCCL_AVOID_RECORD_STREAMS=1 before NCCL starts: torch.distributed no longer "
+        "records all-reduce tensors on its stream, and freed outputs are reused at once (custom all-reduce, "
+        "from 0.3.0, takes only inputs up to 8 MiB, so the profile's still go through NCCL)",
+        "vllm/worker/worker.py@v0.2.6 (Worker.init_model), "
+        "vllm/model_executor/parallel_utils/custom_all_reduce.py@v0.3.0 (max_size)",
         allreduce_outputs_reserved=False,
     )
     add(
@@ -371,10 +373,23 @@ class VllmModel(EngineModel):
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
     ) -> int:
-        """Two all-reduce outputs (hidden-wide, every profiled token) per layer, where they stay reserved."""
+        """What each layer leaves reserved where all-reduce outputs wait on NCCL's stream.
+
+        A freed output cannot be handed out again until NCCL's work on it completes, and the CPU runs ahead
+        of the GPU through the profile. The caching allocator gives each request the smallest free block
+        that holds it (best fit, split; c10/cuda/CUDACachingAllocator.cpp, torch 2.1). So each layer's
+        attention output (hidden wide) takes the previous layer's SiluAndMul output (intermediate/TP wide)
+        if that holds it, else its gate_up output (twice as wide), and the layer reserves that block anew,
+        plus one for its MLP's output: LlamaDecoderLayer and LlamaMLP.forward in
+        vllm/model_executor/models/llama.py@v0.2.5 keep gate_up alive until the down projection returns.
+        When neither holds it, both outputs are new blocks. Where the GPU catches up, less stays reserved:
+        this is the bound."""
         if tensor_parallel == 1 or not self.release.allreduce_outputs_reserved:
             return 0
-        return arch.num_layers * 2 * tokens * arch.hidden_size * weights.compute_bytes
+        output = arch.hidden_size
+        activation = arch.intermediate_size // tensor_parallel
+        taken = next((width for width in (activation, 2 * activation) if width >= output), output)
+        return arch.num_layers * tokens * (output + taken) * weights.compute_bytes
 
     def default_scheduling(
         self,
