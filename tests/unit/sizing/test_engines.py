@@ -117,6 +117,18 @@ def test_v0_profiles_the_batch_its_release_picks(version: str, max_model_len: in
     assert (scheduling.max_num_seqs, scheduling.max_num_batched_tokens) == (256, batched)
 
 
+def test_v0_with_chunked_prefill_still_counts_the_drivers_sampler() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    l4 = find_gpu("L4")
+    model = _vllm("0.6.6")
+    scheduling = model.default_scheduling(l4.cuda_total_bytes, l4, 65536)
+    activation = model.overhead(llama, fmt, 2, scheduling).activation_bytes
+    # the MLP: 2048 tokens x 2 bytes x (3 x 4096 + 3 x 14336 / 2) = 138,412,032, less than the sampler:
+    # 2048 x 2 x 4096 hidden states + 256 sequences x 128256 logits x 38.4 bytes
+    assert activation == round(2048 * 2 * 4096 + 256 * 128256 * 38.4) == 1_277_584_998
+
+
 @pytest.mark.parametrize(
     ("version", "gpu", "seqs", "batched"),
     [

@@ -305,8 +305,10 @@ RELEASES = _table()
 NEWEST_READ_VERSION = "0.33.0"
 # What the project deploys when the spec names no image: its tag is the release an unstated one assumes.
 DEFAULT_RELEASE_VERSION = "0.11.0"
-# A log that shows the V0 engine but no release: 0.6.4 counts the most against the cache of the V0
-# releases (the CUDA context inside the fraction, whole-prompt profiles up to 32K).
+# A log that shows the V0 engine but no release: logs are told apart as V0 by the memory-profile lines
+# that 0.6.4 introduced, and of 0.6.4 on, 0.6.4 counts the most against the cache (the CUDA context inside
+# the fraction outweighs 0.6.6's larger chunks). Earlier releases can count more (0.2.5's reserved
+# all-reduce outputs at TP>1, whole-prompt profiles above 32K before 0.5.3); a stated release applies them.
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
 V1_MIN_COMPUTE_CAPABILITY = 8
@@ -344,6 +346,10 @@ class VllmModel(EngineModel):
     """vLLM: `--gpu-memory-utilization` x CUDA total = weights + profiled peak + non-torch + KV cache.
 
     The release row decides the profile's batch, the sampler, what counts as non-torch and the KV layout.
+    With TP, V0 gathers the logits to the driver alone, which samples
+    (model_executor/layers/logits_processor.py@v0.7.2, _gather_logits), and the engine keeps the fewest
+    blocks any rank found (executor/executor_base.py@v0.7.2): the driver's profile, sampler included,
+    decides, though the other ranks' logs show no sampler term.
     Calibrated on the shared start-up logs: non-torch 0.13 GiB at TP=1, +0.28 GiB of NCCL and all-reduce
     buffers at TP>1. CUDA context (~0.6 GiB, measured) and graphs (~0.5 GiB for the default capture
     sizes) stay outside the fraction unless the release counts them.
