@@ -33,7 +33,7 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("0.6.3", "0.5.3"),
         ("v0.6.4", "0.6.4"),
         ("0.6.4.post1", "0.6.4"),
-        ("0.7.0", "0.6.6"),
+        ("0.7.0", "0.6.5"),
         ("0.8.5", "0.8.5"),
         ("0.10.1.1", "0.10.0"),
         ("v0.11.0", "0.10.0"),
@@ -106,9 +106,10 @@ def test_flashinfer_samples_only_where_the_install_has_it() -> None:
         ("0.5.2", 65536, 65536),  # whole prompts, no automatic chunking
         ("0.5.3", 65536, 512),  # chunked above 32K
         ("0.5.3", 32768, 32768),
-        ("0.6.6", 65536, 2048),
-        ("0.6.6", 4096, 4096),
-        ("0.6.6", 1024, 2048),  # never under 2048
+        ("0.6.4.post1", 65536, 512),
+        ("0.6.5", 65536, 2048),
+        ("0.6.5", 4096, 4096),
+        ("0.6.5", 1024, 2048),  # never under 2048
     ],
 )
 def test_v0_profiles_the_batch_its_release_picks(version: str, max_model_len: int, batched: int) -> None:

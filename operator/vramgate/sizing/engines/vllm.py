@@ -220,14 +220,11 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 6, 5),
-        "memory is measured from a baseline taken at start (PR #10511): the CUDA context is outside again",
-        "vllm/worker/worker.py@v0.6.5, vllm/utils.py@v0.6.5",
+        "memory is measured from a baseline taken at start (PR #10511): the CUDA context is outside again; "
+        "automatic chunked prefill takes 2048-token chunks (512 in 0.6.4.post1)",
+        "vllm/worker/worker.py@v0.6.5, vllm/utils.py@v0.6.5, vllm/config.py@v0.6.5 "
+        "(SchedulerConfig.__post_init__), vllm/config.py@v0.6.4.post1",
         accounting=Accounting.BASELINE,
-    )
-    add(
-        (0, 6, 6),
-        "automatic chunked prefill takes 2048-token chunks",
-        "vllm/config.py@v0.6.6",
         batching=Batching.CHUNKED_2048_ABOVE_32K,
     )
     add(
@@ -307,7 +304,7 @@ NEWEST_READ_VERSION = "0.33.0"
 DEFAULT_RELEASE_VERSION = "0.11.0"
 # A log that shows the V0 engine but no release: logs are told apart as V0 by the memory-profile lines
 # that 0.6.4 introduced, and of 0.6.4 on, 0.6.4 counts the most against the cache (the CUDA context inside
-# the fraction outweighs 0.6.6's larger chunks). Earlier releases can count more (0.2.5's reserved
+# the fraction outweighs 0.6.5's larger chunks). Earlier releases can count more (0.2.5's reserved
 # all-reduce outputs at TP>1, whole-prompt profiles above 32K before 0.5.3); a stated release applies them.
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
