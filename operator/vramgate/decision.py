@@ -101,6 +101,7 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
             inventory=context.inventory,
             policy=context.placement,
             exclude=(namespace, str(metadata.get("name") or "")),
+            alternatives=False,  # a decision reports its plan, not the table of every other option
         )
         sized, placement = placed.plan, placed.placement
     except SizingError as error:

@@ -311,18 +311,20 @@ def place(
     inventory: Inventory | None = None,
     policy: PlacementPolicy = PlacementPolicy(),
     exclude: tuple[str, str] | None = None,
+    alternatives: bool = True,
 ) -> Placed:
     """Plan `request` onto what the mode offers: the first preference that fits and can be placed, the
     pinned type, or the cheapest option (free GPUs first, then ones in use, then several nodes).
+    Without `alternatives` the plan lists no field (`plan`'s flag): what the request path needs.
 
     `exclude` (namespace, name) is the LLMDeployment being planned: GPUs its own pods hold count as free.
     Raises SizingError only for bad input (a type no catalog or node knows)."""
     found = _field(policy, inventory, exclude)
     if preferences:
-        return _place_preferences(request, preferences, found, policy, inventory)
+        return _place_preferences(request, preferences, found, policy, inventory, alternatives)
     if pinned is not None:
-        return _place_pinned(request, pinned, found, policy, inventory)
-    return _place_auto(request, found, policy, inventory)
+        return _place_pinned(request, pinned, found, policy, inventory, alternatives)
+    return _place_auto(request, found, policy, inventory, alternatives)
 
 
 def _unknown_type(wanted: str, found: _Field) -> SizingError:
@@ -344,6 +346,7 @@ def _place_pinned(
     found: _Field,
     policy: PlacementPolicy,
     inventory: Inventory | None,
+    alternatives: bool,
 ) -> Placed:
     gpu = found.resolve(pinned.type)
     if gpu is None:
@@ -358,7 +361,7 @@ def _place_pinned(
             sized, found, f"{wanted.gpu_count} x {gpu.name} do not fit one node: the largest has {per_node}"
         )
     # The whole field is offered, so the refusal can suggest the other types the mode allows.
-    sized = plan(wanted, gpus=found.offers(free=False))
+    sized = plan(wanted, gpus=found.offers(free=False), alternatives=alternatives)
     if sized.fits:
         return _finish(request, sized, found, policy, inventory)
     split = _multi_node(
@@ -386,7 +389,11 @@ def _catalog_or_raise(wanted: str, found: _Field) -> GpuType:
 
 
 def _place_auto(
-    request: PlanRequest, found: _Field, policy: PlacementPolicy, inventory: Inventory | None
+    request: PlanRequest,
+    found: _Field,
+    policy: PlacementPolicy,
+    inventory: Inventory | None,
+    alternatives: bool,
 ) -> Placed:
     if found.mode is PlacementMode.CLUSTER and not found.targets:
         return _refused(
@@ -402,7 +409,7 @@ def _place_auto(
         if not offers:
             continue
         try:
-            sized = plan(request, gpus=offers)
+            sized = plan(request, gpus=offers, alternatives=alternatives)
         except SizingError as error:
             if error.field != "gpu-count":
                 raise
@@ -429,6 +436,7 @@ def _place_preferences(
     found: _Field,
     policy: PlacementPolicy,
     inventory: Inventory | None,
+    alternatives: bool,
 ) -> Placed:
     skipped: list[Skipped] = []
     first: Plan | None = None
@@ -450,7 +458,7 @@ def _place_preferences(
             )
             continue
         try:
-            sized = plan(wanted, gpus=[(gpu, max(limit, 1))])
+            sized = plan(wanted, gpus=[(gpu, max(limit, 1))], alternatives=alternatives)
         except SizingError as error:
             skipped.append(Skipped(index, gpu.name, error.message))
             continue

@@ -401,6 +401,23 @@ def _cheapest(evaluations: Iterable[_Evaluation]) -> _Evaluation | None:
     return min(fitting, key=lambda e: (e.price, e.tensor_parallel, e.fraction), default=None)
 
 
+def _up_to_cheapest_fit(evaluator: _Evaluator, options: list[tuple[GpuType, int]]) -> list[_Evaluation]:
+    """The options in ascending price, evaluated up to the first that fits and those priced the same:
+    all `_cheapest` needs from them, so a refusal's "other GPU" suggestion costs a few evaluations,
+    not the whole field's."""
+    evaluated: list[_Evaluation] = []
+    fitting_price: float | None = None
+    for gpu, count in sorted(options, key=lambda option: option[0].price_per_hour * option[1]):
+        price = gpu.price_per_hour * count
+        if fitting_price is not None and price > fitting_price:
+            break
+        evaluation = evaluator.evaluate(gpu, count)
+        evaluated.append(evaluation)
+        if evaluation.fits and fitting_price is None:
+            fitting_price = price
+    return evaluated
+
+
 def _closest(evaluations: Iterable[_Evaluation]) -> _Evaluation:
     """Among options that do not fit, the one that misses by the smallest share of what it offers."""
     return min(evaluations, key=lambda e: (e.required_bytes / max(e.usable_bytes, 1), e.price))
@@ -444,9 +461,9 @@ def plan(
             "where the memory allows it, TGI's warm-up sized for the fastest card its launcher knows"
         )
 
-    def evaluate(wanted: Callable[[GpuType], bool]) -> list[_Evaluation]:
+    def options(wanted: Callable[[GpuType], bool]) -> list[tuple[GpuType, int]]:
         return [
-            evaluator.evaluate(gpu, count)
+            (gpu, count)
             for gpu, per_node in offered
             if wanted(gpu)
             for count in _counts(request)
@@ -455,9 +472,9 @@ def plan(
 
     pinned = request.gpu
     if pinned is not None and not alternatives:
-        field = evaluate(lambda gpu: gpu.name == pinned.name)
+        field = [evaluator.evaluate(*option) for option in options(lambda gpu: gpu.name == pinned.name)]
     else:
-        field = evaluate(lambda gpu: True)
+        field = [evaluator.evaluate(*option) for option in options(lambda gpu: True)]
     allowed = [
         e
         for e in field
@@ -472,7 +489,7 @@ def plan(
         chosen = _closest(allowed)
     reasons = [] if fits else [_shortfall_reason(chosen, request)]
     if not fits and pinned is not None and not alternatives:
-        field += evaluate(lambda gpu: gpu.name != pinned.name)
+        field += _up_to_cheapest_fit(evaluator, options(lambda gpu: gpu.name != pinned.name))
     suggestions = [] if fits else _suggestions(request, evaluator, chosen, field)
     return _to_plan(
         request, evaluator, chosen, fits, field if alternatives else [], reasons, suggestions, assumptions

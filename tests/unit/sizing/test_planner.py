@@ -133,6 +133,27 @@ def test_oversized_model_is_refused_with_numbers_and_nearest_fixes() -> None:
     assert {"gpu.type", "gpu.count"} <= changes
 
 
+@pytest.mark.parametrize(
+    ("model", "gpu", "count", "concurrency"),
+    [
+        ("meta-llama/Llama-3.1-70B-Instruct", "L4", 1, 32),
+        ("meta-llama/Llama-3.1-8B-Instruct", "T4", 1, 64),
+        ("meta-llama/Llama-3.1-8B-Instruct", "L4", 1, 64),
+    ],
+)
+def test_a_refusal_without_the_field_suggests_what_the_whole_field_would(
+    model: str, gpu: str, count: int, concurrency: int
+) -> None:
+    """The request path skips the table of every option and weighs other types only up to the cheapest
+    that fits; its refusal must read the same as the one planned over the whole field."""
+    refused = request(model, gpu=find_gpu(gpu), gpu_count=count, max_seq_len=8192, concurrency=concurrency)
+    whole = plan(refused)
+    lean = plan(refused, alternatives=False)
+    assert not whole.fits and not lean.fits
+    assert lean.suggestions == whole.suggestions and lean.reasons == whole.reasons
+    assert lean.alternatives == [] and whole.alternatives
+
+
 def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() -> None:
     base = request(
         "meta-llama/Llama-3.1-8B-Instruct",
