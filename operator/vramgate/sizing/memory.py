@@ -9,6 +9,7 @@ on every GPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from vramgate.sizing.architecture import ModelArchitecture, ParameterGroups, parameter_groups
 from vramgate.sizing.errors import SizingError
@@ -75,13 +76,55 @@ def kv_element_bytes(kv_dtype: KvCacheDtype, weights: WeightFormat) -> int:
     return DTYPE_BYTES[kv_dtype.value]
 
 
+class MxSwizzle(Enum):
+    """How triton_kernels lays out MXFP4 expert weights for Hopper's matmul (vLLM's Triton MoE backend).
+
+    Both swizzle the scales with their rows padded to 256 (HopperMXScaleLayout with 8 warps), and vLLM holds
+    the expert biases in fp32 for them."""
+
+    # triton_kernels v3.5.0 (tensor_details/layout_details/hopper_value.py): the packed bytes pad only to its
+    # tile, 16 rows by 32 bytes
+    TILES = "v3.5.0"
+    # triton_kernels v3.6.0: both dimensions of the packed bytes first pad to multiples of 64
+    PADDED_64 = "v3.6.0"
+
+
 @dataclass(frozen=True)
 class ExpertPadding:
     """Engines' MoE kernels want aligned expert matrices: each GPU's slice of the expert intermediate
-    size and the hidden size are rounded up to these multiples (vLLM's MXFP4 Marlin layout: 128 and 256)."""
+    size and the hidden size are rounded up to these multiples (vLLM's MXFP4 Marlin layout: 128 and 256);
+    `swizzle` adds the bytes of a Hopper MXFP4 layout."""
 
     intermediate_multiple: int
     hidden_multiple: int
+    swizzle: MxSwizzle | None = None
+    checkpoint_scales_kept: bool = True  # the swizzled scales are a copy beside the checkpoint's
+
+
+MXFP4_BLOCK = 32  # weights per MXFP4 scale
+
+
+def swizzled_expert_extra_bytes(
+    intermediate: int, hidden: int, swizzle: MxSwizzle, checkpoint_scales_kept: bool
+) -> int:
+    """Bytes one MXFP4 expert takes beyond its packed weights and scales as counted, once triton_kernels
+    has swizzled it for Hopper: w13 is stored 2·intermediate x hidden/2 bytes, w2 hidden x
+    intermediate/2 (vllm/model_executor/layers/quantization/utils/mxfp4_utils.py _swizzle_mxfp4)."""
+    matrices = ((2 * intermediate, hidden), (hidden, intermediate))  # (output rows, input width) each
+    extra = 0
+    for rows, width in matrices:
+        packed = width // 2
+        if swizzle is MxSwizzle.TILES:
+            stored = _round_up(rows, 16) * _round_up(packed, 32)
+        else:
+            stored = _round_up(rows, 64) * _round_up(packed, 64)
+        extra += stored - rows * packed
+        scales = width // MXFP4_BLOCK
+        extra += _round_up(rows, 256) * _round_up(scales, 2) - (
+            0 if checkpoint_scales_kept else rows * scales
+        )
+        extra += 4 * rows  # the bias in fp32
+    return extra
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -153,6 +196,7 @@ def weights_bytes(
         scale = arch.parameters / all_groups.total
     tp = tensor_parallel
     experts_per_gpu = groups.experts / tp
+    swizzled_extra = 0
     if expert_padding is not None and arch.is_moe:
         padded_intermediate = _round_up(
             ceil_div(arch.moe_intermediate_size, tp), expert_padding.intermediate_multiple
@@ -161,6 +205,17 @@ def weights_bytes(
         matrices = 3 if arch.gated_mlp else 2
         moe_layers = stage.layers_in(arch.num_layers - arch.num_moe_layers, arch.num_layers)
         experts_per_gpu = moe_layers * arch.num_experts * matrices * padded_intermediate * padded_hidden
+        if expert_padding.swizzle is not None:
+            swizzled_extra = (
+                moe_layers
+                * arch.num_experts
+                * swizzled_expert_extra_bytes(
+                    padded_intermediate,
+                    padded_hidden,
+                    expert_padding.swizzle,
+                    expert_padding.checkpoint_scales_kept,
+                )
+            )
     quant = weights.quantization
     plain = weights.compute_bytes
     linear = quant.bytes_per_weight() if quant else plain
@@ -176,6 +231,7 @@ def weights_bytes(
         + groups.attention_replicated * linear
         + experts_per_gpu * experts
         + (groups.router + groups.norms) * plain
+        + swizzled_extra
     )
     per_gpu *= scale
     return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))

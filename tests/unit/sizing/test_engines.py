@@ -12,7 +12,15 @@ from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, def
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
 from vramgate.sizing.engines.tgi import TgiModel
 from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
-from vramgate.sizing.memory import NO_KV_SAFETY_MARGIN, KvSafetyMargin, kv_layout, resolve_weight_format
+from vramgate.sizing.memory import (
+    NO_KV_SAFETY_MARGIN,
+    ExpertPadding,
+    KvSafetyMargin,
+    MxSwizzle,
+    kv_layout,
+    resolve_weight_format,
+    weights_bytes,
+)
 from vramgate.sizing.units import GIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
@@ -425,3 +433,47 @@ def test_tgi_blocks_follow_the_attention_its_launcher_resolves(
     arch, card = load_model(model), find_gpu(gpu)
     scheduling = _tgi(version).default_scheduling(card.cuda_total_bytes, card, 4096, arch, 1, 0.9)
     assert scheduling.block_size_tokens == block
+
+
+@pytest.mark.parametrize(
+    ("version", "hopper"),
+    [
+        ("0.11.0", ExpertPadding(128, 256)),  # no triton_kernels in the wheel or the image: Marlin
+        ("0.14.1", ExpertPadding(64, 1, MxSwizzle.TILES)),  # triton_kernels v3.5.0 built in
+        ("0.19.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64)),  # v3.6.0
+        ("0.25.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False)),
+    ],
+)
+def test_mxfp4_experts_on_hopper_take_the_releases_kernels(version: str, hopper: ExpertPadding) -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
+    assert _vllm(version, "H100-80GB").expert_padding(find_gpu("H100-80GB"), fmt) == hopper
+    assert _vllm(version, "A100-80GB").expert_padding(find_gpu("A100-80GB"), fmt) == ExpertPadding(128, 256)
+
+
+def test_triton_mxfp4_weights_match_vllm_0_14_on_an_h100() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")
+    fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
+    padding = _vllm("0.14.1", "H100-80GB").expert_padding(find_gpu("H100-80GB"), fmt)
+    # vLLM 0.14.1 on an H100: "Model loading took 64.38 GiB" (Marlin's layout would take 65.82)
+    assert weights_bytes(gpt_oss, fmt, 1, padding).per_gpu / GIB == pytest.approx(64.38, rel=0.005)
+
+
+def test_moe_workspaces_stand_under_the_sampler_from_0_14() -> None:
+    qwen_moe = load_model("Qwen/Qwen3-30B-A3B")  # hidden 2048, expert intermediate 768, top-8
+    fmt = resolve_weight_format(qwen_moe, Precision.BF16)
+    # 8192 tokens x 8 experts x (max(768, 2048) + max(1536, 2048)) x 2 bytes = 0.5 GiB
+    workspace = 8192 * 8 * (2048 + 2048) * 2
+    assert workspace == GIB // 2
+    hidden = 8192 * 2 * 2048
+    assert _vllm("0.14.0", "H100-80GB").overhead_curve(qwen_moe, fmt, 1, 8192).sampler_base_bytes == (
+        hidden + workspace
+    )
+    assert _vllm("0.13.0", "H100-80GB").overhead_curve(qwen_moe, fmt, 1, 8192).sampler_base_bytes == hidden
+    llama = load_model(LLAMA_8B)
+    dense = _vllm("0.19.0", "H100-80GB").overhead_curve(llama, fmt, 1, 8192)
+    assert dense.sampler_base_bytes == 8192 * 2 * 4096
+    gpt_oss = load_model("openai/gpt-oss-20b")  # MXFP4 experts: OAI's kernels, no modular workspace
+    mxfp4 = resolve_weight_format(gpt_oss, Precision.AUTO)
+    curve = _vllm("0.19.0", "H100-80GB").overhead_curve(gpt_oss, mxfp4, 1, 8192)
+    assert curve.sampler_base_bytes == 8192 * 2 * gpt_oss.hidden_size

@@ -268,7 +268,8 @@ class EngineModel(ABC):
         return OverheadCurve(
             non_torch_bytes=non_torch,
             forward_bytes=tokens * element * (hidden_copies * arch.hidden_size + mlp),
-            sampler_base_bytes=tokens * element * arch.hidden_size,
+            sampler_base_bytes=tokens * element * arch.hidden_size
+            + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
             fixed_activation_bytes=graphs_inside
             + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens),
@@ -287,6 +288,12 @@ class EngineModel(ABC):
     ) -> FreeMemoryRule:
         """What of the memory left free after the profile becomes KV cache (all of it by default)."""
         return ALL_FREE_MEMORY
+
+    def persistent_workspace_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """Buffers the forward pass leaves allocated, under the sampler's peak (none by default)."""
+        return 0
 
     def overhead(
         self,

@@ -23,7 +23,7 @@ from vramgate.sizing.engines.base import (
     parse_version,
 )
 from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
-from vramgate.sizing.memory import ExpertPadding, WeightFormat
+from vramgate.sizing.memory import ExpertPadding, MxSwizzle, WeightFormat
 from vramgate.sizing.units import GIB
 
 FLAGS = PlanFlags(
@@ -92,6 +92,11 @@ RUNTIME = EngineRuntime(
 )
 
 
+# vLLM's Marlin MoE kernel wants n % 256 == 0 and k % 128 == 0 in both expert matrices
+# (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0, create_weights).
+MARLIN_MXFP4 = ExpertPadding(128, 256)
+
+
 class Batching(Enum):
     """How vLLM picks `max_num_batched_tokens` and `max_num_seqs` when the command line does not: the
     batch its profile run passes through the model."""
@@ -143,6 +148,8 @@ class Release:
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
     allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
     cuda_graphs_inside_fraction: bool
+    mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
+    moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
 
     @property
     def version(self) -> str:
@@ -178,6 +185,8 @@ def _table() -> tuple[Release, ...]:
         hybrid_kv_cache=False,
         allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
+        mxfp4_experts_on_hopper=MARLIN_MXFP4,
+        moe_workspace_persists=False,
     )
     add(
         (0, 2, 5),
@@ -268,10 +277,37 @@ def _table() -> tuple[Release, ...]:
         flashinfer_sampler=False,
     )
     add(
+        (0, 12, 0),
+        "the CUDA wheel builds triton_kernels v3.5.0 in (vllm.third_party), so Hopper's MXFP4 experts take "
+        "the Triton backend: intermediate padded to 64 only, the packed weights swizzled in 16 x 32-byte "
+        "tiles, a swizzled copy of the scales beside the checkpoint's, biases in fp32",
+        "cmake/external_projects/triton_kernels.cmake@v0.12.0, vllm/utils/import_utils.py@v0.12.0 "
+        "(has_triton_kernels), vllm/model_executor/layers/quantization/mxfp4.py@v0.12.0 (get_mxfp4_backend, "
+        "create_weights, process_weights_after_loading), quantization/utils/mxfp4_utils.py@v0.12.0 "
+        "(_swizzle_mxfp4)",
+        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.TILES),
+    )
+    add(
+        (0, 14, 0),
+        "unquantized MoE runs TritonExperts through the modular kernel, whose workspaces (M x top-k x "
+        "(max(intermediate, hidden) + max(2 x intermediate, hidden)) in the compute dtype) the workspace "
+        "manager keeps from the profile's forward pass through its sampler",
+        "vllm/model_executor/layers/fused_moe/unquantized_fused_moe_method.py@v0.14.0, "
+        "vllm/model_executor/layers/fused_moe/modular_kernel.py@v0.14.0, "
+        "vllm/v1/worker/workspace.py@v0.14.0, "
+        "vllm/model_executor/layers/fused_moe/fused_moe.py@v0.14.0 (TritonExperts.workspace_shapes)",
+        moe_workspace_persists=True,
+    )
+    add(
         (0, 17, 0),
-        "Triton top-k/top-p for batches of 8 and more: no full sort of the logits",
-        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.17.0",
+        "Triton top-k/top-p for batches of 8 and more: no full sort of the logits; triton_kernels v3.6.0 "
+        "pads both dimensions of the packed MXFP4 weights to 64 bytes before swizzling (v0.22.0 goes back to "
+        "v3.5.1, whose layout was not read: the larger v3.6.0 layout is kept)",
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.17.0, "
+        "cmake/external_projects/triton_kernels.cmake@v0.17.0, "
+        "cmake/external_projects/triton_kernels.cmake@v0.22.0",
         sampler=Sampler.TRITON,
+        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64),
     )
     add(
         (0, 20, 0),
@@ -287,6 +323,12 @@ def _table() -> tuple[Release, ...]:
         "vllm/v1/sample/ops/topk_topp_sampler.py@v0.23.0 (flashinfer_sampler_supported), "
         "requirements/cuda.txt@v0.23.0",
         flashinfer_sampler=True,
+    )
+    add(
+        (0, 25, 0),
+        "the Triton MXFP4 backend frees the checkpoint's scales once swizzled",
+        "vllm/model_executor/layers/fused_moe/oracle/mxfp4.py@v0.25.0 (convert_to_mxfp4_moe_kernel_format)",
+        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False),
     )
     add(
         (0, 28, 0),
@@ -309,6 +351,7 @@ DEFAULT_RELEASE_VERSION = "0.11.0"
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
 V1_MIN_COMPUTE_CAPABILITY = 8
+FUSED_MOE_CHUNK_TOKENS = 16 * 1024  # VLLM_FUSED_MOE_CHUNK_SIZE's default (vllm/envs.py@v0.14.0)
 
 
 def release_of(
@@ -394,6 +437,20 @@ class VllmModel(EngineModel):
         taken = next((width for width in (activation, 2 * activation) if width >= output), output)
         return arch.num_layers * tokens * (output + taken) * weights.compute_bytes
 
+    def persistent_workspace_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """TritonExperts' two workspaces for the profiled tokens (chunked at VLLM_FUSED_MOE_CHUNK_SIZE),
+        where the release's workspace manager keeps them. MXFP4 experts call OAI's Triton kernels directly,
+        outside the modular kernel and its workspaces (quantization/mxfp4.py@v0.14.0, apply)."""
+        quant = weights.quantization
+        if not (arch.is_moe and self.release.moe_workspace_persists) or (quant and quant.method == "mxfp4"):
+            return 0
+        rows = min(tokens, FUSED_MOE_CHUNK_TOKENS) * arch.num_experts_per_token
+        intermediate, hidden = -(-arch.moe_intermediate_size // tensor_parallel), arch.hidden_size
+        width = max(intermediate, hidden) + max(2 * intermediate, hidden)
+        return rows * width * weights.compute_bytes
+
     def default_scheduling(
         self,
         cuda_total_bytes: int,
@@ -424,16 +481,16 @@ class VllmModel(EngineModel):
         return Scheduling(1024 if large else 256, tokens, block)
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
-        """MXFP4 experts: Marlin pads each GPU's intermediate slice to 128 and hidden to 256; Blackwell's
-        FlashInfer kernels pad both to 256. Hopper runs Triton kernels (intermediate to 64) only when the
-        optional triton_kernels package is installed, which neither the wheel nor the image requires: the
-        padded Marlin layout is what it gets (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0,
-        get_mxfp4_backend; the same from v0.10.1 to v0.33.0)."""
+        """MXFP4 experts: Blackwell's FlashInfer kernels pad both sizes to 256; Hopper's layout is the
+        release's (Marlin until the wheel carries triton_kernels); older GPUs run Marlin
+        (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0 and later, get_mxfp4_backend)."""
         if weights.quantization is None or weights.quantization.method != "mxfp4":
             return None
         if gpu.compute_capability_major >= 10:
             return ExpertPadding(256, 256)
-        return ExpertPadding(128, 256)
+        if gpu.compute_capability_major == 9:
+            return self.release.mxfp4_experts_on_hopper
+        return MARLIN_MXFP4
 
     def arguments(self, launch: Launch) -> list[str]:
         args = [
