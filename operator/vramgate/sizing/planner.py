@@ -299,7 +299,7 @@ class _Stage:
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
         self.weights_per_gpu = evaluator.weights_per_gpu(engine, gpu, tensor_parallel, stage)
         layout = kv_layout(
-            arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage, engine.mla_head_size
+            arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage, engine.mla_head_size(arch)
         )
         self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
         self.sequence_bytes = self.layout.bytes_per_sequence(max_seq_len, self.batched)
@@ -645,7 +645,7 @@ def _to_plan(
         1,
         chosen.layout.block_size_tokens,
         None,
-        chosen.engine.mla_head_size,
+        chosen.engine.mla_head_size(arch),
     )
     kv_budget = chosen.kv_budget_bytes
     fraction = request.memory_fraction if request.memory_fraction is not None else chosen.fraction

@@ -41,7 +41,7 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("0.6.3", "0.5.3"),
         ("v0.6.4", "0.6.4"),
         ("0.6.4.post1", "0.6.4"),
-        ("0.7.0", "0.6.5"),
+        ("0.7.0", "0.7.0"),
         ("0.8.5", "0.8.5"),
         ("0.10.1.1", "0.10.0"),
         ("v0.11.0", "0.10.0"),
@@ -196,13 +196,23 @@ def test_what_counts_as_non_torch_memory_follows_the_release(version: str, non_t
     assert overhead.non_torch_bytes == non_torch
 
 
-def test_mla_caches_full_padded_heads_before_0_7_1() -> None:
-    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")  # 16 KV heads, kv_lora_rank 512, rope dim 64, 27 layers
-    old, new = _vllm("0.7.0"), _vllm("0.7.1")
-    assert old.mla_head_size == 256 and new.mla_head_size is None
-    # 0.7.0: K and V of 16 heads padded to 256, 2 bytes: 16,384 per token and layer; 0.7.1: (512 + 64) x 2
-    assert kv_layout(lite, 2, 1, 16, mla_head_size=old.mla_head_size).bytes_per_token_per_layer == 16_384
-    assert kv_layout(lite, 2, 1, 16, mla_head_size=new.mla_head_size).bytes_per_token_per_layer == 1_152
+@pytest.mark.parametrize(
+    ("version", "head_size", "bytes_per_token_per_layer"),
+    [
+        ("0.6.6", 256, 16_384),  # K and V of 16 heads padded to 256, 2 bytes
+        ("0.7.0", 192, 12_288),  # 128 + 64: the heads as they are
+        ("0.7.1", None, 1_152),  # the latent: (512 + 64) x 2
+    ],
+)
+def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
+    version: str, head_size: int | None, bytes_per_token_per_layer: int
+) -> None:
+    # 16 KV heads, kv_lora_rank 512, qk_nope 128, rope dim 64, 27 layers
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    mla_head_size = _vllm(version).mla_head_size(lite)
+    assert mla_head_size == head_size
+    layout = kv_layout(lite, 2, 1, 16, mla_head_size=mla_head_size)
+    assert layout.bytes_per_token_per_layer == bytes_per_token_per_layer
 
 
 def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:

@@ -208,7 +208,6 @@ class EngineModel(ABC):
     sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
     sliding_window_paged: bool = True
-    mla_head_size: int | None = None  # MLA cached as full K and V per head of this size, not as its latent
     mlp_peak: tuple[int, int] = (3, 3)  # hidden- and intermediate-wide tensors alive at once in an MLP
     cuda_context_inside_fraction: bool = False  # the engine measures used memory, its own context included
     release_label: str = "any"  # the release whose rules apply
@@ -234,6 +233,10 @@ class EngineModel(ABC):
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
         """How the engine's MoE kernels on this GPU pad expert weights (None: stored as counted)."""
+        return None
+
+    def mla_head_size(self, arch: ModelArchitecture) -> int | None:
+        """The head size MLA is cached at as full K and V per head (None: its latent, once per GPU)."""
         return None
 
     def overhead_curve(

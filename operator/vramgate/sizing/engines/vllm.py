@@ -120,6 +120,14 @@ class Accounting(Enum):
     BASELINE = "allocated peak + non-torch growth since start: the CUDA context does not count"
 
 
+class MlaCache(Enum):
+    """How DeepSeek-V2/V3's multi-head latent attention is cached."""
+
+    PADDED_HEADS = "full K and V per head, padded to 256 for FlashAttention"
+    QK_HEADS = "full K and V per head of qk_nope_head_dim + qk_rope_head_dim (V padded to it)"
+    LATENT = "kv_lora_rank + qk_rope_head_dim once per GPU"
+
+
 class Sampler(Enum):
     """Which top-k/top-p path the profile run's dummy sampling takes, by its bytes per logit."""
 
@@ -144,7 +152,7 @@ class Release:
     accounting: Accounting
     sampler: Sampler  # the path without FlashInfer
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
-    mla_latent: bool  # MLA caches its latent once per GPU (before: full K and V per head, padded to 256)
+    mla_cache: MlaCache
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
     allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
     cuda_graphs_inside_fraction: bool
@@ -181,7 +189,7 @@ def _table() -> tuple[Release, ...]:
         accounting=Accounting.ALLOCATED_PEAK,
         sampler=Sampler.SORT,
         flashinfer_sampler=False,
-        mla_latent=False,
+        mla_cache=MlaCache.PADDED_HEADS,
         hybrid_kv_cache=False,
         allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
@@ -237,10 +245,17 @@ def _table() -> tuple[Release, ...]:
         batching=Batching.CHUNKED_2048_ABOVE_32K,
     )
     add(
+        (0, 7, 0),
+        "MLA (DeepSeek-V2/V3) keeps full K and V per head, no longer padded to 256: qk_nope + qk_rope wide",
+        "vllm/config.py@v0.7.0 (get_head_size), vllm/model_executor/models/deepseek_v2.py@v0.7.0; "
+        "256 before: vllm/config.py@v0.6.5",
+        mla_cache=MlaCache.QK_HEADS,
+    )
+    add(
         (0, 7, 1),
         "MLA (DeepSeek-V2/V3) caches kv_lora_rank + qk_rope_head_dim once per GPU",
         "vllm/config.py@v0.7.1 (use_mla, get_head_size)",
-        mla_latent=True,
+        mla_cache=MlaCache.LATENT,
     )
     add(
         (0, 8, 0),
@@ -404,7 +419,6 @@ class VllmModel(EngineModel):
         self.offline = offline
         self.sliding_window_paged = release.hybrid_kv_cache
         self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
-        self.mla_head_size = None if release.mla_latent else 256
         # An unknown install takes the path that leaves the smaller KV cache: not FlashInfer.
         sampler = (
             Sampler.FLASHINFER if release.flashinfer_sampler and flashinfer_installed else release.sampler
@@ -415,6 +429,12 @@ class VllmModel(EngineModel):
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
+
+    def mla_head_size(self, arch: ModelArchitecture) -> int | None:
+        cache = self.release.mla_cache
+        if cache is MlaCache.LATENT:
+            return None
+        return 256 if cache is MlaCache.PADDED_HEADS else arch.qk_nope_head_dim + arch.qk_rope_head_dim
 
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
