@@ -310,9 +310,9 @@ class _Stage:
             self.curve = engine.overhead_curve(
                 arch, evaluator.weights, tensor_parallel, self.batched, samples=stage.is_last
             )
-        self.curve = replace(
-            self.curve, free_memory=engine.free_memory_rule(self.layout, max_seq_len, self.batched)
-        )
+        free_memory = engine.free_memory_rule(self.layout, max_seq_len, self.batched)
+        if free_memory != self.curve.free_memory:  # most engines keep all of it: no copy per stage
+            self.curve = replace(self.curve, free_memory=free_memory)
         self.target_overhead = self.curve.at(request.concurrency)
         outside = self.target_overhead.outside_bytes
         self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
