@@ -17,6 +17,7 @@ from vramgate.calibration import (
     calibrate_row,
     engine_generation,
     gpu_from_description,
+    missed_targets,
     source_key,
     split_of,
     summarize,
@@ -218,3 +219,17 @@ def test_a_row_without_a_config_file_uses_the_catalog() -> None:
     from_catalog = calibrate_row(_row(config_file=""), configs).predicted
     assert with_file is not None and from_catalog is not None
     assert from_catalog.kv_capacity_tokens == with_file.kv_capacity_tokens
+
+
+def test_targets_are_checked_per_engine_generation() -> None:
+    by_id = {r.row_id: r for r in ROWS}
+    # A current-vLLM row within 1%, an SGLang row within 10%: no target missed.
+    assert missed_targets([by_id["R42"], by_id["R52"]]) == []
+    over = by_id["R73"]  # vLLM 0.19, TP 2, a 3 GiB cache: over 1%, within 10%
+    assert over.kv_error is not None and 0.01 < over.kv_error < 0.10
+    good = [by_id["R41"], by_id["R42"]]
+    assert missed_targets([*good, over]) == ["vLLM >=0.8 KV over-promised by more than 1%: R73"]
+    tgi = by_id["R55"]
+    assert tgi.kv_error is not None and abs(tgi.kv_error) > 0.10
+    assert missed_targets([by_id["R42"], tgi]) == ["SGLang/TGI KV off by more than 10%: R55"]
+    assert missed_targets([]) == ["no row reports its KV capacity"]
