@@ -244,6 +244,12 @@ def test_sglang_fraction_covers_weights_and_pool_only() -> None:
     plan = Scheduling(256, 8192, 1)
     assert sglang.overhead(llama, fmt, 1, plan).activation_bytes == 0
     assert sglang.usable_bytes(80 * 2**30, 0.9) < vllm.usable_bytes(80 * 2**30, 0.9)
+    # The fraction of what is free once the context is up: (24259 - 620) MiB x 0.88 on an RTX 3090
+    assert sglang.usable_bytes(24259 * MIB, 0.88) == int((24259 - 620) * MIB * 0.88)
+    # Whatever the batch limit (and the CUDA graphs captured up to it), the pool loses only the fixed part
+    graphs_small = sglang.overhead(llama, fmt, 1, Scheduling(8, 2048, 1))
+    graphs_large = sglang.overhead(llama, fmt, 1, Scheduling(256, 2048, 1))
+    assert graphs_small.inside_bytes == graphs_large.inside_bytes == round(0.21 * GIB)
 
 
 @pytest.mark.parametrize("engine", list(Engine))

@@ -81,8 +81,12 @@ RUNTIME = EngineRuntime(
 class SglangModel(EngineModel):
     """SGLang: `--mem-fraction-static` x free memory at start holds weights and the KV pool.
 
+    The pool is the free memory after loading less (1 - fraction) x the free memory measured once the CUDA
+    context and the distributed groups are up (sglang/srt/model_executor/model_runner.py@v0.4.3.post4,
+    profile_max_num_token and init_torch_distributed): no forward pass is profiled, so activations and
+    CUDA graphs (`--cuda-graph-max-bs`) use what the fraction leaves and never shrink the pool.
     Calibrated on R32 (RTX 3090): 0.21 GiB beyond the weights is taken before the pool; the pool is
-    token-granular (page size 1); activations and CUDA graphs use the memory the fraction leaves.
+    token-granular (page size 1).
     """
 
     engine = Engine.SGLANG
