@@ -109,6 +109,20 @@ def engine_generation(engine: str, version: str) -> str:
 _BATCH_SETTINGS = ("max_num_seqs", "max_num_batched_tokens")
 
 
+# Features whose memory the plan does not size (the operator refuses their flags in extraArgs): a row
+# that ran with one cannot be re-planned as it ran.
+_UNPLANNED_FEATURES = {
+    "--enable-lora": "LoRA adapters",
+    "--speculative-config": "speculative decoding",
+}
+
+
+def _unplanned_features(settings: str) -> list[str]:
+    return [
+        f"{feature} ({flag})" for flag, feature in _UNPLANNED_FEATURES.items() if flag in (settings or "")
+    ]
+
+
 def _set_but_not_shown(settings: str, name: str) -> bool:
     """Whether one clause of the free-text settings says `name` was set but its value is "not shown" (a
     clause saying only "not shown" leaves the release's default, which the plan takes)."""
@@ -321,6 +335,8 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
     missing += [name for name in _BATCH_SETTINGS if _set_but_not_shown(settings, name)]
     if missing:
         return _skip(base, f"{' and '.join(missing)} not in the log")
+    if unplanned := _unplanned_features(settings):
+        return _skip(base, f"ran with {' and '.join(unplanned)}, whose memory the plan does not size")
     try:
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)

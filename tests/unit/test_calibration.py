@@ -94,8 +94,10 @@ def test_summaries_keep_the_sign_of_each_error() -> None:
 def test_a_skipped_row_says_why() -> None:
     skipped = {r.row_id: r.skipped for r in ROWS if r.skipped}
     assert all(skipped.values())
-    # Only rows whose log or config lacks something are skipped; every other row is planned.
-    assert all("not in the log" in why or "not established" in why for why in skipped.values()), skipped
+    # Only rows whose log or config lacks something, or that ran a feature the operator refuses, are
+    # skipped; every other row is planned.
+    reasons = ("not in the log", "not established", "whose memory the plan does not size")
+    assert all(any(reason in why for reason in reasons) for why in skipped.values()), skipped
 
 
 def test_pipeline_parallel_row_is_limited_by_its_larger_stage() -> None:
@@ -179,6 +181,12 @@ def test_an_offline_start_and_an_unnamed_gpu_are_planned_as_logged() -> None:
     # LLM() profiles 16384 tokens on an H100 against the server's 8192: a larger peak, a smaller cache.
     assert offline.predicted.kv_capacity_tokens < server.kv_capacity_tokens
     assert unnamed.gpu_type == "unknown" and any("GPU type not given" in a for a in unnamed.assumptions)
+
+
+def test_a_row_that_ran_lora_adapters_is_recorded_but_skipped() -> None:
+    row = calibrate_row(_row(other_relevant_settings="--enable-lora --max-loras 4"), LOGS.parent / "configs")
+    assert row.predicted is None
+    assert row.skipped == "ran with LoRA adapters (--enable-lora), whose memory the plan does not size"
 
 
 def test_a_row_whose_config_is_unverified_is_recorded_but_skipped() -> None:

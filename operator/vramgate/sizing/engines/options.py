@@ -34,6 +34,11 @@ GPU_VISIBILITY_VARIABLES = frozenset(
 )
 
 
+# Features that take GPU memory the plan does not size: refused, so that what admission accepts fits.
+LORA = "LoRA adapters' memory is not planned; serve a checkpoint with the adapter merged instead"
+SPECULATIVE = "a draft model's memory is not planned; serve without speculative decoding instead"
+
+
 def _dashes(option: str) -> str:
     return "--" if option.startswith("--") else "-"
 

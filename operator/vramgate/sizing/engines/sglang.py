@@ -16,7 +16,14 @@ from vramgate.sizing.engines.base import (
     Scheduling,
     format_fraction,
 )
-from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
+from vramgate.sizing.engines.options import (
+    LORA,
+    SPECULATIVE,
+    CommandLine,
+    GovernedFlag,
+    OptionSyntax,
+    PlannedFlag,
+)
 from vramgate.sizing.units import GIB
 
 FLAGS = PlanFlags(
@@ -56,6 +63,8 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--quantization",), "set spec.model.precision instead"),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--cuda-graph-max-bs",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--enable-lora", "--lora-paths", "--max-loras-per-batch"), LORA),
+        GovernedFlag(("--speculative-algorithm", "--speculative-draft-model-path"), SPECULATIVE),
         GovernedFlag(("--port",), "set spec.runtime.port instead"),
         GovernedFlag(("--host",), "probes and the Service reach the server on every interface"),
         GovernedFlag(

@@ -23,7 +23,7 @@ from vramgate.sizing.engines.base import (
     format_fraction,
     parse_version,
 )
-from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
+from vramgate.sizing.engines.options import LORA, CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
 from vramgate.sizing.memory import KvLayout, WeightFormat
 from vramgate.sizing.units import MIB, ceil_div
 
@@ -61,6 +61,7 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
         GovernedFlag(("--cuda-graphs",), "the plan sizes the default CUDA graphs"),
+        GovernedFlag(("--lora-adapters",), LORA),
         GovernedFlag(("--port", "-p"), "set spec.runtime.port instead"),
         GovernedFlag(("--hostname",), "probes and the Service reach the server on every interface"),
     ),

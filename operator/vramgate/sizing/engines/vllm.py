@@ -22,7 +22,14 @@ from vramgate.sizing.engines.base import (
     format_fraction,
     parse_version,
 )
-from vramgate.sizing.engines.options import CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
+from vramgate.sizing.engines.options import (
+    LORA,
+    SPECULATIVE,
+    CommandLine,
+    GovernedFlag,
+    OptionSyntax,
+    PlannedFlag,
+)
 from vramgate.sizing.memory import ExpertPadding, MxSwizzle, WeightFormat
 from vramgate.sizing.units import GIB
 
@@ -70,6 +77,8 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(
             ("--config",), "set the spec's fields instead (a config file would set flags the plan owns)"
         ),
+        GovernedFlag(("--enable-lora",), LORA),
+        GovernedFlag(("--speculative-config",), SPECULATIVE),
         GovernedFlag(
             ("--no-enable-chunked-prefill",),
             "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
