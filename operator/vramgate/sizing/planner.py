@@ -48,11 +48,9 @@ DEFAULT_MAX_MEMORY_FRACTION = 0.95
 
 # Never over-promise: the plan counts on 1% less than the KV pool it predicts, per GPU, everywhere it uses
 # the pool (capacity, max batch, the fraction a target needs, `--max-num-seqs`). Derived from the fit split
-# of the calibration logs, not the held-out one (README, "Safety margin"): 1% is the smallest share that
-# brings every fit-split row of current vLLM to within +1% whose miss has no cause in the engine model yet
-# found (R77 +1.9%, R09 +1.6%, R83 +1.5%, R67 +1.3%). No absolute part: rows already under-predicted on
-# small pools (R36, R52) would fall outside their bounds for it, and the fit split's absolute misses on small
-# pools (R32, R47, R57, R73) each have a cause the engine model must carry instead.
+# of the calibration logs, not the held-out one (README, "Safety margin"): the fit split's current-vLLM rows
+# whose miss has no cause in the engine model over-predict by up to +1.7% without it. No absolute part: one
+# large enough to matter pushes rows already under-predicted on small pools out of their bounds.
 KV_SAFETY_MARGIN = KvSafetyMargin(relative_per_10k=100, absolute_bytes=0)
 
 
