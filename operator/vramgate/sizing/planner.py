@@ -251,6 +251,13 @@ class _Evaluator:
             self._weights_per_gpu[key] = per_gpu
         return self._weights_per_gpu[key]
 
+    def holds_weights(self, gpu: GpuType, tensor_parallel: int) -> bool:
+        """Whether every stage's weights leave room on `gpu` at all. An option without it cannot fit,
+        whatever its fraction and batch, so a search for the cheapest fit skips it unevaluated."""
+        engine = self.engine_on(gpu)
+        total = self.request.gpu_memory_bytes_override or gpu.cuda_total_bytes
+        return all(self.weights_per_gpu(engine, gpu, tensor_parallel, stage) < total for stage in self.stages)
+
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
         arch = self.request.model
@@ -409,6 +416,8 @@ def _up_to_cheapest_fit(evaluator: _Evaluator, options: list[tuple[GpuType, int]
         price = gpu.price_per_hour * count
         if fitting_price is not None and price > fitting_price:
             break
+        if not evaluator.holds_weights(gpu, count):
+            continue
         evaluation = evaluator.evaluate(gpu, count)
         evaluated.append(evaluation)
         if evaluation.fits and fitting_price is None:
