@@ -114,6 +114,7 @@ _BATCH_SETTINGS = ("max_num_seqs", "max_num_batched_tokens")
 _UNPLANNED_FEATURES = {
     "--enable-lora": "LoRA adapters",
     "--speculative-config": "speculative decoding",
+    "--kv-transfer-config": "a KV connector",
 }
 
 

@@ -241,3 +241,30 @@ def test_targets_are_checked_per_engine_generation() -> None:
     assert tgi.kv_error is not None and abs(tgi.kv_error) > 0.10
     assert missed_targets([by_id["R42"], tgi]) == ["SGLang/TGI KV off by more than 10%: R55"]
     assert missed_targets([]) == ["no row reports its KV capacity"]
+
+
+# Rows whose KV cache the plan still over-promises by more than 1%, each with the cause as far as it is
+# known. The list may only shrink: a new row over the line, or a listed row that no longer is, fails the
+# test below, which then asks for this list (and the README's) to be updated.
+KNOWN_OVER_PROMISES = {
+    "R32": "SGLang under Docker on WSL2: ~0.2 GiB held before the model loads, which no source shows",
+    "R53": "TGI 1.0 at TP 4: NCCL buffers beyond the shared TP term (2.3 GiB), unverified in source",
+    "R57": "gpt-oss-120b on H100, release not shown: the Marlin MXFP4 layout ~0.45% above the count",
+    "R73": "vLLM 0.19 at TP 2 on a 3 GiB cache: 0.25 GiB non-torch at TP 1 against 0.13 counted",
+    "R84": "TGI 2.2.0 on an A10G: ~0.24 GiB more warm-up memory than the forward and logits peaks",
+    "R89": "vLLM 0.2.3 at TP 2 on RTX 4090: 0.27 GiB of allocated peak the source does not explain",
+    "R90": "vLLM 0.2.4, as R89",
+    "R97": "gemma-3 on vLLM 0.19: the multimodal encoder's profile run is not modelled",
+}
+
+
+def test_no_other_logged_start_gets_a_kv_cache_over_promised_by_more_than_1_percent() -> None:
+    """The plan's capacity, safety margin included, exceeds what a logged engine got by over 1% only on
+    the known rows: more would let in sequences the cache cannot hold."""
+    over = {
+        r.row_id: f"{r.kv_error:+.1%}"
+        for r in ROWS
+        if r.kv_error is not None and r.kv_error > KV_OVER_PROMISE_TOLERANCE
+    }
+    assert set(over) - set(KNOWN_OVER_PROMISES) == set(), f"new over-promises: {over}"
+    assert set(KNOWN_OVER_PROMISES) - set(over) == set(), "fixed rows: remove them from the list"

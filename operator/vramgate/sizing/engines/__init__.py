@@ -46,10 +46,11 @@ def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType 
 
 # Safety margin for tensor parallelism on NVSwitch-class GPUs (Hopper and later): NCCL's own buffers
 # (NVLink SHARP, symmetric memory) depend on the NCCL build and the topology, not on the engine's source.
-# Public vLLM 0.19 logs on H100 show 2.06-2.13 GiB of non-torch memory at TP 2-4 against 0.24-0.27 GiB at
-# TP 1 (calibration rows R63, R64, R70, R71, R73, R76, R80); older H100 logs show less (R24: 0.54). The
-# plan reserves the largest increase seen, so it never counts on memory NCCL may hold.
-NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES = round(1.9 * GIB)
+# Public vLLM 0.19 logs on H100 show 2.06-2.21 GiB of non-torch memory at TP 2-4 against 0.24-0.27 GiB at
+# TP 1 (calibration rows R63, R64, R70, R71, R73, R76, R79, R80); older H100 logs show less (R24: 0.54).
+# The plan reserves enough that, with the 0.13 GiB it counts at TP 1, it covers the largest total seen
+# (R79: 2.21 GiB), so it never counts on memory NCCL may hold.
+NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES = round(2.1 * GIB)
 NVSWITCH_COMPUTE_CAPABILITY = 9
 
 

@@ -37,6 +37,7 @@ GPU_VISIBILITY_VARIABLES = frozenset(
 # Features that take GPU memory the plan does not size: refused, so that what admission accepts fits.
 LORA = "LoRA adapters' memory is not planned; serve a checkpoint with the adapter merged instead"
 SPECULATIVE = "a draft model's memory is not planned; serve without speculative decoding instead"
+KV_CONNECTOR = "a KV connector's buffers are not planned; serve without --kv-transfer-config instead"
 
 
 def _dashes(option: str) -> str:

@@ -23,6 +23,7 @@ from vramgate.sizing.engines.base import (
     parse_version,
 )
 from vramgate.sizing.engines.options import (
+    KV_CONNECTOR,
     LORA,
     SPECULATIVE,
     CommandLine,
@@ -79,6 +80,7 @@ COMMAND_LINE = CommandLine(
         ),
         GovernedFlag(("--enable-lora",), LORA),
         GovernedFlag(("--speculative-config",), SPECULATIVE),
+        GovernedFlag(("--kv-transfer-config",), KV_CONNECTOR),
         GovernedFlag(
             ("--no-enable-chunked-prefill",),
             "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
