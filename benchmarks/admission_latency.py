@@ -13,9 +13,10 @@ llama-3.1-70b-too-big.yaml). Two phases in one run:
 
 For each phase the API server's own histogram, `apiserver_admission_webhook_admission_duration_seconds`
 (validating, this webhook; every call in the window, the load's creates included), gives the mean
-webhook time for allowed and for rejected calls; the probes' round trips (client to API server and
-back, webhook included) give p50 and p99. The machine is shared and noisy: compare the phases of one
-run, not absolute figures across runs.
+webhook time for allowed and for rejected calls; the operator's `vramgate_admission_duration_seconds`
+gives the decision's own mean (the rest of the webhook time is transport, TLS, JSON and waiting for a
+CPU); the probes' round trips (client to API server and back, webhook included) give p50 and p99.
+The machine is shared and noisy: compare the phases of one run, not absolute figures across runs.
 
     KUBEBUILDER_ASSETS=... python benchmarks/admission_latency.py [--probes 200] [--load 200]
 
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,6 +101,8 @@ class AdmissionLatency:
     webhook_mean_ms_allowed: float
     webhook_mean_ms_rejected: float
     webhook_calls: int
+    decision_mean_ms_allowed: float | None  # the operator's own measure, when its metrics were given
+    decision_mean_ms_rejected: float | None
     probe_p50_ms: float
     probe_p99_ms: float
     probes: int
@@ -116,12 +120,15 @@ def admission_latency(
     *,
     probes: int | None = None,
     until: Callable[[], bool] | None = None,
+    operator_metrics: str | None = None,
 ) -> AdmissionLatency:
     """Probe admission with dry-run creates (a fitting and a refused resource, alternately) until
-    `probes` were sent or `until()` holds; what the API server and the probes measured meanwhile."""
+    `probes` were sent or `until()` holds; what the API server, the probes and (given the URL of its
+    /metrics) the operator measured meanwhile."""
     resources = [_resource(FITS, namespace, "probe-fits"), _resource(REFUSED, namespace, "probe-refused")]
     objects = client.CustomObjectsApi(api)
     before = webhook_time(kubeconfig)
+    decisions_before = _decision_time(operator_metrics) if operator_metrics else None
     round_trips: list[float] = []
     while (probes is None or len(round_trips) < probes) and not (until is not None and until()):
         started = time.perf_counter()
@@ -134,14 +141,41 @@ def admission_latency(
                 raise
         round_trips.append((time.perf_counter() - started) * 1000)
     spent = webhook_time(kubeconfig).since(before)
+    decided = (
+        _decision_time(operator_metrics).since(decisions_before)
+        if operator_metrics and decisions_before
+        else None
+    )
     return AdmissionLatency(
         webhook_mean_ms_allowed=1000 * spent.allowed_seconds / max(spent.allowed_calls, 1),
         webhook_mean_ms_rejected=1000 * spent.rejected_seconds / max(spent.rejected_calls, 1),
         webhook_calls=int(spent.allowed_calls + spent.rejected_calls),
+        decision_mean_ms_allowed=None
+        if decided is None
+        else 1000 * decided.allowed_seconds / max(decided.allowed_calls, 1),
+        decision_mean_ms_rejected=None
+        if decided is None
+        else 1000 * decided.rejected_seconds / max(decided.rejected_calls, 1),
         probe_p50_ms=_percentile(round_trips, 0.5),
         probe_p99_ms=_percentile(round_trips, 0.99),
         probes=len(round_trips),
     )
+
+
+def _decision_time(url: str) -> WebhookTime:
+    """The operator's vramgate_admission_duration_seconds, now: fits as allowed, any other outcome
+    as rejected."""
+    totals = {"allowed": [0.0, 0.0], "rejected": [0.0, 0.0]}
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            slot = totals["allowed" if sample.labels.get("outcome") == "fits" else "rejected"]
+            if sample.name == "vramgate_admission_duration_seconds_sum":
+                slot[0] += float(sample.value)
+            elif sample.name == "vramgate_admission_duration_seconds_count":
+                slot[1] += float(sample.value)
+    return WebhookTime(*totals["allowed"], *totals["rejected"])
 
 
 def _resource(path: Path, namespace: str, name: str) -> dict[str, Any]:
@@ -169,7 +203,9 @@ def run(probes: int, load: int) -> dict[str, Any]:
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         try:
             admission_latency(kubeconfig, api, "bench", probes=20)  # warm-up, not reported
-            idle = admission_latency(kubeconfig, api, "bench", probes=probes)
+            idle = admission_latency(
+                kubeconfig, api, "bench", probes=probes, operator_metrics=operator.metrics_url
+            )
 
             def create_load() -> None:
                 objects = client.CustomObjectsApi(api)
@@ -185,7 +221,9 @@ def run(probes: int, load: int) -> dict[str, Any]:
             def converged() -> bool:
                 return not creator.is_alive() and _deployed(api, "bench", load)
 
-            converging = admission_latency(kubeconfig, api, "bench", until=converged)
+            converging = admission_latency(
+                kubeconfig, api, "bench", until=converged, operator_metrics=operator.metrics_url
+            )
             creator.join()
             convergence_seconds = time.monotonic() - started
         finally:
@@ -210,7 +248,8 @@ def main() -> None:
         row = result[phase]
         print(
             f"{phase:>10}: webhook mean {row['webhook_mean_ms_allowed']:.1f} ms allowed, "
-            f"{row['webhook_mean_ms_rejected']:.1f} ms rejected ({row['webhook_calls']} calls); "
+            f"{row['webhook_mean_ms_rejected']:.1f} ms rejected ({row['webhook_calls']} calls), of which "
+            f"deciding {row['decision_mean_ms_allowed']:.2f} / {row['decision_mean_ms_rejected']:.2f} ms; "
             f"probe round trip p50 {row['probe_p50_ms']:.1f} ms, p99 {row['probe_p99_ms']:.1f} ms "
             f"({row['probes']} probes)"
         )
