@@ -63,6 +63,9 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # each restart. Warnings and errors still become Events; decisions are posted with `kopf.event`,
     # which this level does not filter.
     settings.posting.level = logging.WARNING
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, reconcile.QuietEventHandlers) for f in objects.filters):
+        objects.addFilter(reconcile.QuietEventHandlers())
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = MemoryProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = ObservedGenerationDiffBase()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -396,3 +397,20 @@ def recheck_placements(
             )
             DESIRED.forget(owner)
             reconcile(kopf.Body(cast(kopf.RawBody, owner)), memo, logger)
+
+
+class QuietEventHandlers(logging.Filter):
+    """Drops kopf's "Handler ... succeeded." line for the event handlers: one per watch event (every
+    status change of every Deployment), which costs CPU at scale and says nothing; failures still log."""
+
+    handlers = (
+        "watch_generated_service",
+        "watch_llmdeployment",
+        "watch_generated_deployment",
+        "node_changed",
+        "gpu_pod_changed",
+    )
+    _lines = frozenset(f"Handler {name!r} succeeded." for name in handlers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self._lines
