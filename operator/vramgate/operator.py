@@ -73,6 +73,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # Only pods that hold GPUs matter (`reconcile.gpu_pod_changed`); the API server drops the rest, so
     # a thousand pending pods cost no events.
     settings.watching.field_selectors["pods"] = inventory.HOLDING_PODS
+    settings.watching.chunk_size = live.LIST_CHUNK  # see `live._pages`
     if config.namespace_selector:
         # kopf lists and watches namespaces with this selector, so it serves exactly the labelled ones,
         # following labels as they change; the API server evaluates it.

@@ -10,9 +10,10 @@ An object deleted in the instant between that list and kopf's own is only notice
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -22,6 +23,7 @@ from vramgate.settings import OperatorConfig
 from vramgate.spec import GROUP, PLURAL, VERSION
 
 GENERATED_SELECTOR = f"app.kubernetes.io/managed-by={manifests.MANAGED_BY}"
+LIST_CHUNK = 100  # objects per list page, here and in kopf's own lists (`operator.configure`)
 Key = tuple[str, str]
 
 
@@ -83,8 +85,9 @@ class LiveObjects:
         return self.record(body)
 
     def fill(self, items: Iterable[Mapping[str, Any]]) -> None:
+        filled = {(i["metadata"]["namespace"], i["metadata"]["name"]): essentials(i) for i in items}
         with self._lock:
-            self._items = {(i["metadata"]["namespace"], i["metadata"]["name"]): essentials(i) for i in items}
+            self._items = filled
 
 
 DEPLOYMENTS = LiveObjects()
@@ -96,6 +99,18 @@ def _items(response: Any) -> list[dict[str, Any]]:
     """The items of a list call made with `_preload_content=False`: plain JSON, no client models."""
     items: list[dict[str, Any]] = json.loads(response.data)["items"]
     return items
+
+
+def _pages(list_call: Callable[..., Any]) -> Iterator[Mapping[str, Any]]:
+    """Every item of a list call, LIST_CHUNK at a time: a whole list of 1,000 full objects parsed at once
+    is a peak of tens of MiB that the process keeps (fragmented) long after it is freed."""
+    token = None
+    while True:
+        page = json.loads(list_call(limit=LIST_CHUNK, _continue=token, _preload_content=False).data)
+        yield from page["items"]
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
 
 
 def watched_namespaces(api: client.ApiClient, config: OperatorConfig) -> list[str] | None:
@@ -132,6 +147,6 @@ def list_all(api: client.ApiClient, namespaces: Iterable[str] | None) -> None:
     ]
     for objects, everywhere, within in calls:
         if namespaces is None:
-            objects.fill(_items(everywhere(_preload_content=False)))
+            objects.fill(_pages(everywhere))
         else:
-            objects.fill(item for ns in namespaces for item in _items(within(ns, _preload_content=False)))
+            objects.fill(item for ns in namespaces for item in _pages(functools.partial(within, ns)))
