@@ -548,7 +548,8 @@ def _suggestions(
     def fits_at(length: int) -> bool:
         return length > 0 and evaluator.evaluate(gpu, count, max_seq_len=length).fits
 
-    longest = _largest(fits_at, upper=request.max_seq_len - 1)
+    # Where not even one token fits (the weights fill the GPUs), one evaluation says so, not a search.
+    longest = _largest(fits_at, upper=request.max_seq_len - 1) if fits_at(1) else 0
     if longest > 0:
         out.append(
             Suggestion(
