@@ -51,6 +51,7 @@ __all__ = ["configure", "main", "reconcile", "run", "start_feeds"]
 
 REPORTING_COMPONENT = "vramgate"
 CONFIG = "config"  # key of the OperatorConfig in kopf's memo
+WORKER_LIMIT = 200
 _LOG_FORMATS = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
 logger = logging.getLogger("vramgate")
 
@@ -74,6 +75,10 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     # a thousand pending pods cost no events.
     settings.watching.field_selectors["pods"] = inventory.HOLDING_PODS
     settings.watching.chunk_size = live.LIST_CHUNK  # see `live._pages`
+    # At most this many objects of a kind in hand at once (kopf's default: all of them). A catch-up of
+    # 1,000 changed specs otherwise holds 1,000 events and handler states at once, for a handful of
+    # executor threads; the peak stays in the process's memory.
+    settings.queueing.worker_limit = WORKER_LIMIT
     if config.namespace_selector:
         # kopf lists and watches namespaces with this selector, so it serves exactly the labelled ones,
         # following labels as they change; the API server evaluates it.
