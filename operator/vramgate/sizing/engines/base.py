@@ -16,8 +16,9 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
@@ -30,6 +31,39 @@ from vramgate.sizing.memory import (
     WeightFormat,
 )
 from vramgate.sizing.units import GIB, MIB, ceil_div
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """One row of an engine's release table: its rules hold from `first` on, until the next row;
+    `changes` says what changed there and `source` where it was read, as file@tag."""
+
+    first: tuple[int, ...]
+    changes: str
+    source: str
+
+    @property
+    def version(self) -> str:
+        return ".".join(str(part) for part in self.first)
+
+
+RowT = TypeVar("RowT", bound=ReleaseRow)
+
+
+class ReleaseTable(Generic[RowT]):
+    """An engine's releases in order, each row the previous one with what changed at its release: adding
+    a release is one `add` with the fields it changes."""
+
+    def __init__(self, row_type: type[RowT]) -> None:
+        self.row_type = row_type
+        self.rows: list[RowT] = []
+
+    def add(self, first: tuple[int, ...], changes: str, source: str, **fields: Any) -> None:
+        if not self.rows:
+            row = self.row_type(first, changes, source, **fields)
+        else:
+            row = replace(self.rows[-1], first=first, changes=changes, source=source, **fields)
+        self.rows.append(row)
 
 
 class Engine(StrEnum):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
@@ -19,6 +18,8 @@ from vramgate.sizing.engines.base import (
     FreeMemoryRule,
     Launch,
     PlanFlags,
+    ReleaseRow,
+    ReleaseTable,
     Scheduling,
     format_fraction,
     parse_version,
@@ -87,16 +88,13 @@ class Warmup(Enum):
 
 
 @dataclass(frozen=True)
-class Release:
+class Release(ReleaseRow):
     """One row of TGI's release table: from `first` on, until the next row. After warm-up prefills its
     largest batch, TGI reads the free memory from the driver (`torch.cuda.mem_get_info`), so its CUDA
     context, the weights and every block the warm-up left reserved count as used; of what is free above
     `(1 - fraction x fraction_wiggle) x total` it keeps `free_kept` as KV blocks, and adds back the blocks
     the warm-up batch held. `source` is where each boundary was read, as file@tag."""
 
-    first: tuple[int, ...]
-    changes: str
-    source: str
     fraction_wiggle: float  # scales the fraction (TGI_WIGGLE_ROOM from 3.0)
     free_kept: float  # share of the free memory made KV blocks (the 5% wiggle room of 1.4.1-2.4)
     warmup: Warmup
@@ -106,25 +104,10 @@ class Release:
     fallback_families: frozenset[str]  # model types the launcher moves off the default attention
     fallback_by_compute_capability: bool  # the fallback is paged (16) below compute capability 8
 
-    @property
-    def version(self) -> str:
-        return ".".join(str(part) for part in self.first)
-
-
-def _row(
-    previous: Release | None, first: tuple[int, ...], changes: str, source: str, **fields: Any
-) -> Release:
-    """A release row: the previous row with what changed at `first`."""
-    if previous is None:
-        return Release(first, changes, source, **fields)
-    return replace(previous, first=first, changes=changes, source=source, **fields)
-
 
 def _table() -> tuple[Release, ...]:
-    rows: list[Release] = []
-
-    def add(first: tuple[int, ...], changes: str, source: str, **fields: Any) -> None:
-        rows.append(_row(rows[-1] if rows else None, first, changes, source, **fields))
+    table = ReleaseTable(Release)
+    add = table.add
 
     add(
         (0, 9, 4),
@@ -210,7 +193,7 @@ def _table() -> tuple[Release, ...]:
         "server/text_generation_server/models/globals.py@v3.3.0",
         fraction_wiggle=0.90,
     )
-    return tuple(rows)
+    return tuple(table.rows)
 
 
 RELEASES = _table()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
@@ -18,6 +17,8 @@ from vramgate.sizing.engines.base import (
     EngineRuntime,
     Launch,
     PlanFlags,
+    ReleaseRow,
+    ReleaseTable,
     Scheduling,
     format_fraction,
     parse_version,
@@ -151,13 +152,10 @@ class Sampler(Enum):
 
 
 @dataclass(frozen=True)
-class Release:
+class Release(ReleaseRow):
     """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
     these fields say. `source` is where each boundary was read, as file@tag."""
 
-    first: tuple[int, ...]
-    changes: str
-    source: str
     v0_engine: bool
     batching: Batching
     accounting: Accounting
@@ -170,25 +168,10 @@ class Release:
     mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
 
-    @property
-    def version(self) -> str:
-        return ".".join(str(part) for part in self.first)
-
-
-def _row(
-    previous: Release | None, first: tuple[int, ...], changes: str, source: str, **fields: Any
-) -> Release:
-    """A release row: the previous row with what changed at `first`."""
-    if previous is None:
-        return Release(first, changes, source, **fields)
-    return replace(previous, first=first, changes=changes, source=source, **fields)
-
 
 def _table() -> tuple[Release, ...]:
-    rows: list[Release] = []
-
-    def add(first: tuple[int, ...], changes: str, source: str, **fields: Any) -> None:
-        rows.append(_row(rows[-1] if rows else None, first, changes, source, **fields))
+    table = ReleaseTable(Release)
+    add = table.add
 
     add(
         (0, 2, 0),
@@ -362,7 +345,7 @@ def _table() -> tuple[Release, ...]:
         "vllm/engine/arg_utils.py@v0.28.0",
         batching=Batching.V1_160GIB_TIER,
     )
-    return tuple(rows)
+    return tuple(table.rows)
 
 
 RELEASES = _table()
