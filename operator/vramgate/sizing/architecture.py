@@ -457,6 +457,8 @@ def _vision_parameters(vision_config: Any, text_hidden: int, source: str) -> int
     patch = read.integer("patch_size", default=14, limit="head_dim")
     channels = read.integer("num_channels", default=3, limit="head_dim")
     image = read.integer("image_size", required=False, limit="max_position_embeddings")
+    if hidden == 0 or patch == 0:
+        raise SizingError(f"{source}: vision_config", "hidden_size and patch_size must be positive")
     per_layer = (
         4 * hidden * hidden + 4 * hidden + 2 * hidden * intermediate + intermediate + hidden + 4 * hidden
     )

@@ -74,6 +74,14 @@ def test_a_multimodal_checkpoint_counts_its_vision_encoder_and_projector() -> No
     assert architecture_from_config(text_only, "text").vision_parameters == 0
 
 
+def test_a_vision_config_with_a_zero_patch_is_bad_input_not_a_crash() -> None:
+    vision = {"hidden_size": 32, "num_hidden_layers": 2, "patch_size": 0, "image_size": 224}
+    config: dict[str, object] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config |= {"vocab_size": 10, "vision_config": vision}
+    with pytest.raises(SizingError, match="vision_config: hidden_size and patch_size must be positive"):
+        architecture_from_config(config, "hostile")
+
+
 def test_gpt_oss_alternates_sliding_and_full_layers_and_is_moe() -> None:
     gpt_oss = load_model("openai/gpt-oss-120b")
     assert (gpt_oss.sliding_window, gpt_oss.num_sliding_window_layers) == (128, 18)
