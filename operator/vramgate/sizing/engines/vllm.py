@@ -33,7 +33,7 @@ from vramgate.sizing.engines.options import (
     PlannedFlag,
 )
 from vramgate.sizing.memory import ExpertPadding, MxSwizzle, WeightFormat
-from vramgate.sizing.units import GIB
+from vramgate.sizing.units import GIB, ceil_div
 
 FLAGS = PlanFlags(
     model="--model",
@@ -461,7 +461,7 @@ class VllmModel(EngineModel):
         if not (arch.is_moe and self.release.moe_workspace_persists) or (quant and quant.method == "mxfp4"):
             return 0
         rows = min(tokens, FUSED_MOE_CHUNK_TOKENS) * arch.num_experts_per_token
-        intermediate, hidden = -(-arch.moe_intermediate_size // tensor_parallel), arch.hidden_size
+        intermediate, hidden = ceil_div(arch.moe_intermediate_size, tensor_parallel), arch.hidden_size
         width = max(intermediate, hidden) + max(2 * intermediate, hidden)
         return rows * width * weights.compute_bytes
 
