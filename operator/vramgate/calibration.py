@@ -24,7 +24,8 @@ from pathlib import Path
 from vramgate.sizing import catalog
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType, load_model
-from vramgate.sizing.engines import Engine
+from vramgate.sizing.engines import Engine, definition
+from vramgate.sizing.engines.options import UNSIZED_FEATURES, GovernedFlag
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.planner import Plan, PlanRequest, plan
 from vramgate.sizing.precision import KvCacheDtype, Precision
@@ -109,18 +110,15 @@ def engine_generation(engine: str, version: str) -> str:
 _BATCH_SETTINGS = ("max_num_seqs", "max_num_batched_tokens")
 
 
-# Features whose memory the plan does not size (the operator refuses their flags in extraArgs): a row
-# that ran with one cannot be re-planned as it ran.
-_UNPLANNED_FEATURES = {
-    "--enable-lora": "LoRA adapters",
-    "--speculative-config": "speculative decoding",
-    "--kv-transfer-config": "a KV connector",
-}
-
-
-def _unplanned_features(settings: str) -> list[str]:
+def _unplanned_features(engine: Engine, settings: str) -> list[str]:
+    """The features whose memory the plan does not size that a row's settings show, read the way the
+    engine's parser reads them, with the flags the operator refuses for them: a row that ran one cannot be
+    re-planned as it ran."""
+    found = definition(engine).command_line.recognise((settings or "").split())
     return [
-        f"{feature} ({flag})" for flag, feature in _UNPLANNED_FEATURES.items() if flag in (settings or "")
+        f"{UNSIZED_FEATURES[argument.flag.instead]} ({argument.spelling})"
+        for argument in found
+        if isinstance(argument.flag, GovernedFlag) and argument.flag.instead in UNSIZED_FEATURES
     ]
 
 
@@ -336,12 +334,12 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
     missing += [name for name in _BATCH_SETTINGS if _set_but_not_shown(settings, name)]
     if missing:
         return _skip(base, f"{' and '.join(missing)} not in the log")
-    if unplanned := _unplanned_features(settings):
-        return _skip(base, f"ran with {' and '.join(unplanned)}, whose memory the plan does not size")
     try:
+        engine = _engine(row["engine"])
+        if unplanned := _unplanned_features(engine, settings):
+            return _skip(base, f"ran with {' and '.join(unplanned)}, whose memory the plan does not size")
         logged_total = _first_number(row.get("gpu_total_mem_gib_logged", ""))
         gpu = gpu_from_description(row["gpu_model"], logged_total)
-        engine = _engine(row["engine"])
         block = _first_number(row.get("block_size", ""))
         model = _model(row, configs_dir)
         request = PlanRequest(

@@ -187,6 +187,11 @@ def test_a_row_that_ran_lora_adapters_is_recorded_but_skipped() -> None:
     row = calibrate_row(_row(other_relevant_settings="--enable-lora --max-loras 4"), LOGS.parent / "configs")
     assert row.predicted is None
     assert row.skipped == "ran with LoRA adapters (--enable-lora), whose memory the plan does not size"
+    # Read as the row's engine reads its command line: SGLang's spelling, and an argparse prefix of it.
+    sglang = calibrate_row(
+        _row(engine="SGLang", other_relevant_settings="--lora-path a=org/adapter"), LOGS.parent / "configs"
+    )
+    assert sglang.skipped == "ran with LoRA adapters (--lora-paths), whose memory the plan does not size"
 
 
 def test_a_row_whose_config_is_unverified_is_recorded_but_skipped() -> None:

@@ -38,6 +38,12 @@ GPU_VISIBILITY_VARIABLES = frozenset(
 LORA = "LoRA adapters' memory is not planned; serve a checkpoint with the adapter merged instead"
 SPECULATIVE = "a draft model's memory is not planned; serve without speculative decoding instead"
 KV_CONNECTOR = "a KV connector's buffers are not planned; serve without --kv-transfer-config instead"
+# Each of them in words, for reports of runs that used one (`vramgate calibrate`).
+UNSIZED_FEATURES = {
+    LORA: "LoRA adapters",
+    SPECULATIVE: "speculative decoding",
+    KV_CONNECTOR: "a KV connector",
+}
 
 
 def _dashes(option: str) -> str:
