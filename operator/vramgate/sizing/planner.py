@@ -18,7 +18,6 @@ from vramgate.sizing.engines import (
     Engine,
     EngineBuild,
     EngineModel,
-    FreeMemoryRule,
     Launch,
     Overhead,
     OverheadCurve,
@@ -172,7 +171,6 @@ class _Evaluation:
     layout: KvLayout
     sequence_bytes: int
     overhead: Overhead  # at the target concurrency: what `required_bytes` counts
-    launch_overhead: Overhead  # at the batch limit the engine is started with: what its profile takes
     fraction: float
     fraction_cap: float
     usable_bytes: int
@@ -180,24 +178,11 @@ class _Evaluation:
     max_concurrency: int
     target_kv_bytes: int
     fits: bool
-
-    free_memory: FreeMemoryRule  # what of the memory left free after its profile the engine keeps as KV
-
-    @property
-    def required_bytes(self) -> int:
-        """Per GPU, inside the fraction: weights + runtime overhead + KV cache for the target, with the
-        safety margin on it."""
-        return (
-            self.weights_bytes_per_gpu
-            + self.overhead.inside_bytes
-            + self.free_memory.free_for(KV_SAFETY_MARGIN.pool_for(self.target_kv_bytes))
-        )
-
-    @property
-    def kv_pool_bytes(self) -> int:
-        """KV memory the engine is predicted to get at the fraction, after its own profile at launch."""
-        free = self.usable_bytes - self.weights_bytes_per_gpu - self.launch_overhead.inside_bytes
-        return self.free_memory.pool(free)
+    # Per GPU, inside the fraction: weights + runtime overhead + KV cache for the target, with the safety
+    # margin on it (`_Stage.required`).
+    required_bytes: int
+    # KV memory the engine is predicted to get at the fraction, after its own profile at launch.
+    kv_pool_bytes: int
 
     @property
     def kv_budget_bytes(self) -> int:
@@ -345,7 +330,6 @@ class _Stage:
                 upper = min(upper, request.max_num_seqs)
             budget = usable - self.weights_per_gpu
             num_seqs = max(self.curve.largest_batch(budget, self.sequence_bytes, upper, KV_SAFETY_MARGIN), 1)
-        launch = self.curve.at(num_seqs)
         pool = self.curve.pool_bytes(usable - self.weights_per_gpu, num_seqs)
         max_concurrency = KV_SAFETY_MARGIN.promised(pool) // self.sequence_bytes
         max_batch = min(num_seqs, max_concurrency)
@@ -361,7 +345,6 @@ class _Stage:
             layout=self.layout,
             sequence_bytes=self.sequence_bytes,
             overhead=self.target_overhead,
-            launch_overhead=launch,
             fraction=fraction,
             fraction_cap=self.cap,
             usable_bytes=usable,
@@ -369,7 +352,8 @@ class _Stage:
             max_concurrency=max_concurrency,
             target_kv_bytes=target * self.sequence_bytes,
             fits=fits,
-            free_memory=self.curve.free_memory,
+            required_bytes=self.required(target),
+            kv_pool_bytes=pool,
         )
 
 
