@@ -312,14 +312,19 @@ def test_a_resource_deleted_while_the_operator_is_down_stays_deleted(
     a.stop(signal.SIGTERM)
     objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "deleted")
     a.start()
+
+    def names(kind: str) -> list[str]:
+        return [o["metadata"]["name"] for o in items(api_client, namespace, kind)]
+
+    # The garbage collector takes the deleted resource's Deployment and Service one after the other.
     wait_for(
-        lambda: [d["metadata"]["name"] for d in items(api_client, namespace, "deployment")] == ["kept"],
+        lambda: names("deployment") == ["kept"] and names("service") == ["kept"],
         timeout=CONVERGE_SECONDS,
-        message="only the kept Deployment (the garbage collector takes the other)",
+        message="only the kept Deployment and Service (the garbage collector takes the others)",
     )
     time.sleep(3)  # what a restarted operator would recreate, it would have by now
-    assert [d["metadata"]["name"] for d in items(api_client, namespace, "deployment")] == ["kept"]
-    assert [s["metadata"]["name"] for s in items(api_client, namespace, "service")] == ["kept"]
+    assert names("deployment") == ["kept"]
+    assert names("service") == ["kept"]
     kept_after = client.AppsV1Api(api_client).read_namespaced_deployment("kept", namespace).metadata
     assert kept_after is not None and kept_before is not None and kept_after.uid == kept_before.uid
 
