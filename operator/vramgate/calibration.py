@@ -200,8 +200,7 @@ class CalibrationRow:
     def predicted_kv_gib(self) -> float | None:
         if self.predicted is None:
             return None
-        per_token = self.predicted.kv_bytes_per_token_per_gpu
-        return self.predicted.kv_capacity_tokens * per_token / GIB
+        return self.predicted.kv_capacity_bytes_per_gpu / GIB
 
     @property
     def kv_error(self) -> float | None:
@@ -220,9 +219,16 @@ class CalibrationRow:
         if self.kv_error is None or self.predicted_kv_gib is None:
             return None
         reported = self.reported.kv_cache_gib
-        if not reported and self.predicted is not None and self.reported.kv_cache_tokens:
-            # Printed tokens at the predicted per-token cost (a prediction of no cache at all included)
-            reported = self.reported.kv_cache_tokens * self.predicted.kv_bytes_per_token_per_gpu / GIB
+        predicted = self.predicted
+        if not reported and predicted is not None and self.reported.kv_cache_tokens:
+            # Printed tokens at the predicted bytes per printed token (at the model's own per-token cost
+            # for a prediction of no cache at all)
+            per_token = (
+                predicted.kv_capacity_bytes_per_gpu / predicted.kv_capacity_tokens
+                if predicted.kv_capacity_tokens
+                else predicted.kv_bytes_per_token_per_gpu
+            )
+            reported = self.reported.kv_cache_tokens * per_token / GIB
         return self.predicted_kv_gib - (reported or 0.0)
 
     @property

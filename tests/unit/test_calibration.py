@@ -234,6 +234,16 @@ def test_a_row_without_a_config_file_uses_the_catalog() -> None:
     assert from_catalog.kv_capacity_tokens == with_file.kv_capacity_tokens
 
 
+def test_a_hybrid_models_predicted_cache_counts_the_padding_layers_it_pays_for() -> None:
+    gemma3 = next(r for r in ROWS if r.row_id == "R97").predicted  # vLLM 0.19: 10 global + 52 sliding
+    assert gemma3 is not None
+    per_layer = gemma3.kv_bytes_per_token_per_gpu // 62
+    # 7 groups of 10 layers (8 padding slots) draw blocks of 10 layers x 16 tokens from one pool
+    group_blocks = gemma3.kv_capacity_bytes_per_gpu // (10 * 16 * per_layer)
+    assert gemma3.kv_capacity_bytes_per_gpu == group_blocks * 10 * 16 * per_layer
+    assert gemma3.kv_capacity_tokens == group_blocks // 7 * 16
+
+
 def test_targets_are_checked_per_engine_generation() -> None:
     by_id = {r.row_id: r for r in ROWS}
     # A current-vLLM row within 1%, an SGLang row within 10%: no target missed.

@@ -285,8 +285,9 @@ class KvLayout:
 
     Sliding-window layers (`num_sliding_window_layers`, 0 where the engine keeps them whole) are paged the
     way vLLM's hybrid allocator does: layers are grouped, equally many per group, by attention type (the
-    group size is the smaller type's layer count, or the larger's when they are within 25%); each group
-    takes blocks from one pool, and a block spans a whole group, padding included.
+    group size is the smaller type's layer count, or the larger's when it is below `larger_group_below`
+    times the smaller's); each group takes blocks from one pool, and a block spans a whole group, padding
+    included.
     """
 
     bytes_per_token_per_layer: int
@@ -294,6 +295,7 @@ class KvLayout:
     num_sliding_window_layers: int
     sliding_window: int | None
     block_size_tokens: int
+    larger_group_below: float = 1.0  # 1.0: the group size is always the smaller type's count
 
     @property
     def bytes_per_token(self) -> int:
@@ -306,7 +308,7 @@ class KvLayout:
         if not full or not sliding:
             return self.num_layers
         smaller, larger = sorted((full, sliding))
-        return larger if larger < 1.25 * smaller else smaller
+        return larger if larger < self.larger_group_below * smaller else smaller
 
     @property
     def group_counts(self) -> tuple[int, int]:
@@ -321,11 +323,28 @@ class KvLayout:
             self.bytes_per_token_per_layer * self.group_size * sum(self.group_counts) * self.block_size_tokens
         )
 
+    @property
+    def bytes_per_group_block(self) -> int:
+        """One block of one group: the unit the engine divides its pool into (page size x group size)."""
+        return self.bytes_per_token_per_layer * self.group_size * self.block_size_tokens
+
     def capacity_tokens(self, kv_budget_bytes: int) -> int:
-        """Tokens that whole blocks of a KV budget hold (what the engine reports at start-up)."""
+        """Tokens that whole blocks of a KV budget hold in every group at once."""
         if kv_budget_bytes <= 0:
             return 0
         return kv_budget_bytes // self.bytes_per_block * self.block_size_tokens
+
+    def context_tokens(self, kv_budget_bytes: int, sequence_tokens: int, max_batched_tokens: int) -> int:
+        """Tokens of context a KV budget holds when every sequence is `sequence_tokens` long: as many such
+        sequences as its blocks hold, fractions included, times that length (sliding-window groups keep
+        only their window, so a hybrid model holds more context than `capacity_tokens`)."""
+        if kv_budget_bytes <= 0:
+            return 0
+        blocks = kv_budget_bytes // self.bytes_per_group_block
+        blocks_per_sequence = self.bytes_per_sequence(sequence_tokens, max_batched_tokens) // (
+            self.bytes_per_group_block
+        )
+        return int(blocks / blocks_per_sequence * sequence_tokens)
 
     def bytes_per_sequence(self, sequence_tokens: int, max_batched_tokens: int) -> int:
         """KV bytes one sequence of `sequence_tokens` takes, in whole blocks.
@@ -350,6 +369,7 @@ def kv_layout(
     block_size_tokens: int,
     stage: PipelineStage | None = None,
     mla_head_size: int | None = None,
+    larger_group_below: float = 1.0,
 ) -> KvLayout:
     """The KV cache layout of `arch` on each of `tensor_parallel` GPUs (of one pipeline stage)."""
     layers = stage.layers if stage else arch.num_layers
@@ -361,6 +381,7 @@ def kv_layout(
         num_sliding_window_layers=round(arch.num_sliding_window_layers * layers / arch.num_layers),
         sliding_window=arch.sliding_window,
         block_size_tokens=block_size_tokens,
+        larger_group_below=larger_group_below,
     )
 
 

@@ -138,8 +138,10 @@ class Plan:
     kv_bytes_per_token_per_gpu: int
     kv_cache_bytes: int  # KV cache for the target concurrency at max length, in blocks
     kv_cache_bytes_per_gpu: int
-    # KV cache the plan counts on at the fraction, in tokens: the predicted pool less the safety margin.
+    # KV cache the plan counts on at the fraction (the predicted pool less the safety margin), in tokens
+    # as the engine prints its own, and in the bytes of its whole blocks per GPU.
     kv_capacity_tokens: int
+    kv_capacity_bytes_per_gpu: int
     # What the plan holds back from the KV pool it predicts at the fraction, per GPU.
     kv_safety_margin_bytes_per_gpu: int
     max_concurrency: int  # max-length sequences the KV cache holds at once
@@ -169,6 +171,7 @@ class _Evaluation:
     gpu_total_bytes: int
     weights_bytes_per_gpu: int
     layout: KvLayout
+    max_batched_tokens: int
     sequence_bytes: int
     overhead: Overhead  # at the target concurrency: what `required_bytes` counts
     fraction: float
@@ -289,7 +292,13 @@ class _Stage:
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
         self.weights_per_gpu = evaluator.weights_per_gpu(engine, gpu, tensor_parallel, stage)
         layout = kv_layout(
-            arch, evaluator.kv_element_bytes, tensor_parallel, self.block, stage, engine.mla_head_size(arch)
+            arch,
+            evaluator.kv_element_bytes,
+            tensor_parallel,
+            self.block,
+            stage,
+            engine.mla_head_size(arch),
+            engine.larger_group_below,
         )
         self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
         self.sequence_bytes = self.layout.bytes_per_sequence(max_seq_len, self.batched)
@@ -343,6 +352,7 @@ class _Stage:
             gpu_total_bytes=self.total,
             weights_bytes_per_gpu=self.weights_per_gpu,
             layout=self.layout,
+            max_batched_tokens=self.batched,
             sequence_bytes=self.sequence_bytes,
             overhead=self.target_overhead,
             fraction=fraction,
@@ -666,7 +676,12 @@ def _to_plan(
         kv_bytes_per_token_per_gpu=chosen.layout.bytes_per_token,
         kv_cache_bytes=chosen.target_kv_bytes * gpus,
         kv_cache_bytes_per_gpu=chosen.target_kv_bytes,
-        kv_capacity_tokens=chosen.layout.capacity_tokens(kv_budget),
+        kv_capacity_tokens=chosen.engine.reported_kv_tokens(
+            chosen.layout, kv_budget, request.max_seq_len, chosen.max_batched_tokens
+        ),
+        kv_capacity_bytes_per_gpu=max(kv_budget, 0)
+        // chosen.layout.bytes_per_group_block
+        * chosen.layout.bytes_per_group_block,
         kv_safety_margin_bytes_per_gpu=max(chosen.kv_pool_bytes, 0) - kv_budget,
         max_concurrency=chosen.max_concurrency,
         non_torch_bytes_per_gpu=chosen.overhead.non_torch_bytes,

@@ -43,8 +43,9 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("0.6.4.post1", "0.6.4"),
         ("0.7.0", "0.7.0"),
         ("0.8.5", "0.8.5"),
-        ("0.10.1.1", "0.10.0"),
-        ("v0.11.0", "0.10.0"),
+        ("0.9.1", "0.9.1"),
+        ("0.10.1.1", "0.9.1"),
+        ("v0.11.0", "0.9.1"),
         ("0.11.2", "0.11.1"),
         ("0.33.0", "0.28.0"),
     ],
@@ -213,6 +214,32 @@ def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
     assert mla_head_size == head_size
     layout = kv_layout(lite, 2, 1, 16, mla_head_size=mla_head_size)
     assert layout.bytes_per_token_per_layer == bytes_per_token_per_layer
+
+
+@pytest.mark.parametrize(
+    ("version", "hybrid", "larger_group_below"),
+    [
+        ("0.9.0", False, 1.0),
+        ("0.9.1", True, 1.0),
+        ("0.11.2", True, 1.0),
+        ("0.12.0", True, 1.25),
+        ("0.18.0", True, 1.5),
+    ],
+)
+def test_the_hybrid_allocator_and_its_layer_groups_follow_the_release(
+    version: str, hybrid: bool, larger_group_below: float
+) -> None:
+    model = _vllm(version, "H100-80GB")
+    assert (model.sliding_window_paged, model.larger_group_below) == (hybrid, larger_group_below)
+
+
+def test_the_printed_kv_size_counts_max_length_requests_from_0_22() -> None:
+    layout = kv_layout(load_model("google/gemma-3-27b-it"), 2, 1, 16)
+    budget = 1000 * layout.bytes_per_group_block
+    old, new = (_vllm(v, "H100-80GB") for v in ("0.21.0", "0.22.0"))
+    # 1000 blocks: whole blocks of all 7 groups (142 x 16 tokens), or 1000 / 3590 max-length requests
+    assert old.reported_kv_tokens(layout, budget, 8192, 8192) == 2272
+    assert new.reported_kv_tokens(layout, budget, 8192, 8192) == 2281
 
 
 def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:

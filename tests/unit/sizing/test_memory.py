@@ -92,6 +92,40 @@ def test_uneven_layer_types_are_grouped_with_padding_like_vllms_hybrid_allocator
     assert layout.bytes_per_token == 62 * layout.bytes_per_token_per_layer
 
 
+@pytest.mark.parametrize(
+    ("full", "sliding", "larger_group_below", "group_size", "group_counts"),
+    [
+        (13, 12, 1.0, 12, (2, 1)),  # the smaller count: 13 full layers take two groups, 11 padding slots
+        (13, 12, 1.25, 13, (1, 1)),  # 13 < 1.25 x 12: one group each, one padding slot
+        (14, 10, 1.25, 10, (2, 1)),  # 14 >= 12.5
+        (14, 10, 1.5, 14, (1, 1)),  # 14 < 15
+    ],
+)
+def test_layer_groups_take_the_larger_count_only_below_the_engines_ratio(
+    full: int, sliding: int, larger_group_below: float, group_size: int, group_counts: tuple[int, int]
+) -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    arch = replace(llama, num_layers=full + sliding, sliding_window=4096, num_sliding_window_layers=sliding)
+    layout = kv_layout(arch, BF16, 1, 16, larger_group_below=larger_group_below)
+    assert (layout.group_size, layout.group_counts) == (group_size, group_counts)
+    assert layout.bytes_per_block == group_size * sum(group_counts) * 16 * layout.bytes_per_token_per_layer
+
+
+def test_context_tokens_count_max_length_sequences_with_windowed_groups() -> None:
+    gemma3 = load_model("google/gemma-3-27b-it")  # 1 global group and 6 sliding groups of 10 layers
+    layout = kv_layout(gemma3, BF16, 1, 16)
+    budget = 1000 * layout.bytes_per_group_block + 1  # 1000 blocks of each group's 10 layers
+    # 8192 tokens: the global group takes 512 blocks, each sliding group min(8192, 1023 + 8192) tokens in
+    # 512 blocks, plus one: 512 + 6 x 513 = 3590 blocks a sequence; int(1000 / 3590 x 8192) = 2281.
+    assert layout.context_tokens(budget, 8192, 8192) == 2281
+    # 32768 tokens, chunks of 2048: 2048 + 6 x (ceil(3071 / 16) + 1) = 3206 blocks; int(1000 / 3206 x 32768)
+    assert layout.context_tokens(budget, 32768, 2048) == 10220
+    assert layout.capacity_tokens(budget) == 1000 // 7 * 16  # whole blocks of all 7 groups at once
+    llama = kv_layout(load_model("meta-llama/Llama-3.1-8B-Instruct"), BF16, 1, 16)
+    # Full attention only: 4097 tokens take 257 blocks, int(1000 / 257 x 4097) = 15941, not 16000
+    assert llama.context_tokens(1000 * llama.bytes_per_group_block, 4097, 2048) == 15941
+
+
 def test_dense_weights_are_bytes_times_parameters() -> None:
     llama2 = load_model("meta-llama/Llama-2-7b-hf")
     fmt = resolve_weight_format(llama2, Precision.FP16)

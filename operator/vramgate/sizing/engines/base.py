@@ -252,6 +252,15 @@ class EngineModel(ABC):
         return int(cuda_total_bytes * fraction)
 
     cuda_graphs_inside_fraction: bool = False
+    # How the engine groups uneven attention types for its paged cache (KvLayout.larger_group_below).
+    larger_group_below: float = 1.0
+
+    def reported_kv_tokens(
+        self, layout: KvLayout, kv_budget_bytes: int, max_model_len: int, max_batched_tokens: int
+    ) -> int:
+        """The KV cache size in tokens as the engine prints it at start-up: whole blocks of every group
+        unless the engine says otherwise."""
+        return layout.capacity_tokens(kv_budget_bytes)
 
     @abstractmethod
     def default_scheduling(

@@ -32,7 +32,7 @@ from vramgate.sizing.engines.options import (
     OptionSyntax,
     PlannedFlag,
 )
-from vramgate.sizing.memory import ExpertPadding, MxSwizzle, WeightFormat
+from vramgate.sizing.memory import ExpertPadding, KvLayout, MxSwizzle, WeightFormat
 from vramgate.sizing.units import GIB, ceil_div
 
 FLAGS = PlanFlags(
@@ -151,6 +151,15 @@ class Sampler(Enum):
     FLASHINFER = 10.0  # FlashInfer's sampling kernels
 
 
+class KvTokensReport(Enum):
+    """How "GPU KV cache size: N tokens" turns the pool's blocks into tokens."""
+
+    GROUP_BLOCKS = "whole blocks of every KV cache group at once, times the block size"
+    # max_concurrency x max_model_len, the concurrency counting each group's blocks per max-length request:
+    # sliding-window groups need only their window's, so a hybrid model shows more tokens
+    CONCURRENCY_X_LENGTH = "max-length requests the blocks hold (fractions included) x max_model_len"
+
+
 @dataclass(frozen=True)
 class Release(ReleaseRow):
     """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
@@ -163,6 +172,8 @@ class Release(ReleaseRow):
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
     mla_cache: MlaCache
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
+    larger_group_below: float  # layer groups take the larger type's count below this ratio (KvLayout)
+    kv_tokens_report: KvTokensReport
     allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
     cuda_graphs_inside_fraction: bool
     mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
@@ -185,6 +196,8 @@ def _table() -> tuple[Release, ...]:
         flashinfer_sampler=False,
         mla_cache=MlaCache.PADDED_HEADS,
         hybrid_kv_cache=False,
+        larger_group_below=1.0,
+        kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
         allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
@@ -274,9 +287,13 @@ def _table() -> tuple[Release, ...]:
         batching=Batching.V1_70GIB_NOT_A100,
     )
     add(
-        (0, 10, 0),
-        "the hybrid KV allocator: sliding-window layers keep only their window",
-        "vllm/v1/core/kv_cache_utils.py@v0.10.0",
+        (0, 9, 1),
+        "the hybrid KV allocator: sliding-window layers keep only their window; layers are grouped by "
+        "attention type, as many per group as the type with the fewest layers has (the other type's last "
+        "group padded), and the printed token count is whole blocks of every group at once (0.9.0 still "
+        "turned sliding-window layers into full attention)",
+        "vllm/v1/core/kv_cache_utils.py@v0.9.1 (_get_kv_cache_config_uniform_page_size), "
+        "vllm/v1/core/kv_cache_utils.py@v0.9.0 (unify_hybrid_kv_cache_specs)",
         hybrid_kv_cache=True,
     )
     add(
@@ -295,6 +312,14 @@ def _table() -> tuple[Release, ...]:
         "create_weights, process_weights_after_loading), quantization/utils/mxfp4_utils.py@v0.12.0 "
         "(_swizzle_mxfp4)",
         mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.TILES),
+    )
+    add(
+        (0, 12, 0),
+        "the hybrid allocator's group size is the larger type's layer count when that is under 1.25 times "
+        "the smaller's (fewer padding layers)",
+        "vllm/v1/core/kv_cache_utils.py@v0.12.0 (_get_kv_cache_groups_uniform_page_size); "
+        "the smaller count alone: vllm/v1/core/kv_cache_utils.py@v0.11.2",
+        larger_group_below=1.25,
     )
     add(
         (0, 14, 0),
@@ -319,11 +344,26 @@ def _table() -> tuple[Release, ...]:
         mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64),
     )
     add(
+        (0, 18, 0),
+        "the hybrid allocator takes the larger type's layer count under 1.5 times the smaller's",
+        "vllm/v1/core/kv_cache_utils.py@v0.18.0 (_get_kv_cache_groups_uniform_page_size)",
+        larger_group_below=1.5,
+    )
+    add(
         (0, 20, 0),
         "the profile estimates CUDA graph memory into the fraction "
         "(VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1)",
         "vllm/envs.py@v0.20.0, vllm/v1/worker/gpu_worker.py@v0.20.0",
         cuda_graphs_inside_fraction=True,
+    )
+    add(
+        (0, 22, 0),
+        "the printed KV cache size is max concurrency x max_model_len: a hybrid model's sliding-window "
+        "groups count only the blocks of their window per request",
+        "vllm/v1/core/kv_cache_utils.py@v0.22.0 (_report_kv_cache_config, "
+        "get_max_concurrency_for_kv_cache_config), vllm/v1/core/kv_cache_utils.py@v0.28.0 "
+        "(get_kv_cache_capacity)",
+        kv_tokens_report=KvTokensReport.CONCURRENCY_X_LENGTH,
     )
     add(
         (0, 23, 0),
@@ -386,6 +426,7 @@ def release_of(
             sampler=Sampler.SORT,
             flashinfer_sampler=False,
             hybrid_kv_cache=False,
+            kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
             cuda_graphs_inside_fraction=False,
         )
     return release
@@ -412,6 +453,7 @@ class VllmModel(EngineModel):
         self.release = release
         self.offline = offline
         self.sliding_window_paged = release.hybrid_kv_cache
+        self.larger_group_below = release.larger_group_below
         self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
         # An unknown install takes the path that leaves the smaller KV cache: not FlashInfer.
         sampler = (
@@ -423,6 +465,13 @@ class VllmModel(EngineModel):
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
+
+    def reported_kv_tokens(
+        self, layout: KvLayout, kv_budget_bytes: int, max_model_len: int, max_batched_tokens: int
+    ) -> int:
+        if self.release.kv_tokens_report is KvTokensReport.CONCURRENCY_X_LENGTH:
+            return layout.context_tokens(kv_budget_bytes, max_model_len, max_batched_tokens)
+        return layout.capacity_tokens(kv_budget_bytes)
 
     def mla_head_size(self, arch: ModelArchitecture) -> int | None:
         cache = self.release.mla_cache
