@@ -5,6 +5,7 @@ split, skipped and summarised."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -248,10 +249,14 @@ def test_targets_are_checked_per_engine_generation() -> None:
     by_id = {r.row_id: r for r in ROWS}
     # A current-vLLM row within 1%, an SGLang row within 10%: no target missed.
     assert missed_targets([by_id["R42"], by_id["R52"]]) == []
-    over = by_id["R73"]  # vLLM 0.19, TP 2, a 3 GiB cache: over 1%, within 10%
-    assert over.kv_error is not None and 0.01 < over.kv_error < 0.10
+    # R61 (vLLM 0.19, TP 1) as if its engine had got 5% less than predicted: over 1%, within 10%
+    logged = by_id["R61"]
+    assert logged.predicted is not None
+    fewer = replace(logged.reported, kv_cache_tokens=round(logged.predicted.kv_capacity_tokens / 1.05))
+    over = replace(logged, reported=fewer)
+    assert over.kv_error == pytest.approx(0.05, abs=1e-4)
     good = [by_id["R41"], by_id["R42"]]
-    assert missed_targets([*good, over]) == ["vLLM >=0.8 KV over-promised by more than 1%: R73"]
+    assert missed_targets([*good, over]) == ["vLLM >=0.8 KV over-promised by more than 1%: R61"]
     tgi = by_id["R55"]
     assert tgi.kv_error is not None and abs(tgi.kv_error) > 0.10
     assert missed_targets([by_id["R42"], tgi]) == ["SGLang/TGI KV off by more than 10%: R55"]
@@ -265,7 +270,6 @@ KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: ~0.2 GiB held before the model loads, which no source shows",
     "R53": "TGI 1.0 at TP 4: NCCL buffers beyond the shared TP term (2.3 GiB), unverified in source",
     "R57": "gpt-oss-120b on H100, release not shown: the Marlin MXFP4 layout ~0.45% above the count",
-    "R73": "vLLM 0.19 at TP 2 on a 3 GiB cache: 0.25 GiB non-torch at TP 1 against 0.13 counted",
     "R84": "TGI 2.2.0 on an A10G: ~0.24 GiB more warm-up memory than the forward and logits peaks",
     "R89": "vLLM 0.2.3 at TP 2 on RTX 4090: 0.27 GiB of allocated peak the source does not explain",
     "R90": "vLLM 0.2.4, as R89",

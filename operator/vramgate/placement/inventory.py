@@ -281,6 +281,8 @@ def _mig_type(
         name=name,
         product=product,
         compute_capability=parent.compute_capability,
+        # An instance has fewer SMs than its GPU: the GPU's count bounds buffers sized per SM from above.
+        sm_count=parent.sm_count,
         memory_mib=memory_mib,
         cuda_total_mib=memory_mib,
         price_per_hour=round(parent.price_per_hour * slices / 7, 4),

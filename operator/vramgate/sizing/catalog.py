@@ -22,6 +22,10 @@ from vramgate.sizing.units import MIB
 # Share of nvidia-smi's total that the CUDA runtime does not hand out, for GPUs whose CUDA total was
 # never measured (measured ones lose 0.6-1.7%: H100 0.6%, A100 1.1%, L40S 1.3%, T4 1.7%).
 _UNMEASURED_RESERVE = 0.012
+# Streaming multiprocessors taken for a GPU whose count is not known: the most of any current NVIDIA GPU,
+# the RTX PRO 6000 Blackwell's 188 (its datasheet's 24,064 CUDA cores at 128 per SM), more than any catalog
+# GPU. Buffers an engine sizes per SM are then never smaller than the real ones.
+ASSUMED_SM_COUNT = 188
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +38,8 @@ class GpuType:
     # Total memory as nvidia-smi reports it.
     memory_mib: int = field(metadata=bounded(gt=0, alias="memoryMiB"))
     cuda_total_mib: int | None = field(default=None, metadata=bounded(gt=0, alias="cudaTotalMiB"))
+    sm_count: int | None = field(default=None, metadata=bounded(gt=0))  # streaming multiprocessors
+    sm_source: str = ""  # the vendor document giving `sm_count`
     price_per_hour: float = field(metadata=bounded(gt=0))
     source: str = ""
     note: str = ""
@@ -44,6 +50,11 @@ class GpuType:
     @property
     def compute_capability_major(self) -> int:
         return int(self.compute_capability.split(".")[0])
+
+    @property
+    def multiprocessors(self) -> int:
+        """Streaming multiprocessors, or the most any GPU has where the count is not known."""
+        return self.sm_count or ASSUMED_SM_COUNT
 
     @property
     def memory_bytes(self) -> int:

@@ -459,7 +459,9 @@ def plan(
             f"GPU type not given, only its memory ({format_gib(memory)}): taken as "
             f"compute capability {unknown.compute_capability}, which leaves the smaller KV cache where it "
             "decides: MXFP4 experts padded to 256 x 256, vLLM's V1 engine and its larger default batch "
-            "where the memory allows it, TGI's warm-up sized for the fastest card its launcher knows"
+            "where the memory allows it, TGI's warm-up sized for the fastest card its launcher knows; and "
+            f"{unknown.multiprocessors} streaming multiprocessors, the most of any GPU, for vLLM's sampler "
+            "scratch sized per SM"
         )
 
     def options(wanted: Callable[[GpuType], bool]) -> list[tuple[GpuType, int]]:

@@ -6,7 +6,8 @@ import pytest
 
 from vramgate.sizing import GpuType, SizingError, find_gpu, find_model, gpu_catalog, model_catalog
 from vramgate.sizing.architecture import parameter_groups
-from vramgate.sizing.catalog import CATALOG_DIR, CATALOGS, built_catalog
+from vramgate.sizing.catalog import CATALOG_DIR, CATALOGS, built_catalog, unknown_gpu
+from vramgate.sizing.units import GIB
 
 REQUIRED_MODELS = [
     "tiiuae/falcon-7b",
@@ -81,6 +82,14 @@ def test_gpu_catalog_covers_the_common_types_with_node_labels() -> None:
         assert gpu.cuda_total_bytes < gpu.memory_bytes
     assert find_gpu("nvidia-a10g").name == "A10G"  # the node label works too
     assert len(gpu_catalog()) >= len(REQUIRED_GPUS)
+
+
+def test_every_gpu_has_its_sm_count_from_a_vendor_document() -> None:
+    for gpu in gpu_catalog().values():
+        assert gpu.sm_count is not None and gpu.sm_source, gpu.name
+        assert gpu.multiprocessors == gpu.sm_count
+    assert find_gpu("H100-80GB").sm_count == 132 and find_gpu("A100-40GB").sm_count == 108
+    assert max(gpu.multiprocessors for gpu in gpu_catalog().values()) < unknown_gpu(GIB).multiprocessors
 
 
 def test_unknown_gpu_lists_the_known_ones() -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
+from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
 from vramgate.sizing.engines.tgi import TgiModel
@@ -107,6 +108,31 @@ def test_flashinfer_samples_only_where_the_install_has_it() -> None:
     # takes Triton's larger profile; the image's kernels run.
     assert _vllm("0.23.0").sampler is Sampler.TRITON
     assert _vllm("0.23.0", image="vllm/vllm-openai:v0.23.0").sampler is Sampler.FLASHINFER
+
+
+def test_triton_top_k_top_p_keeps_a_vocab_row_per_sm_from_0_17() -> None:
+    llama = load_model(LLAMA_8B)  # vocab 128256
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    # 8192 x 2 x 4096 hidden states + 1024 x 128256 x 14 bytes of logits and their copies
+    # + min(next_pow2(min(132, 1024)), 132) = 132 rows x 128256 x 4 bytes of scratch on an H100
+    assert _activation(_vllm("0.19.0", "H100-80GB"), 8192, 1024) == (67_108_864 + 1_838_678_016 + 67_719_168)
+    assert _activation(_vllm("0.19.0", "A100-80GB"), 8192, 1024) == 1_961_193_472  # 108 SMs: 108 rows
+    buffer = _vllm("0.19.0", "H100-80GB").sampler_program_buffer(llama)
+    assert buffer.bytes_at(20) == 32 * 128256 * 4  # 20 programs, rounded up to 32
+    assert buffer.bytes_at(100) == 128 * 128256 * 4
+    assert buffer.bytes_at(130) == 132 * 128256 * 4  # 256 is past the SMs
+    assert _vllm("0.16.0", "H100-80GB").sampler_program_buffer(llama).max_bytes == 0  # the sort path
+    flashinfer = _vllm("0.23.0", "H100-80GB", image="vllm/vllm-openai:v0.23.0")
+    assert flashinfer.sampler_program_buffer(llama).max_bytes == 0  # FlashInfer's kernels keep none
+    first_stage = _vllm("0.19.0", "H100-80GB").overhead_curve(llama, fmt, 1, 8192, samples=False)
+    assert first_stage.sampler_buffer.max_bytes == 0
+
+
+def test_a_gpu_of_unknown_sm_count_takes_the_most_any_gpu_has() -> None:
+    llama = load_model(LLAMA_8B)
+    unknown = engine_model(Engine.VLLM, EngineBuild("0.19.0"), unknown_gpu(80 * GIB))
+    assert unknown.sm_count == engine_model(Engine.VLLM, EngineBuild("0.19.0")).sm_count == 188
+    assert unknown.sampler_program_buffer(llama).max_bytes == 188 * 128256 * 4
 
 
 @pytest.mark.parametrize(
@@ -248,9 +274,10 @@ def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
     scheduling = Scheduling(256, 2048, 16)
     old, new = (_vllm(v).overhead(llama, fmt, 1, scheduling) for v in ("0.19.0", "0.20.0"))
     assert old.outside_bytes == 620 * MIB + 512 * MIB and new.outside_bytes == 620 * MIB
-    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 14 = 476,446,720 bytes of profile
-    assert old.activation_bytes == 476_446_720
-    assert new.activation_bytes == 476_446_720 + 512 * MIB
+    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 14 + an L4's 58 SMs x 128256 x 4
+    # = 476,446,720 + 29,755,392 bytes of profile
+    assert old.activation_bytes == 506_202_112
+    assert new.activation_bytes == 506_202_112 + 512 * MIB
 
 
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:
@@ -394,6 +421,18 @@ def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(
         for sequence in (131_072, 1_048_576, 2_147_483_648):
             fits = [n for n in range(0, 600) if curve.pool_bytes(budget, n) >= margin.pool_for(n * sequence)]
             assert curve.largest_batch(budget, sequence, 599, margin) == max(fits, default=0)
+
+
+def test_the_largest_batch_counts_the_sampler_buffer_at_each_batch() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    curve = _vllm("0.19.0", "H100-80GB").overhead_curve(llama, fmt, 1, 8192)
+    assert curve.sampler_buffer.max_bytes > 0
+    margin = KvSafetyMargin(100, 0)
+    for budget in range(0, 20 * GIB, GIB // 7):
+        for sequence in (1_048_576, 16_777_216):
+            fits = [n for n in range(0, 300) if curve.pool_bytes(budget, n) >= margin.pool_for(n * sequence)]
+            assert curve.largest_batch(budget, sequence, 299, margin) == max(fits, default=0)
 
 
 def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache, lru_cache
 from importlib import import_module
 
-from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.catalog import ASSUMED_SM_COUNT, GpuType
 from vramgate.sizing.engines.base import (
     Engine,
     EngineBuild,
@@ -41,7 +41,9 @@ def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType 
     """The memory model of `engine` as `build` runs it on `gpu` (which release runs can depend on the GPU).
 
     Models are immutable once made and shared: a planner asks for one per GPU type and plan."""
-    return _model(engine, build or EngineBuild(), gpu.compute_capability_major if gpu else None)
+    if gpu is None:
+        return _model(engine, build or EngineBuild(), None, ASSUMED_SM_COUNT)
+    return _model(engine, build or EngineBuild(), gpu.compute_capability_major, gpu.multiprocessors)
 
 
 # Safety margin for tensor parallelism on NVSwitch-class GPUs (Hopper and later): NCCL's own buffers
@@ -55,8 +57,11 @@ NVSWITCH_COMPUTE_CAPABILITY = 9
 
 
 @lru_cache(maxsize=1024)
-def _model(engine: Engine, build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
+def _model(
+    engine: Engine, build: EngineBuild, compute_capability_major: int | None, sm_count: int
+) -> EngineModel:
     model = definition(engine).model(build, compute_capability_major)
+    model.sm_count = sm_count
     if compute_capability_major is None or compute_capability_major >= NVSWITCH_COMPUTE_CAPABILITY:
         model.non_torch_bytes_tensor_parallel = NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES
     return model

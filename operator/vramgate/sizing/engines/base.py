@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from vramgate.sizing.architecture import ModelArchitecture
-from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.catalog import ASSUMED_SM_COUNT, GpuType
 from vramgate.sizing.engines.options import CommandLine
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
@@ -154,6 +154,29 @@ ALL_FREE_MEMORY = FreeMemoryRule()
 
 
 @dataclass(frozen=True)
+class ProgramBuffer:
+    """Scratch a sampling kernel allocates per program and keeps cached from the profile on, so it sits
+    under the sampler's peak: one `row_bytes` row per program, a program per sequence up to one per SM,
+    the count rounded up to a power of two but never past the SMs."""
+
+    max_programs: int  # the GPU's streaming multiprocessors
+    row_bytes: int
+
+    def bytes_at(self, num_seqs: int) -> int:
+        if num_seqs <= 0:
+            return 0
+        programs = min(num_seqs, self.max_programs)
+        return min(1 << (programs - 1).bit_length(), self.max_programs) * self.row_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_programs * self.row_bytes
+
+
+NO_PROGRAM_BUFFER = ProgramBuffer(0, 0)
+
+
+@dataclass(frozen=True)
 class OverheadCurve:
     """An engine's overhead on one GPU as a function of its batch limit n (`max_num_seqs`).
 
@@ -169,10 +192,15 @@ class OverheadCurve:
     outside_bytes: int  # what must fit beside the fraction (CUDA context, graphs)
     activation_inside: bool  # False: the profile peak lives outside the fraction too (SGLang)
     free_memory: FreeMemoryRule = ALL_FREE_MEMORY  # what of the memory left free the KV pool gets
+    sampler_buffer: ProgramBuffer = NO_PROGRAM_BUFFER  # the sampling kernel's cached scratch
 
     def activation_bytes(self, num_seqs: int) -> int:
-        peak = max(self.forward_bytes, self.sampler_base_bytes + num_seqs * self.sampler_bytes_per_seq)
-        return round(peak) + self.fixed_activation_bytes
+        sampler = (
+            self.sampler_base_bytes
+            + num_seqs * self.sampler_bytes_per_seq
+            + self.sampler_buffer.bytes_at(num_seqs)
+        )
+        return round(max(self.forward_bytes, sampler)) + self.fixed_activation_bytes
 
     def at(self, num_seqs: int) -> Overhead:
         activation = self.activation_bytes(num_seqs)
@@ -216,12 +244,14 @@ class OverheadCurve:
         if self.activation_inside:
             room -= self.fixed_activation_bytes
             by_forward = (room - self.forward_bytes) / per_seq
-            by_sampler = (room - self.sampler_base_bytes) / (self.sampler_bytes_per_seq + per_seq)
+            # The sampler's buffer at its largest: the estimate stays at or below the answer.
+            sampler_fixed = self.sampler_base_bytes + self.sampler_buffer.max_bytes
+            by_sampler = (room - sampler_fixed) / (self.sampler_bytes_per_seq + per_seq)
             estimate = min(by_forward, by_sampler)
         else:
             estimate = room / per_seq
         n = min(max(math.floor(estimate), 0), upper)
-        while n < upper and fits(n + 1):  # rounding: at most a step or two
+        while n < upper and fits(n + 1):  # rounding, and a sampler buffer below its largest: a few steps
             n += 1
         while n > 0 and not fits(n):
             n -= 1
@@ -244,6 +274,7 @@ class EngineModel(ABC):
     sliding_window_paged: bool = True
     mlp_peak: tuple[int, int] = (3, 3)  # hidden- and intermediate-wide tensors alive at once in an MLP
     cuda_context_inside_fraction: bool = False  # the engine measures used memory, its own context included
+    sm_count: int = ASSUMED_SM_COUNT  # the GPU's streaming multiprocessors (kernels that size buffers per SM)
     release_label: str = "any"  # the release whose rules apply
     assumptions: tuple[str, ...] = ()  # what the model assumed for lack of a stated release or install
 
@@ -321,7 +352,12 @@ class EngineModel(ABC):
             + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens),
             outside_bytes=outside - graphs_inside,
             activation_inside=self.activation_inside_fraction,
+            sampler_buffer=self.sampler_program_buffer(arch) if samples else NO_PROGRAM_BUFFER,
         )
+
+    def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
+        """Scratch the profile's sampling kernel keeps per program on this GPU (none by default)."""
+        return NO_PROGRAM_BUFFER
 
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int

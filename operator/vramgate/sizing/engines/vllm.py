@@ -9,6 +9,7 @@ from enum import Enum
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
+    NO_PROGRAM_BUFFER,
     TORCH_DTYPE_NAMES,
     Engine,
     EngineBuild,
@@ -17,6 +18,7 @@ from vramgate.sizing.engines.base import (
     EngineRuntime,
     Launch,
     PlanFlags,
+    ProgramBuffer,
     ReleaseRow,
     ReleaseTable,
     Scheduling,
@@ -178,6 +180,8 @@ class Release(ReleaseRow):
     cuda_graphs_inside_fraction: bool
     mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
+    # Triton top-k/top-p caches a vocab-wide fp32 row per program (up to one per SM) from the profile on
+    topk_topp_program_buffer: bool
 
 
 def _table() -> tuple[Release, ...]:
@@ -202,6 +206,7 @@ def _table() -> tuple[Release, ...]:
         cuda_graphs_inside_fraction=False,
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
         moe_workspace_persists=False,
+        topk_topp_program_buffer=False,
     )
     add(
         (0, 2, 5),
@@ -334,13 +339,20 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 17, 0),
-        "Triton top-k/top-p for batches of 8 and more: no full sort of the logits; triton_kernels v3.6.0 "
+        "Triton top-k/top-p for batches of 8 and more: no full sort of the logits, but a scratch buffer "
+        "cached per device, one fp32 vocab-wide row per program, min(next_power_of_2(min(SMs, batch)), SMs) "
+        "programs, which the profile's dummy sampling (top-k and top-p set, max_num_seqs rows) allocates and "
+        "keeps (the same through v0.33.0, where smaller batches take Triton too); triton_kernels v3.6.0 "
         "pads both dimensions of the packed MXFP4 weights to 64 bytes before swizzling (v0.22.0 goes back to "
         "v3.5.1, whose layout was not read: the larger v3.6.0 layout is kept)",
-        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.17.0, "
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.17.0 (apply_top_k_top_p), "
+        "vllm/v1/sample/ops/topk_topp_triton.py@v0.17.0 (apply_top_k_top_p_triton, _TRITON_BUFFER_CACHE), "
+        "vllm/v1/worker/gpu_model_runner.py@v0.17.0 (_dummy_sampler_run), "
+        "vllm/v1/sample/ops/topk_topp_triton.py@v0.33.0, "
         "cmake/external_projects/triton_kernels.cmake@v0.17.0, "
         "cmake/external_projects/triton_kernels.cmake@v0.22.0",
         sampler=Sampler.TRITON,
+        topk_topp_program_buffer=True,
         mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64),
     )
     add(
@@ -400,7 +412,8 @@ DEFAULT_RELEASE_VERSION = "0.11.0"
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
 V1_MIN_COMPUTE_CAPABILITY = 8
-FUSED_MOE_CHUNK_TOKENS = 16 * 1024  # VLLM_FUSED_MOE_CHUNK_SIZE's default (vllm/envs.py@v0.14.0)
+FUSED_MOE_CHUNK_TOKENS = 16 * 1024
+FP32_BYTES = 4  # VLLM_FUSED_MOE_CHUNK_SIZE's default (vllm/envs.py@v0.14.0)
 
 
 def release_of(
@@ -472,6 +485,14 @@ class VllmModel(EngineModel):
         if self.release.kv_tokens_report is KvTokensReport.CONCURRENCY_X_LENGTH:
             return layout.context_tokens(kv_budget_bytes, max_model_len, max_batched_tokens)
         return layout.capacity_tokens(kv_budget_bytes)
+
+    def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
+        """Triton top-k/top-p's cached scratch, where the release has it and the install samples with
+        Triton (FlashInfer's kernels keep none): a row of fp32 logits, the whole vocabulary (every TP
+        rank samples the gathered logits), per program."""
+        if self.sampler is not Sampler.TRITON or not self.release.topk_topp_program_buffer:
+            return NO_PROGRAM_BUFFER
+        return ProgramBuffer(self.sm_count, arch.vocab_size * FP32_BYTES)
 
     def mla_head_size(self, arch: ModelArchitecture) -> int | None:
         cache = self.release.mla_cache
