@@ -80,7 +80,34 @@ SHAPE_LIMITS: Mapping[str, int] = {
     "num_sliding_window_layers": 1024,
     "max_position_embeddings": 1 << 30,
     "vision_parameters": 10**12,
+    "image_size": 65536,
 }
+
+
+# Embeddings one image hands the language model where the config leaves it out (transformers' config class
+# default: Gemma3Config.mm_tokens_per_image).
+_IMAGE_TOKENS_DEFAULTS = {"gemma3": 256}
+
+
+@dataclass(frozen=True, kw_only=True)
+class VisionEncoder:
+    """A fixed-resolution ViT encoder as an engine profiles it: each image is `image_size` pixels square
+    in `channels`, cut into patches the encoder layers see as tokens (hidden wide, an MLP intermediate wide),
+    and the projector hands the language model `image_tokens` embeddings per image."""
+
+    hidden_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["hidden_size"]))
+    intermediate_size: int = field(metadata=bounded(ge=0, le=SHAPE_LIMITS["intermediate_size"]))
+    image_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["image_size"]))
+    patch_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["image_size"]))
+    channels: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["head_dim"]))
+    image_tokens: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["max_position_embeddings"]))
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    @property
+    def patches_per_image(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +163,8 @@ class ModelArchitecture:
     # A multimodal checkpoint's vision encoder and projector: the engine loads them beside the language
     # model, in the compute dtype, on the first pipeline stage.
     vision_parameters: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["vision_parameters"]))
+    # Its shape, where the config fixes what one image costs the engine's profile (None: not modelled).
+    vision_encoder: VisionEncoder | None = None
 
     def __post_init__(self) -> None:
         check(self)
@@ -384,6 +413,7 @@ def architecture_from_config(
         )
         or None,
         vision_parameters=_vision_parameters(config.get("vision_config"), hidden, source),
+        vision_encoder=_vision_encoder(config, source),
     )
 
 
@@ -466,6 +496,30 @@ def _vision_parameters(vision_config: Any, text_hidden: int, source: str) -> int
     patch_embedding = channels * patch * patch * hidden + hidden
     projector = hidden * text_hidden + hidden
     return layers * per_layer + patch_embedding + positions + 2 * hidden + projector
+
+
+def _vision_encoder(config: Mapping[str, Any], source: str) -> VisionEncoder | None:
+    """The encoder's profile shape, for families whose images are one fixed size and a fixed number of
+    embeddings (`mm_tokens_per_image`: gemma-3). Dynamic-resolution towers (Pixtral, Qwen-VL) and
+    families whose per-image count was not read are left out."""
+    vision_config = config.get("vision_config")
+    family = str(config.get("model_type") or "")
+    image_tokens = config.get("mm_tokens_per_image") or _IMAGE_TOKENS_DEFAULTS.get(family)
+    if not isinstance(vision_config, Mapping) or not vision_config.get("image_size") or not image_tokens:
+        return None
+    field = f"{source}: vision_config"
+    read = _ConfigReader(vision_config, field)
+    hidden = read.integer("hidden_size", limit="hidden_size")
+    return VisionEncoder(
+        hidden_size=hidden,
+        intermediate_size=read.integer("intermediate_size", default=4 * hidden, limit="intermediate_size"),
+        image_size=read.integer("image_size", limit="image_size"),
+        patch_size=read.integer("patch_size", default=14, limit="image_size"),
+        channels=read.integer("num_channels", default=3, limit="head_dim"),
+        image_tokens=_ConfigReader(config, source).integer(
+            "mm_tokens_per_image", default=image_tokens, limit="max_position_embeddings"
+        ),
+    )
 
 
 def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int | None, int]:

@@ -74,6 +74,19 @@ def test_a_multimodal_checkpoint_counts_its_vision_encoder_and_projector() -> No
     assert architecture_from_config(text_only, "text").vision_parameters == 0
 
 
+def test_gemma3s_encoder_profile_shape_comes_from_its_vision_config() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    encoder = gemma.vision_encoder
+    assert encoder is not None
+    assert (encoder.hidden_size, encoder.intermediate_size, encoder.channels) == (1152, 4304, 3)
+    assert (encoder.patches_per_image, encoder.image_tokens) == (64 * 64, 256)  # 896 / 14 = 64 a side
+    # A family whose embeddings per image were not read is left unmodelled, not guessed
+    text = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10}
+    llava = {"model_type": "llava", "vision_config": {"hidden_size": 1024, "image_size": 336}}
+    llava |= {"text_config": text}
+    assert architecture_from_config(llava, "llava").vision_encoder is None
+
+
 def test_a_vision_config_with_a_zero_patch_is_bad_input_not_a_crash() -> None:
     vision = {"hidden_size": 32, "num_hidden_layers": 2, "patch_size": 0, "image_size": 224}
     config: dict[str, object] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}

@@ -45,8 +45,8 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("0.7.0", "0.7.0"),
         ("0.8.5", "0.8.5"),
         ("0.9.1", "0.9.1"),
-        ("0.10.1.1", "0.9.1"),
-        ("v0.11.0", "0.9.1"),
+        ("0.10.1.1", "0.10.0"),
+        ("v0.11.0", "0.10.0"),
         ("0.11.2", "0.11.1"),
         ("0.33.0", "0.28.0"),
     ],
@@ -266,6 +266,34 @@ def test_the_printed_kv_size_counts_max_length_requests_from_0_22() -> None:
     # 1000 blocks: whole blocks of all 7 groups (142 x 16 tokens), or 1000 / 3590 max-length requests
     assert old.reported_kv_tokens(layout, budget, 8192, 8192) == 2272
     assert new.reported_kv_tokens(layout, budget, 8192, 8192) == 2281
+
+
+def test_gemma3s_encoder_profile_holds_its_pixels_and_embeddings_under_the_text_peak() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    fmt = resolve_weight_format(gemma, Precision.BF16)
+    v1 = _vllm("0.19.0", "H100-80GB")
+    encoder = v1.encoder_profile(gemma, fmt, 1, 8192)
+    # 8192 / 256 = 32 images of 3 x 896 x 896 bf16 pixels (4,816,896 bytes) and 256 x 5376 bf16 embeddings
+    # (2,752,512 bytes); the encoder's peak: the pixels and 4096 patches x (2 x 1152 + 2 x 4304) x 2 bytes.
+    assert encoder.held_bytes == 32 * (4_816_896 + 2_752_512)
+    assert encoder.peak_bytes == 32 * (4_816_896 + 4096 * 10_912 * 2)
+    text_only = replace(gemma, vision_encoder=None)
+    scheduling = Scheduling(1024, 8192, 16)
+    with_images, without = (v1.overhead(arch, fmt, 1, scheduling) for arch in (gemma, text_only))
+    assert with_images.activation_bytes - without.activation_bytes == encoder.held_bytes
+    # Before 0.10.0 the count rounds up: ceil(8000 / 256) = 32 images, not 31; V0 is not modelled.
+    assert _vllm("0.9.1", "H100-80GB").encoder_profile(gemma, fmt, 1, 8000).held_bytes == encoder.held_bytes
+    assert v1.encoder_profile(gemma, fmt, 1, 8000).held_bytes == 31 * (4_816_896 + 2_752_512)
+    assert _vllm("0.6.5").encoder_profile(gemma, fmt, 1, 8192).held_bytes == 0
+
+
+def test_an_encoder_peak_above_the_text_peak_bounds_the_profile() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    fmt = resolve_weight_format(gemma, Precision.BF16)
+    v1 = _vllm("0.19.0", "H100-80GB")
+    curve = v1.overhead_curve(gemma, fmt, 1, 8192)
+    encoder = v1.encoder_profile(gemma, fmt, 1, 8192)
+    assert curve.activation_bytes(1) >= encoder.peak_bytes  # one sequence: the sampler is small
 
 
 def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:

@@ -102,6 +102,18 @@ class Overhead:
 
 
 @dataclass(frozen=True)
+class EncoderProfile:
+    """A multimodal model's encoder run in the engine's profile, on one GPU: its own peak, and what it
+    leaves allocated (its inputs and outputs) through the text model's profile."""
+
+    peak_bytes: int
+    held_bytes: int
+
+
+NO_ENCODER_PROFILE = EncoderProfile(0, 0)
+
+
+@dataclass(frozen=True)
 class Scheduling:
     """Batch limits the engine runs with; they decide the activation peak it profiles."""
 
@@ -325,7 +337,9 @@ class EngineModel(ABC):
         (no sampler).
 
         The forward peak holds the hidden-wide and intermediate-wide tensors the engine's MLP code keeps
-        alive at once (`mlp_peak`; MoE layers: the intermediates of each routed expert copy)."""
+        alive at once (`mlp_peak`; MoE layers: the intermediates of each routed expert copy). A multimodal
+        encoder's profile run comes first: what it leaves allocated stands under both text peaks, and its
+        own peak bounds the profile from below."""
         element = weights.compute_bytes
         hidden_copies, intermediate_copies = self.mlp_peak
         dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
@@ -342,14 +356,17 @@ class EngineModel(ABC):
             non_torch += self.cuda_context_bytes
             outside -= self.cuda_context_bytes
         graphs_inside = self.cuda_graph_bytes if self.cuda_graphs_inside_fraction else 0
+        encoder = self.encoder_profile(arch, weights, tensor_parallel, tokens)
+        text_forward = tokens * element * (hidden_copies * arch.hidden_size + mlp)
         return OverheadCurve(
             non_torch_bytes=non_torch,
-            forward_bytes=tokens * element * (hidden_copies * arch.hidden_size + mlp),
+            forward_bytes=max(text_forward, encoder.peak_bytes - encoder.held_bytes),
             sampler_base_bytes=tokens * element * arch.hidden_size
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
             fixed_activation_bytes=graphs_inside
-            + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens),
+            + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens)
+            + encoder.held_bytes,
             outside_bytes=outside - graphs_inside,
             activation_inside=self.activation_inside_fraction,
             sampler_buffer=self.sampler_program_buffer(arch) if samples else NO_PROGRAM_BUFFER,
@@ -364,6 +381,12 @@ class EngineModel(ABC):
     ) -> int:
         """Memory the profile leaves reserved beyond its peak, which the release counts (none by default)."""
         return 0
+
+    def encoder_profile(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> EncoderProfile:
+        """The multimodal encoder's part of the profile (none by default: not modelled)."""
+        return NO_ENCODER_PROFILE
 
     def free_memory_rule(
         self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int

@@ -9,8 +9,10 @@ from enum import Enum
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
+    NO_ENCODER_PROFILE,
     NO_PROGRAM_BUFFER,
     TORCH_DTYPE_NAMES,
+    EncoderProfile,
     Engine,
     EngineBuild,
     EngineDefinition,
@@ -162,6 +164,15 @@ class KvTokensReport(Enum):
     CONCURRENCY_X_LENGTH = "max-length requests the blocks hold (fractions included) x max_model_len"
 
 
+class EncoderBatch(Enum):
+    """How many images the V1 profile runs a multimodal encoder on: its budget (the larger of
+    max_num_batched_tokens and one image's embeddings) over one image's embeddings."""
+
+    NOT_PROFILED = "V0: images ride in the dummy sequences (not modelled)"
+    ROUNDED_UP = "budget / embeddings per image, rounded up"
+    ROUNDED_DOWN = "budget / embeddings per image, rounded down"
+
+
 @dataclass(frozen=True)
 class Release(ReleaseRow):
     """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
@@ -176,6 +187,7 @@ class Release(ReleaseRow):
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
     larger_group_below: float  # layer groups take the larger type's count below this ratio (KvLayout)
     kv_tokens_report: KvTokensReport
+    encoder_batch: EncoderBatch
     allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
     cuda_graphs_inside_fraction: bool
     mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
@@ -202,6 +214,7 @@ def _table() -> tuple[Release, ...]:
         hybrid_kv_cache=False,
         larger_group_below=1.0,
         kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
+        encoder_batch=EncoderBatch.NOT_PROFILED,
         allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
@@ -272,12 +285,15 @@ def _table() -> tuple[Release, ...]:
     add(
         (0, 8, 0),
         "the V1 engine: 8192 batched tokens and 1024 sequences on H100/H200, else 2048 and 256; "
-        "FlashInfer samples top-k/top-p when installed (the official image has it)",
+        "FlashInfer samples top-k/top-p when installed (the official image has it); a multimodal model's "
+        "profile first runs its encoder on a batch of dummy images and keeps their pixels and embeddings "
+        "through the text profile (see VllmModel.encoder_profile)",
         "vllm/engine/arg_utils.py@v0.8.0, vllm/v1/sample/ops/topk_topp_sampler.py@v0.8.0, "
-        "docker/Dockerfile@v0.8.0",
+        "docker/Dockerfile@v0.8.0, vllm/v1/worker/gpu_model_runner.py@v0.8.0 (profile_run)",
         v0_engine=False,
         batching=Batching.V1_H100_BY_NAME,
         flashinfer_sampler=True,
+        encoder_batch=EncoderBatch.ROUNDED_UP,
     )
     add(
         (0, 8, 5),
@@ -300,6 +316,13 @@ def _table() -> tuple[Release, ...]:
         "vllm/v1/core/kv_cache_utils.py@v0.9.1 (_get_kv_cache_config_uniform_page_size), "
         "vllm/v1/core/kv_cache_utils.py@v0.9.0 (unify_hybrid_kv_cache_specs)",
         hybrid_kv_cache=True,
+    )
+    add(
+        (0, 10, 0),
+        "the encoder profile's image count rounds down",
+        "vllm/v1/worker/gpu_model_runner.py@v0.10.0 (profile_run); cdiv in "
+        "vllm/v1/worker/gpu_model_runner.py@v0.9.1",
+        encoder_batch=EncoderBatch.ROUNDED_DOWN,
     )
     add(
         (0, 11, 1),
@@ -440,6 +463,7 @@ def release_of(
             flashinfer_sampler=False,
             hybrid_kv_cache=False,
             kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
+            encoder_batch=EncoderBatch.NOT_PROFILED,
             cuda_graphs_inside_fraction=False,
         )
     return release
@@ -520,6 +544,36 @@ class VllmModel(EngineModel):
         activation = arch.intermediate_size // tensor_parallel
         taken = next((width for width in (activation, 2 * activation) if width >= output), output)
         return arch.num_layers * tokens * (output + taken) * weights.compute_bytes
+
+    def encoder_profile(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> EncoderProfile:
+        """The V1 profile's encoder run (gpu_model_runner.py profile_run, v0.8.0 to v0.33.0): dummy images
+        of the largest size, as many as the encoder budget holds (max(max_num_batched_tokens, one image's
+        embeddings) over one image's embeddings; vllm/multimodal/encoder_budget.py@v0.19.0). Their pixels,
+        in the compute dtype (multimodal/processing/context.py@v0.19.0, _postprocess_output), and the
+        embeddings the projector makes of them stay referenced until profile_run returns, through the
+        text model's dummy run and sampler. The decoder's bound on the count (max_num_seqs x images per
+        prompt) is left out: it binds only for tiny batches, so the count is an upper bound.
+
+        The encoder's own peak, with its pixels, is at the MLP of a layer (SiglipEncoderLayer and
+        SiglipMLP.forward in model_executor/models/siglip.py@v0.19.0): the residual, the normed input,
+        fc1's output and its activation, over every patch, with TP splitting the intermediate."""
+        vision = arch.vision_encoder
+        batch = self.release.encoder_batch
+        if vision is None or batch is EncoderBatch.NOT_PROFILED:
+            return NO_ENCODER_PROFILE
+        budget = max(tokens, vision.image_tokens)
+        if batch is EncoderBatch.ROUNDED_UP:
+            images = ceil_div(budget, vision.image_tokens)
+        else:
+            images = budget // vision.image_tokens
+        element = weights.compute_bytes
+        pixels = vision.channels * vision.image_size**2 * element
+        embeddings = vision.image_tokens * arch.hidden_size * element
+        mlp = 2 * vision.hidden_size + 2 * ceil_div(vision.intermediate_size, tensor_parallel)
+        peak = images * (pixels + vision.patches_per_image * mlp * element)
+        return EncoderProfile(peak_bytes=peak, held_bytes=images * (pixels + embeddings))
 
     def persistent_workspace_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
