@@ -65,7 +65,7 @@ def test_tensor_parallel_pods_get_a_memory_backed_dev_shm() -> None:
     tgi = {
         "model": {"name": "Qwen/Qwen2.5-7B-Instruct"},
         "workload": {"maxSequenceLength": 4096, "concurrency": 4},
-        "gpu": {"type": "L4", "count": 2},
+        "gpu": {"type": "L40S", "count": 2},
         "runtime": {"engine": "tgi", "resources": {"limits": {"memory": "32Gi"}}},
     }
     generated, _, _ = generate(tgi)

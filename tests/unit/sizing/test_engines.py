@@ -96,6 +96,58 @@ def test_the_profile_peak_is_the_mlp_or_the_sampler_whichever_is_larger() -> Non
     assert _activation(_vllm("0.11.1"), 8192, 1) == 905_969_664
 
 
+def _forward(model: VllmModel | TgiModel, name: str, tensor_parallel: int, tokens: int) -> int:
+    arch = load_model(name)
+    fmt = resolve_weight_format(arch, Precision.BF16)
+    return model.overhead_curve(arch, fmt, tensor_parallel, tokens).forward_bytes
+
+
+@pytest.mark.parametrize(
+    ("version", "model", "tensor_parallel", "width"),
+    [
+        # LlamaModel.forward's loop holds the previous output: 4 x 4096 + 3 x 14336 (gate_up and SiluAndMul)
+        ("0.2.4", LLAMA_8B, 1, 4 * 4096 + 3 * 14336),
+        # from 0.6.4 gate_up is freed after SiluAndMul: max(3 x 4096 + 3 x 14336, 4 x 4096 + 14336)
+        ("0.6.4", LLAMA_8B, 1, 3 * 4096 + 3 * 14336),
+        # at TP 8 the down projection's moment is larger: 4 x 8192 + 3584 over 3 x 8192 + 3 x 3584
+        ("0.6.4", "meta-llama/Llama-2-70b-hf", 8, 4 * 8192 + 3584),
+        ("0.2.4", "meta-llama/Llama-2-70b-hf", 8, 4 * 8192 + 3 * 3584),
+        # V1 runs the model compiled
+        ("0.8.0", LLAMA_8B, 1, 3 * 4096 + 3 * 14336),
+        ("0.8.0", "meta-llama/Llama-2-70b-hf", 8, 3 * 8192 + 3 * 3584),
+    ],
+)
+def test_v0_forward_peaks_where_its_python_frames_keep_tensors_alive(
+    version: str, model: str, tensor_parallel: int, width: int
+) -> None:
+    assert _forward(_vllm(version, "A100-80GB"), model, tensor_parallel, 2048) == 2048 * 2 * width
+
+
+def test_the_v0_engine_of_a_v1_release_runs_the_eager_forward() -> None:
+    v0 = engine_model(Engine.VLLM, EngineBuild("0.9.2 V0"), find_gpu("A100-80GB"))
+    assert isinstance(v0, VllmModel)
+    eager = 2048 * 2 * (4 * 8192 + 3584)  # as 0.6.4 at TP 8
+    assert _forward(v0, "meta-llama/Llama-2-70b-hf", 8, 2048) == eager
+
+
+@pytest.mark.parametrize(
+    ("model", "tensor_parallel", "width"),
+    [
+        # seven hidden-wide (the layer's five locals, the loop's two) + gate_up, silu, product: 7h + 4I
+        (LLAMA_8B, 1, 7 * 4096 + 4 * 14336),
+        # 28672/4 = 7168 < 8192: the down projection's moment, 8h + 3I, is larger
+        ("meta-llama/Llama-2-70b-hf", 4, 8 * 8192 + 3 * 7168),
+        # hidden 16384 > 8192: in-place norm, 5h + 4I or 6h + 3I, but the fp32 norm's 8h is larger
+        ("meta-llama/Llama-3.1-405B-Instruct", 8, 8 * 16384),
+    ],
+)
+def test_tgi_warmup_forward_holds_the_layer_and_loop_locals(
+    model: str, tensor_parallel: int, width: int
+) -> None:
+    for version in ("0.9.4", "2.2.0", "3.3.5"):
+        assert _forward(_tgi(version), model, tensor_parallel, 4096) == 4096 * 2 * width
+
+
 def test_flashinfer_samples_only_where_the_install_has_it() -> None:
     # 0.8.0 to 0.11.0: FlashInfer when installed (the official image has it): 10 bytes per logit.
     image = _vllm("0.10.1.1", image="docker.io/vllm/vllm-openai:v0.10.1.1")
@@ -409,9 +461,9 @@ def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     overhead = _tgi("3.3.5").overhead(llama, fmt, 1, Scheduling(128, 4096, 16))
     # 40,448 MiB of an A100 40GB - 1517 free - 29,598 of starcoderbase's weights - 7,172 of KV cache
     assert overhead.non_torch_bytes == 40_448 * MIB - 1517 * MIB - 29_598 * MIB - 7_172 * MIB
-    # FlashLlamaMLP's 4096 x 2 x (2 x 4096 + 4 x 14336) bytes, then the prefill logprobs' 4096 x 128256 x 2
-    # in segments of their own; no row per --max-concurrent-requests
-    forward, logits = 4096 * 2 * (2 * 4096 + 4 * 14336), 4096 * 128256 * 2
+    # the layer's MLP peak, 4096 x 2 x (7 x 4096 + 4 x 14336) bytes, then the prefill logprobs'
+    # 4096 x 128256 x 2 in segments of their own; no row per --max-concurrent-requests
+    forward, logits = 4096 * 2 * (7 * 4096 + 4 * 14336), 4096 * 128256 * 2
     assert overhead.activation_bytes == forward + logits
 
 

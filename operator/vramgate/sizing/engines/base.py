@@ -284,7 +284,6 @@ class EngineModel(ABC):
     sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
     sliding_window_paged: bool = True
-    mlp_peak: tuple[int, int] = (3, 3)  # hidden- and intermediate-wide tensors alive at once in an MLP
     cuda_context_inside_fraction: bool = False  # the engine measures used memory, its own context included
     sm_count: int = ASSUMED_SM_COUNT  # the GPU's streaming multiprocessors (kernels that size buffers per SM)
     release_label: str = "any"  # the release whose rules apply
@@ -325,6 +324,11 @@ class EngineModel(ABC):
         """The head size MLA is cached at as full K and V per head (None: its latent, once per GPU)."""
         return None
 
+    def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
+        """(hidden-wide, intermediate-wide) tensors alive at each moment a layer's MLP may peak, what the
+        frames calling it still hold included; the forward peaks at the largest."""
+        return ((3, 3),)
+
     def overhead_curve(
         self,
         arch: ModelArchitecture,
@@ -336,17 +340,20 @@ class EngineModel(ABC):
         """Overhead on one GPU for any batch limit; `samples` is false on pipeline stages before the last
         (no sampler).
 
-        The forward peak holds the hidden-wide and intermediate-wide tensors the engine's MLP code keeps
-        alive at once (`mlp_peak`; MoE layers: the intermediates of each routed expert copy). A multimodal
+        The forward peak holds the hidden-wide and intermediate-wide tensors the engine's code keeps
+        alive at once (`mlp_peaks`; MoE layers: the intermediates of each routed expert copy). A multimodal
         encoder's profile run comes first: what it leaves allocated stands under both text peaks, and its
         own peak bounds the profile from below."""
         element = weights.compute_bytes
-        hidden_copies, intermediate_copies = self.mlp_peak
-        dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
-        moe_mlp = arch.num_experts_per_token * (
-            intermediate_copies * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
-        )
-        mlp = max(dense_mlp, moe_mlp if arch.is_moe else 0)
+
+        def width(hidden_copies: int, intermediate_copies: int) -> int:
+            dense_mlp = intermediate_copies * arch.intermediate_size // tensor_parallel
+            moe_mlp = arch.num_experts_per_token * (
+                intermediate_copies * arch.moe_intermediate_size // tensor_parallel + arch.hidden_size
+            )
+            return hidden_copies * arch.hidden_size + max(dense_mlp, moe_mlp if arch.is_moe else 0)
+
+        widest = max(width(hidden, intermediate) for hidden, intermediate in self.mlp_peaks(arch))
         tokens = max_num_batched_tokens
         non_torch = self.non_torch_bytes + (
             self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
@@ -357,7 +364,7 @@ class EngineModel(ABC):
             outside -= self.cuda_context_bytes
         graphs_inside = self.cuda_graph_bytes if self.cuda_graphs_inside_fraction else 0
         encoder = self.encoder_profile(arch, weights, tensor_parallel, tokens)
-        text_forward = tokens * element * (hidden_copies * arch.hidden_size + mlp)
+        text_forward = tokens * element * widest
         return OverheadCurve(
             non_torch_bytes=non_torch,
             forward_bytes=max(text_forward, encoder.peak_bytes - encoder.held_bytes),

@@ -258,9 +258,6 @@ class TgiModel(EngineModel):
     engine = Engine.TGI
     sliding_window_paged = False
     cuda_context_inside_fraction = True
-    # FlashLlamaMLP.forward holds gate+up (2I), the activation (I) and their product (I) while the layer
-    # holds the residual and the normed input (server/.../flash_llama_modeling.py@v3.3.5).
-    mlp_peak = (2, 4)
     # Warm-up samples only its few requests' last tokens, not a row per --max-concurrent-requests.
     sampler_bytes_per_logit = 0.0
     # TGI's server process holds 2161 MiB outside torch's allocator at TP 1 (CUDA context, the kernels of
@@ -318,6 +315,20 @@ class TgiModel(EngineModel):
             return release.block_size
         paged = release.fallback_by_compute_capability and gpu.name != UNKNOWN_GPU
         return 16 if paged and gpu.compute_capability_major < 8 else 256
+
+    def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
+        """FlashLlamaLayer.forward keeps each local until it returns: the normed input, the residual sum,
+        the attention output, the normed MLP input and the new residual, while FlashLlamaModel.forward's
+        loop still holds the previous layer's output and residual; on CUDA FastRMSNorm writes both its
+        outputs anew (dropout_add_ln_fwd). LlamaMLP.forward holds gate_up (2I), silu's output and their
+        product (I each) as it multiplies, then gate_up, the product and the down projection's output (h).
+        Above 8192 hidden the norm adds in place in PyTorch, so two hidden-wide tensors fewer, but the
+        post-attention norm's two fp32 copies (4 hidden-wide) beside the layer's four. The same in every
+        release: server/text_generation_server/models/custom_modeling/flash_llama_modeling.py@v0.9.4,
+        @v1.0.0, @v2.2.0 and @v3.3.5, layers/layernorm.py@v2.2.0 and @v3.3.5 (FastRMSNorm)."""
+        if arch.hidden_size > 8192:
+            return ((5, 4), (6, 3), (8, 0))
+        return ((7, 4), (8, 3))
 
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int

@@ -194,6 +194,8 @@ class Release(ReleaseRow):
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
     # Triton top-k/top-p caches a vocab-wide fp32 row per program (up to one per SM) from the profile on
     topk_topp_program_buffer: bool
+    # (hidden-wide, intermediate-wide) tensors alive where a layer's MLP may peak (EngineModel.mlp_peaks)
+    mlp_peaks: tuple[tuple[int, int], ...]
 
 
 def _table() -> tuple[Release, ...]:
@@ -203,8 +205,13 @@ def _table() -> tuple[Release, ...]:
     add(
         (0, 2, 0),
         "V0 engine; the profile prefills max(max_model_len, 2048) tokens over 256 sequences and samples "
-        "with top-k/top-p (sort); the KV budget subtracts torch's allocated peak only",
-        "vllm/config.py@v0.2.0, vllm/worker/worker.py@v0.2.0",
+        "with top-k/top-p (sort); the KV budget subtracts torch's allocated peak only. The forward runs "
+        "eagerly: while a layer's MLP computes, LlamaModel.forward's loop still holds the previous "
+        "layer's output (the normed attention input), beside the residual, the MLP's input, gate_up's "
+        "output (kept by LlamaMLP.forward until it returns), SiluAndMul's and the down projection's: "
+        "4 hidden-wide and 3 intermediate-wide tensors",
+        "vllm/config.py@v0.2.0, vllm/worker/worker.py@v0.2.0, "
+        "vllm/model_executor/models/llama.py@v0.2.0 and @v0.6.3.post1 (LlamaModel.forward, LlamaMLP.forward)",
         v0_engine=True,
         batching=Batching.WHOLE_PROMPT,
         accounting=Accounting.ALLOCATED_PEAK,
@@ -220,6 +227,7 @@ def _table() -> tuple[Release, ...]:
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
         moe_workspace_persists=False,
         topk_topp_program_buffer=False,
+        mlp_peaks=((4, 3),),
     )
     add(
         (0, 2, 5),
@@ -256,9 +264,13 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 6, 4),
-        "non-torch memory is everything used on the GPU beyond torch's tensors: the CUDA context counts",
-        "vllm/worker/worker.py@v0.6.4",
+        "non-torch memory is everything used on the GPU beyond torch's tensors: the CUDA context counts; "
+        "LlamaMLP.forward rebinds its input name to gate_up's output, which is freed once SiluAndMul "
+        "returns: the MLP peaks at 3 hidden + 3 intermediate (SiluAndMul) or 4 hidden + 1 intermediate "
+        "(the down projection)",
+        "vllm/worker/worker.py@v0.6.4, vllm/model_executor/models/llama.py@v0.6.4 (LlamaMLP.forward)",
         accounting=Accounting.CONTEXT_INSIDE,
+        mlp_peaks=((3, 3), (4, 1)),
     )
     add(
         (0, 6, 5),
@@ -287,13 +299,17 @@ def _table() -> tuple[Release, ...]:
         "the V1 engine: 8192 batched tokens and 1024 sequences on H100/H200, else 2048 and 256; "
         "FlashInfer samples top-k/top-p when installed (the official image has it); a multimodal model's "
         "profile first runs its encoder on a batch of dummy images and keeps their pixels and embeddings "
-        "through the text profile (see VllmModel.encoder_profile)",
+        "through the text profile (see VllmModel.encoder_profile); the model runs compiled (piecewise, "
+        "Inductor), not through Python frames that keep tensors alive: the MLP peak of 3 hidden + 3 "
+        "intermediate tensors the V1 start-up logs were calibrated on",
         "vllm/engine/arg_utils.py@v0.8.0, vllm/v1/sample/ops/topk_topp_sampler.py@v0.8.0, "
-        "docker/Dockerfile@v0.8.0, vllm/v1/worker/gpu_model_runner.py@v0.8.0 (profile_run)",
+        "docker/Dockerfile@v0.8.0, vllm/v1/worker/gpu_model_runner.py@v0.8.0 (profile_run), "
+        "vllm/config.py@v0.8.1 (VllmConfig.__post_init__)",
         v0_engine=False,
         batching=Batching.V1_H100_BY_NAME,
         flashinfer_sampler=True,
         encoder_batch=EncoderBatch.ROUNDED_UP,
+        mlp_peaks=((3, 3),),
     )
     add(
         (0, 8, 5),
@@ -465,6 +481,7 @@ def release_of(
             kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
             encoder_batch=EncoderBatch.NOT_PROFILED,
             cuda_graphs_inside_fraction=False,
+            mlp_peaks=last_v0.mlp_peaks,
         )
     return release
 
@@ -523,6 +540,9 @@ class VllmModel(EngineModel):
         if cache is MlaCache.LATENT:
             return None
         return 256 if cache is MlaCache.PADDED_HEADS else arch.qk_nope_head_dim + arch.qk_rope_head_dim
+
+    def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
+        return self.release.mlp_peaks
 
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
