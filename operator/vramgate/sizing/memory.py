@@ -93,12 +93,14 @@ class MxSwizzle(Enum):
 class ExpertPadding:
     """Engines' MoE kernels want aligned expert matrices: each GPU's slice of the expert intermediate
     size and the hidden size are rounded up to these multiples (vLLM's MXFP4 Marlin layout: 128 and 256);
-    `swizzle` adds the bytes of a Hopper MXFP4 layout."""
+    `swizzle` adds the bytes of a Hopper MXFP4 layout, `bias_bytes` a bias per output row of each expert
+    matrix (vLLM's MXFP4 method gives every expert w13 and w2 biases, over the padded sizes)."""
 
     intermediate_multiple: int
     hidden_multiple: int
     swizzle: MxSwizzle | None = None
     checkpoint_scales_kept: bool = True  # the swizzled scales are a copy beside the checkpoint's
+    bias_bytes: int = 0  # bytes per expert bias element (0: the layout has none)
 
 
 MXFP4_BLOCK = 32  # weights per MXFP4 scale
@@ -123,7 +125,6 @@ def swizzled_expert_extra_bytes(
         extra += _round_up(rows, 256) * _round_up(scales, 2) - (
             0 if checkpoint_scales_kept else rows * scales
         )
-        extra += 4 * rows  # the bias in fp32
     return extra
 
 
@@ -196,7 +197,7 @@ def weights_bytes(
         scale = arch.parameters / all_groups.total
     tp = tensor_parallel
     experts_per_gpu = groups.experts / tp
-    swizzled_extra = 0
+    swizzled_extra = expert_biases = 0
     if expert_padding is not None and arch.is_moe:
         padded_intermediate = _round_up(
             ceil_div(arch.moe_intermediate_size, tp), expert_padding.intermediate_multiple
@@ -205,6 +206,8 @@ def weights_bytes(
         matrices = 3 if arch.gated_mlp else 2
         moe_layers = stage.layers_in(arch.num_layers - arch.num_moe_layers, arch.num_layers)
         experts_per_gpu = moe_layers * arch.num_experts * matrices * padded_intermediate * padded_hidden
+        bias_rows = (matrices - 1) * padded_intermediate + padded_hidden  # w13's (or w1's) and w2's outputs
+        expert_biases = moe_layers * arch.num_experts * bias_rows * expert_padding.bias_bytes
         if expert_padding.swizzle is not None:
             swizzled_extra = (
                 moe_layers
@@ -232,6 +235,7 @@ def weights_bytes(
         + experts_per_gpu * experts
         + (groups.router + groups.norms) * plain
         + swizzled_extra
+        + expert_biases
     )
     per_gpu *= scale
     return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))

@@ -12,7 +12,7 @@ from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
 from vramgate.sizing.engines.tgi import TgiModel
-from vramgate.sizing.engines.vllm import RELEASES, Sampler, VllmModel
+from vramgate.sizing.engines.vllm import MARLIN_MXFP4, RELEASES, Sampler, VllmModel
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
     ExpertPadding,
@@ -600,17 +600,27 @@ def test_tgi_blocks_follow_the_attention_its_launcher_resolves(
 @pytest.mark.parametrize(
     ("version", "hopper"),
     [
-        ("0.11.0", ExpertPadding(128, 256)),  # no triton_kernels in the wheel or the image: Marlin
-        ("0.14.1", ExpertPadding(64, 1, MxSwizzle.TILES)),  # triton_kernels v3.5.0 built in
-        ("0.19.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64)),  # v3.6.0
-        ("0.25.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False)),
+        ("0.11.0", MARLIN_MXFP4),  # no triton_kernels in the wheel or the image: Marlin
+        ("0.14.1", ExpertPadding(64, 1, MxSwizzle.TILES, bias_bytes=4)),  # triton_kernels v3.5.0 built in
+        ("0.19.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64, bias_bytes=4)),  # v3.6.0
+        ("0.25.0", ExpertPadding(64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False, bias_bytes=4)),
     ],
 )
 def test_mxfp4_experts_on_hopper_take_the_releases_kernels(version: str, hopper: ExpertPadding) -> None:
     gpt_oss = load_model("openai/gpt-oss-120b")
     fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
     assert _vllm(version, "H100-80GB").expert_padding(find_gpu("H100-80GB"), fmt) == hopper
-    assert _vllm(version, "A100-80GB").expert_padding(find_gpu("A100-80GB"), fmt) == ExpertPadding(128, 256)
+    assert _vllm(version, "A100-80GB").expert_padding(find_gpu("A100-80GB"), fmt) == MARLIN_MXFP4
+
+
+def test_marlin_keeps_gpt_oss_expert_biases_in_bf16() -> None:
+    gpt_oss = load_model("openai/gpt-oss-120b")  # 36 layers, 128 experts, intermediate and hidden 2880
+    fmt = resolve_weight_format(gpt_oss, Precision.AUTO)
+    without = weights_bytes(gpt_oss, fmt, 1, ExpertPadding(128, 256)).per_gpu
+    # 36 x 128 x (2 x 2944 + 3072) biases x 2 bytes: intermediate padded to 128, hidden to 256
+    biases = 36 * 128 * (2 * 2944 + 3072) * 2
+    assert abs(weights_bytes(gpt_oss, fmt, 1, MARLIN_MXFP4).per_gpu - without - biases) <= 1
+    assert biases == 82_575_360
 
 
 def test_triton_mxfp4_weights_match_vllm_0_14_on_an_h100() -> None:

@@ -220,16 +220,15 @@ def test_a_safety_margin_holds_back_its_share_and_asks_for_exactly_enough_pool()
         assert margin.promised(pool) >= kv_bytes > margin.promised(pool - 1)
 
 
-def test_a_hopper_swizzled_mxfp4_expert_adds_its_padding_scales_and_fp32_biases() -> None:
+def test_a_hopper_swizzled_mxfp4_expert_adds_its_padding_and_scales() -> None:
     # gpt-oss: intermediate 2880 (w13 5760 rows x 1440 bytes, w2 2880 rows x 1440 bytes), 90 scales a row.
     scales_copy = 5888 * 90 + 3072 * 90  # rows padded to 256
-    biases = 4 * (5760 + 2880)
-    assert swizzled_expert_extra_bytes(2880, 2880, MxSwizzle.TILES, True) == scales_copy + biases
+    assert swizzled_expert_extra_bytes(2880, 2880, MxSwizzle.TILES, True) == scales_copy
     packed_padding = 5760 * (1472 - 1440) + 2880 * (1472 - 1440)  # 1440 bytes padded to 64
     assert swizzled_expert_extra_bytes(2880, 2880, MxSwizzle.PADDED_64, True) == (
-        packed_padding + scales_copy + biases
+        packed_padding + scales_copy
     )
     checkpoint_scales = 5760 * 90 + 2880 * 90
     assert swizzled_expert_extra_bytes(2880, 2880, MxSwizzle.PADDED_64, False) == (
-        packed_padding + scales_copy + biases - checkpoint_scales
+        packed_padding + scales_copy - checkpoint_scales
     )

@@ -108,9 +108,14 @@ RUNTIME = EngineRuntime(
 )
 
 
-# vLLM's Marlin MoE kernel wants n % 256 == 0 and k % 128 == 0 in both expert matrices
-# (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0, create_weights).
-MARLIN_MXFP4 = ExpertPadding(128, 256)
+# vLLM's Marlin MoE kernel wants n % 256 == 0 and k % 128 == 0 in both expert matrices, and keeps the
+# experts' biases in the compute dtype (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0,
+# create_weights; quantization/utils/marlin_utils_fp4.py@v0.11.0, prepare_moe_fp4_layer_for_marlin: the
+# repacked weights and the e8m0 scales keep their byte counts).
+MARLIN_MXFP4 = ExpertPadding(128, 256, bias_bytes=2)
+# The Triton and FlashInfer paths hold the biases in fp32 (mxfp4.py@v0.11.0 and @v0.12.0,
+# process_weights_after_loading).
+FP32_BIASES = 4
 
 
 class Batching(Enum):
@@ -355,7 +360,7 @@ def _table() -> tuple[Release, ...]:
         "(has_triton_kernels), vllm/model_executor/layers/quantization/mxfp4.py@v0.12.0 (get_mxfp4_backend, "
         "create_weights, process_weights_after_loading), quantization/utils/mxfp4_utils.py@v0.12.0 "
         "(_swizzle_mxfp4)",
-        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.TILES),
+        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.TILES, bias_bytes=FP32_BIASES),
     )
     add(
         (0, 12, 0),
@@ -392,7 +397,7 @@ def _table() -> tuple[Release, ...]:
         "cmake/external_projects/triton_kernels.cmake@v0.22.0",
         sampler=Sampler.TRITON,
         topk_topp_program_buffer=True,
-        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64),
+        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64, bias_bytes=FP32_BIASES),
     )
     add(
         (0, 18, 0),
@@ -428,7 +433,9 @@ def _table() -> tuple[Release, ...]:
         (0, 25, 0),
         "the Triton MXFP4 backend frees the checkpoint's scales once swizzled",
         "vllm/model_executor/layers/fused_moe/oracle/mxfp4.py@v0.25.0 (convert_to_mxfp4_moe_kernel_format)",
-        mxfp4_experts_on_hopper=ExpertPadding(64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False),
+        mxfp4_experts_on_hopper=ExpertPadding(
+            64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False, bias_bytes=FP32_BIASES
+        ),
     )
     add(
         (0, 28, 0),
@@ -645,7 +652,7 @@ class VllmModel(EngineModel):
         if weights.quantization is None or weights.quantization.method != "mxfp4":
             return None
         if gpu.compute_capability_major >= 10:
-            return ExpertPadding(256, 256)
+            return ExpertPadding(256, 256, bias_bytes=FP32_BIASES)
         if gpu.compute_capability_major == 9:
             return self.release.mxfp4_experts_on_hopper
         return MARLIN_MXFP4
