@@ -165,6 +165,10 @@ class ModelArchitecture:
     vision_parameters: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["vision_parameters"]))
     # Its shape, where the config fixes what one image costs the engine's profile (None: not modelled).
     vision_encoder: VisionEncoder | None = None
+    # Rotary position tables an engine may precompute: the positions of each distinct table (one per
+    # distinct rope configuration) and the rotary width of a row (cos and sin: half of it each).
+    rotary_table_positions: tuple[int, ...] = ()
+    rotary_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["head_dim"]))
 
     def __post_init__(self) -> None:
         check(self)
@@ -375,6 +379,15 @@ def architecture_from_config(
     moe = _moe_shape(read, family, layers, num_experts, intermediate) if num_experts else _NO_MOE
     window, sliding_layers = _sliding_window(read, family, layers)
     native_dtype = normalize_torch_dtype(read.get("torch_dtype", "dtype"))
+    max_position = read.integer(
+        "max_position_embeddings",
+        "n_positions",
+        "max_sequence_length",
+        "seq_length",
+        required=False,
+        limit="max_position_embeddings",
+    )
+    qk_rope_head_dim = read.integer("qk_rope_head_dim", required=False, limit="qk_rope_head_dim")
     return ModelArchitecture(
         name=name,
         family=family,
@@ -396,24 +409,18 @@ def architecture_from_config(
         num_moe_layers=moe.layers,
         kv_lora_rank=read.integer("kv_lora_rank", required=False, limit="kv_lora_rank"),
         q_lora_rank=read.integer("q_lora_rank", required=False, limit="q_lora_rank"),
-        qk_rope_head_dim=read.integer("qk_rope_head_dim", required=False, limit="qk_rope_head_dim"),
+        qk_rope_head_dim=qk_rope_head_dim,
         qk_nope_head_dim=read.integer("qk_nope_head_dim", required=False, limit="qk_nope_head_dim"),
         v_head_dim=read.integer("v_head_dim", required=False, limit="v_head_dim"),
         sliding_window=window,
         num_sliding_window_layers=sliding_layers,
         native_dtype=native_dtype,
         quantization=quantization_from_config(config.get("quantization_config"), source),
-        max_position_embeddings=read.integer(
-            "max_position_embeddings",
-            "n_positions",
-            "max_sequence_length",
-            "seq_length",
-            required=False,
-            limit="max_position_embeddings",
-        )
-        or None,
+        max_position_embeddings=max_position or None,
         vision_parameters=_vision_parameters(config.get("vision_config"), hidden, source),
         vision_encoder=_vision_encoder(config, source),
+        rotary_table_positions=_rotary_tables(read, family, max_position, sliding_layers),
+        rotary_dim=_rotary_dim(read, qk_rope_head_dim or head_dim),
     )
 
 
@@ -520,6 +527,56 @@ def _vision_encoder(config: Mapping[str, Any], source: str) -> VisionEncoder | N
             "mm_tokens_per_image", default=image_tokens, limit="max_position_embeddings"
         ),
     )
+
+
+# Rope types whose table spans max_position x factor positions, and those over the original context x factor
+# (vllm/model_executor/layers/rotary_embedding/linear_scaling_rope.py, dynamic_ntk_scaling_rope.py,
+# yarn_scaling_rope.py, deepseek_scaling_rope.py@v0.19.0); every other type spans max_position.
+_STRETCHED_ROPES = frozenset({"linear", "dynamic"})
+_ORIGINAL_STRETCHED_ROPES = frozenset({"yarn", "deepseek_yarn"})
+MAX_ROPE_FACTOR = 1024
+
+
+def _rotary_tables(
+    read: _ConfigReader, family: str, max_position: int, sliding_layers: int
+) -> tuple[int, ...]:
+    """The positions of each distinct rotary table (vLLM's get_rope builds one per distinct configuration):
+    `rope_parameters` by layer type (transformers v5) give one table each; gemma-3's v4 config adds its
+    sliding layers' unscaled table (models/gemma3.py@v0.19.0, rope_local_base_freq)."""
+    if not max_position:
+        return ()
+    raw = read.get("rope_parameters", "rope_scaling")
+    if isinstance(raw, Mapping) and raw and all(isinstance(value, Mapping) for value in raw.values()):
+        scalings: list[Mapping[str, Any]] = list(raw.values())
+    else:
+        scalings = [raw if isinstance(raw, Mapping) else {}]
+        if family in ("gemma3", "gemma3_text") and sliding_layers:
+            scalings.append({})
+    return tuple(_rotary_positions(read, scaling, max_position) for scaling in scalings)
+
+
+def _rotary_positions(read: _ConfigReader, scaling: Mapping[str, Any], max_position: int) -> int:
+    kind = str(scaling.get("rope_type") or scaling.get("type") or "default")
+    if kind not in _STRETCHED_ROPES | _ORIGINAL_STRETCHED_ROPES:
+        return max_position
+    factor = scaling.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= MAX_ROPE_FACTOR:
+        raise SizingError(
+            f"{read.source}: rope factor", f"{factor!r} is not a number from 0 to {MAX_ROPE_FACTOR}"
+        )
+    base = max_position
+    if kind in _ORIGINAL_STRETCHED_ROPES:
+        original = _ConfigReader(scaling, f"{read.source}: rope")
+        base = original.integer("original_max_position_embeddings", limit="max_position_embeddings")
+    return int(base * factor)
+
+
+def _rotary_dim(read: _ConfigReader, head_dim: int) -> int:
+    """The rotary width: the head (MLA: its rope part) times `partial_rotary_factor`."""
+    factor = read.get("partial_rotary_factor")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= 1:
+        return head_dim
+    return int(head_dim * factor)
 
 
 def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int | None, int]:

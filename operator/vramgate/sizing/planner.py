@@ -237,7 +237,7 @@ class _Evaluator:
         if key not in self._weights_per_gpu:
             per_gpu = weights_bytes(request.model, self.weights, tensor_parallel, padding, stage).per_gpu
             self._weights_per_gpu[key] = per_gpu
-        return self._weights_per_gpu[key]
+        return self._weights_per_gpu[key] + engine.loaded_buffer_bytes(request.model, self.weights)
 
     def holds_weights(self, gpu: GpuType, tensor_parallel: int) -> bool:
         """Whether every stage's weights leave room on `gpu` at all. An option without it cannot fit,

@@ -87,6 +87,38 @@ def test_gemma3s_encoder_profile_shape_comes_from_its_vision_config() -> None:
     assert architecture_from_config(llava, "llava").vision_encoder is None
 
 
+@pytest.mark.parametrize(
+    ("model", "positions", "width"),
+    [
+        # global layers: linear rope, 131072 positions x 8; sliding layers: their own unscaled table
+        ("google/gemma-3-27b-it", (1_048_576, 131_072), 128),
+        ("meta-llama/Llama-3.1-8B-Instruct", (131_072,), 128),  # llama3 rope: max_position alone
+        ("openai/gpt-oss-120b", (4096 * 32,), 64),  # yarn: the original context x factor
+        ("deepseek-ai/DeepSeek-V2-Lite", (4096 * 40,), 64),  # MLA: the rope part of the head
+        ("google/gemma-2-9b-it", (8192,), 256),
+    ],
+)
+def test_rotary_tables_follow_the_rope_scaling(model: str, positions: tuple[int, ...], width: int) -> None:
+    arch = load_model(model)
+    assert (arch.rotary_table_positions, arch.rotary_dim) == (positions, width)
+
+
+def test_rope_parameters_by_layer_type_and_partial_rotary_width() -> None:
+    config: dict[str, object] = {"model_type": "gemma3_text", "hidden_size": 64, "num_hidden_layers": 6}
+    config |= {"num_attention_heads": 4, "head_dim": 16, "sliding_window": 8, "partial_rotary_factor": 0.5}
+    config |= {
+        "rope_parameters": {
+            "full_attention": {"rope_type": "linear", "factor": 8.0},
+            "sliding_attention": {"rope_type": "default"},
+        }
+    }
+    arch = architecture_from_config(config, "v5")
+    assert (arch.rotary_table_positions, arch.rotary_dim) == ((1_048_576, 131_072), 8)
+    config["rope_parameters"] = {"rope_type": "linear", "factor": "eight"}
+    with pytest.raises(SizingError, match="rope factor"):
+        architecture_from_config(config, "hostile")
+
+
 def test_a_vision_config_with_a_zero_patch_is_bad_input_not_a_crash() -> None:
     vision = {"hidden_size": 32, "num_hidden_layers": 2, "patch_size": 0, "image_size": 224}
     config: dict[str, object] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}

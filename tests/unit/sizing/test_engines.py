@@ -22,6 +22,7 @@ from vramgate.sizing.memory import (
     resolve_weight_format,
     weights_bytes,
 )
+from vramgate.sizing.planner import PlanRequest, plan
 from vramgate.sizing.units import GIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
@@ -346,6 +347,16 @@ def test_an_encoder_peak_above_the_text_peak_bounds_the_profile() -> None:
     curve = v1.overhead_curve(gemma, fmt, 1, 8192)
     encoder = v1.encoder_profile(gemma, fmt, 1, 8192)
     assert curve.activation_bytes(1) >= encoder.peak_bytes  # one sequence: the sampler is small
+
+
+def test_vllm_loads_its_rotary_tables_beside_the_weights() -> None:
+    gemma = load_model("google/gemma-3-27b-it")
+    bf16 = resolve_weight_format(gemma, Precision.BF16)
+    # (1,048,576 + 131,072) positions x 128 x 2 bytes: 0.28125 GiB on every GPU
+    assert _vllm("0.19.0", "H100-80GB").loaded_buffer_bytes(gemma, bf16) == 301_989_888
+    request = PlanRequest(model=load_model(LLAMA_8B), model_source=LLAMA_8B, max_seq_len=8192, concurrency=1)
+    llama = plan(replace(request, gpu=find_gpu("H100-80GB"), gpu_count=1), alternatives=False)
+    assert llama.weights_bytes_per_gpu == 2 * 8_030_261_248 + 131_072 * 128 * 2
 
 
 def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:

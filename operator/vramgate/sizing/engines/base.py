@@ -395,6 +395,11 @@ class EngineModel(ABC):
         """The multimodal encoder's part of the profile (none by default: not modelled)."""
         return NO_ENCODER_PROFILE
 
+    def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
+        """Buffers the engine builds beside the weights while loading, whole on every GPU (none by
+        default)."""
+        return 0
+
     def free_memory_rule(
         self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int
     ) -> FreeMemoryRule:

@@ -602,6 +602,14 @@ class VllmModel(EngineModel):
         peak = images * (pixels + vision.patches_per_image * mlp * element)
         return EncoderProfile(peak_bytes=peak, held_bytes=images * (pixels + embeddings))
 
+    def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
+        """get_rope's cos/sin tables: one per distinct rope configuration, a row of rotary_dim per position,
+        in the dtype the model is built in (rotary_embedding.py@v0.6.5, rotary_embedding/base.py@v0.19.0:
+        cache.to(dtype), a non-persistent buffer), so "Model loading took" counts them. gemma-3's global
+        layers stretch 131072 positions 8 times: 0.25 GiB in bf16. gpt-oss builds its table in fp32
+        (models/gpt_oss.py@v0.19.0) and DeepSeek's scaling rope keeps fp32 too: each a few MiB more."""
+        return sum(arch.rotary_table_positions) * arch.rotary_dim * weights.compute_bytes
+
     def persistent_workspace_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
     ) -> int:
