@@ -207,6 +207,20 @@ def test_a_fixed_fraction_promises_the_predicted_pool_less_the_safety_margin() -
     assert result.max_concurrency == promised // (8192 * result.kv_bytes_per_token_per_gpu)
 
 
+def test_a_hybrid_models_capacity_is_printed_as_vllm_prints_it_by_release() -> None:
+    gemma = "google/gemma-3-27b-it"  # 7 groups of 10 layers: 1 global, 6 sliding (1024 tokens)
+    fixed = {"gpu": find_gpu("H100-80GB"), "gpu_count": 1, "max_seq_len": 32768, "memory_fraction": 0.95}
+    old, new = (plan(request(gemma, engine_version=v, concurrency=1, **fixed)) for v in ("0.21.0", "0.22.0"))
+    for result in (old, new):  # whole blocks of 10 layers x 16 tokens
+        assert result.kv_capacity_bytes_per_gpu % (10 * 16 * 8192) == 0
+    blocks = new.kv_capacity_bytes_per_gpu // (10 * 16 * 8192)
+    # 0.22: a 32768-token request takes 2048 global blocks and, in each of 6 sliding groups, the blocks of
+    # 1023 + 8192 batched tokens (576) plus one: 5510 blocks, not the 7 x 2048 whole blocks 0.21 counts
+    assert new.kv_capacity_tokens == int(blocks / 5510 * 32768)
+    assert old.kv_capacity_tokens == old.kv_capacity_bytes_per_gpu // (10 * 16 * 8192) // 7 * 16
+    assert new.kv_capacity_tokens > 2.5 * old.kv_capacity_tokens
+
+
 def test_a_computed_fraction_and_the_engines_batch_limit_leave_room_for_the_safety_margin() -> None:
     llama = "meta-llama/Llama-3.1-8B-Instruct"
     result = plan(request(llama, gpu=find_gpu("L40S"), gpu_count=1, max_seq_len=8192, concurrency=8))
