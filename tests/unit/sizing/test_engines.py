@@ -181,6 +181,18 @@ def test_triton_top_k_top_p_keeps_a_vocab_row_per_sm_from_0_17() -> None:
     assert first_stage.sampler_buffer.max_bytes == 0
 
 
+def test_non_torch_growth_is_measured_past_cuda_graph_profiling_from_0_18() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    scheduling = Scheduling(256, 2048, 16)
+    # round(0.13 x 2**30) = 139,586,437 and round(0.26 x 2**30) = 279,172,874 bytes at TP 1
+    assert _vllm("0.17.0").overhead(llama, fmt, 1, scheduling).non_torch_bytes == 139_586_437
+    assert _vllm("0.18.0").overhead(llama, fmt, 1, scheduling).non_torch_bytes == 279_172_874
+    assert _vllm("0.33.0").overhead(llama, fmt, 1, scheduling).non_torch_bytes == 279_172_874
+    # Torch's allocated peak alone before 0.2.5: no non-torch term at all
+    assert _vllm("0.2.4").overhead(llama, fmt, 2, scheduling).non_torch_bytes == 0
+
+
 def test_a_gpu_of_unknown_sm_count_takes_the_most_any_gpu_has() -> None:
     llama = load_model(LLAMA_8B)
     unknown = engine_model(Engine.VLLM, EngineBuild("0.19.0"), unknown_gpu(80 * GIB))
@@ -530,7 +542,7 @@ def test_tensor_parallel_on_nvswitch_class_gpus_reserves_nccls_buffers() -> None
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
     scheduling = Scheduling(256, 2048, 16)
-    hopper, ampere = _vllm("0.19.0", "H100-80GB"), _vllm("0.19.0", "A100-80GB")
+    hopper, ampere = _vllm("0.17.0", "H100-80GB"), _vllm("0.17.0", "A100-80GB")
     assert hopper.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(2.1 * GIB)
     assert ampere.overhead(llama, fmt, 2, scheduling).non_torch_bytes == round(0.13 * GIB) + round(0.28 * GIB)
     assert hopper.overhead(llama, fmt, 1, scheduling).non_torch_bytes == round(0.13 * GIB)
