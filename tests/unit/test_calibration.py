@@ -268,9 +268,7 @@ def test_targets_are_checked_per_engine_generation() -> None:
 # test below, which then asks for this list (and the README's) to be updated.
 KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: ~0.2 GiB held before the model loads, which no source shows",
-    "R53": "TGI 1.0 at TP 4: NCCL buffers beyond the shared TP term (2.0 GiB), unverified in source",
     "R57": "gpt-oss-120b on H100, 0.11.0's log format, 1.71 GiB cache: 0.08 GiB the source does not explain",
-    "R84": "TGI 2.2.0 on an A10G: ~0.08 GiB more warm-up memory than the forward and logits peaks",
 }
 
 

@@ -11,7 +11,7 @@ from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
-from vramgate.sizing.engines.tgi import TgiModel
+from vramgate.sizing.engines.tgi import TgiModel, _replay_forward
 from vramgate.sizing.engines.vllm import MARLIN_MXFP4, RELEASES, Sampler, VllmModel
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
@@ -486,8 +486,9 @@ def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     assert overhead.non_torch_bytes == 40_448 * MIB - 1517 * MIB - 29_598 * MIB - 7_172 * MIB
     # the layer's MLP peak, 4096 x 2 x (7 x 4096 + 4 x 14336) bytes, then the prefill logprobs'
     # 4096 x 128256 x 2 in segments of their own; no row per --max-concurrent-requests
+    # and the hidden-wide block the allocator keeps between the larger ones (2 x 4096 widths, below)
     forward, logits = 4096 * 2 * (7 * 4096 + 4 * 14336), 4096 * 128256 * 2
-    assert overhead.activation_bytes == forward + logits
+    assert overhead.activation_bytes == forward + logits + 4096 * 2 * 2 * 4096
 
 
 def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
@@ -579,11 +580,42 @@ def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
     logits = 4096 * 128256 * 2
-    assert _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == logits
+    reserved, live = _replayed(LLAMA_8B, 32, 1, False)
+    forward = (reserved - live) * 4096 * 2  # what the forward leaves reserved beyond its live peak
+    assert _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == logits + forward
     # before 2.4 log_softmax writes a second vocab-wide tensor
-    assert _tgi("2.2.0").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == 2 * logits
+    assert _tgi("2.2.0").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == 2 * logits + forward
     # with TP the head's shard has a segment of its own beside the gathered logits
-    assert _tgi("3.3.5").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes == logits + logits // 2
+    reserved, live = _replayed(LLAMA_8B, 32, 2, False)
+    forward = (reserved - live) * 4096 * 2
+    assert (
+        _tgi("3.3.5").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
+        == logits + logits // 2 + forward
+    )
+
+
+def _replayed(model: str, layers: int, tensor_parallel: int, recorded: bool) -> tuple[int, int]:
+    """(reserved, live peak) of TGI's warm-up forward in widths of 4096 tokens x 2 bytes."""
+    arch = replace(load_model(model), num_layers=layers)
+    forward = _replay_forward(arch, tensor_parallel, 4096, 2, recorded)
+    return forward.reserved_bytes // (4096 * 2), forward.live_bytes // (4096 * 2)
+
+
+def test_tgi_warmup_replay_peaks_at_the_live_tensors_its_mlp_peaks_count() -> None:
+    assert _replayed(LLAMA_8B, 32, 1, False)[1] == 7 * 4096 + 4 * 14336
+    assert _replayed("meta-llama/Llama-2-70b-hf", 80, 4, True)[1] == 8 * 8192 + 3 * 7168
+
+
+def test_tgi_warmup_reserves_the_blocks_its_tensors_cannot_share() -> None:
+    # Llama-3.1-8B at TP 1: from the second layer on no new segment; 2 x 4096 widths stay reserved beyond
+    # the live peak (a hidden-wide block left between the larger ones)
+    assert _replayed(LLAMA_8B, 2, 1, False) == _replayed(LLAMA_8B, 32, 1, False)
+    reserved, live = _replayed(LLAMA_8B, 32, 1, False)
+    assert reserved - live == 2 * 4096
+    # Llama-2-70B at TP 4 before 1.4.1: each layer's two all-reduced outputs stay out of reach, and each
+    # layer reserves a new gate_up segment (2 x 7168) and a new hidden-wide one (8192)
+    grown = [_replayed("meta-llama/Llama-2-70b-hf", n, 4, True)[0] for n in (3, 4, 5)]
+    assert grown[1] - grown[0] == grown[2] - grown[1] == 2 * 7168 + 8192
 
 
 def test_tgi_before_1_4_1_keeps_all_reduce_outputs_reserved_through_warmup() -> None:
@@ -594,8 +626,8 @@ def test_tgi_before_1_4_1_keeps_all_reduce_outputs_reserved_through_warmup() -> 
         old.overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
         - new.overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
     )
-    # 32 layers x 2 all-reduces + the embedding's, 4096 tokens x 4096 hidden x 2 bytes
-    assert grown == (2 * 32 + 1) * 4096 * 4096 * 2
+    recorded, free = _replayed(LLAMA_8B, 32, 2, True)[0], _replayed(LLAMA_8B, 32, 2, False)[0]
+    assert grown == (recorded - free) * 4096 * 2 > (2 * 32 + 1) * 4096 * 4096 * 2
     assert old.overhead_curve(llama, fmt, 1, 4096) == new.overhead_curve(llama, fmt, 1, 4096)
 
 

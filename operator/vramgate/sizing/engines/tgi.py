@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 from enum import Enum
 
+from vramgate.sizing.allocator import CachingAllocator
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
 from vramgate.sizing.engines.base import (
@@ -250,6 +253,98 @@ def _launcher_vram_tokens(arch: ModelArchitecture, gpu: GpuType, shards: int, fr
     return (available - model) // token if available >= model else None
 
 
+@dataclass(frozen=True)
+class ForwardReplay:
+    """What a forward pass reserved at most, and its most live bytes at once."""
+
+    reserved_bytes: int
+    live_bytes: int
+
+
+@functools.lru_cache(maxsize=256)
+def _replay_forward(
+    arch: ModelArchitecture, tensor_parallel: int, tokens: int, element: int, recorded: bool
+) -> ForwardReplay:
+    """The warm-up's forward pass through a dense model, tensor by tensor as Python holds them
+    (FlashLlamaModel/FlashLlamaLayer/FlashLlamaAttention/LlamaMLP.forward in
+    server/text_generation_server/models/custom_modeling/flash_llama_modeling.py, the same from v0.9.4 to
+    v3.3.5; FastRMSNorm in layers/layernorm.py@v2.2.0), replayed through the caching allocator. On CUDA
+    up to 8192 hidden the norm is flash-attn's dropout_add_ln_fwd, which writes the sum, then the normed
+    output, both new; above, PyTorch adds in place and normalizes through fp32 copies. `recorded`: the
+    embedding's and each row-parallel layer's all-reduced outputs stay unusable (before 1.4.1 at TP > 1).
+    Layers repeat: once three in a row have grown the reservation by the same amount, the rest are taken
+    to grow it by that amount too."""
+    pool = CachingAllocator()
+    hidden = arch.hidden_size
+    query = arch.num_attention_heads // tensor_parallel * arch.head_dim
+    key_value = max(1, arch.num_kv_heads // tensor_parallel) * arch.head_dim
+    intermediate = arch.intermediate_size // tensor_parallel
+    fused = hidden <= 8192
+
+    def tensor(name: str, width: int, element_bytes: int = element) -> None:
+        pool.allocate(name, tokens * width * element_bytes)
+
+    def norm(normed: str, added: str, residual: str | None, into: str) -> None:
+        """`normed`, `into` = norm(`added`, `residual`): `into` names the sum (a new tensor when fused,
+        else `added` itself, added to in place)."""
+        if fused:
+            if residual is not None:
+                tensor(into, hidden)
+            tensor(normed, hidden)
+            return
+        tensor("fp32", hidden, 4)  # hidden_states.to(torch.float32)
+        tensor("squares", hidden, 4)  # .pow(2), gone once .mean() returns
+        pool.free("squares")
+        tensor("scaled", hidden, 4)  # hidden_states * torch.rsqrt(variance + eps)
+        pool.free("fp32")
+        tensor("half", hidden)  # .to(self.weight.dtype)
+        pool.free("scaled")
+        tensor(normed, hidden)  # self.weight * hidden_states
+        pool.free("half")
+
+    tensor("hidden", hidden)  # the embedding's output, all-reduced
+    residual: str | None = None
+    reserved_after: list[int] = []
+    skipped = 0
+    for layer in range(arch.num_layers):
+        norm("normed", "hidden", residual, "res")
+        res = "res" if fused and residual is not None else "hidden"
+        tensor("qkv", query + 2 * key_value)
+        tensor("attn", query)
+        tensor("attn_output", hidden)  # o_proj, all-reduced
+        pool.free("attn")
+        pool.free("qkv")
+        norm("mlp_input", "attn_output", res, "attn_res")
+        attn_res = "attn_res" if fused else "attn_output"
+        tensor("gate_up", 2 * intermediate)
+        tensor("silu", intermediate)
+        tensor("product", intermediate)
+        pool.free("silu")
+        tensor("mlp_output", hidden)  # down_proj, all-reduced
+        pool.free("product")
+        pool.free("gate_up")
+        # the layer's frame goes; then the loop rebinds its hidden states and residual
+        pool.free("normed")
+        if res == "res":
+            pool.free("res")
+        if attn_res == "attn_res":
+            pool.free("attn_output", recorded)
+        pool.free("mlp_input")
+        pool.free("hidden", recorded)
+        if residual is not None:
+            pool.free(residual, recorded and not fused)
+        pool.rename("mlp_output", "hidden")
+        pool.rename(attn_res, f"residual{layer}")
+        residual = f"residual{layer}"
+        reserved_after.append(pool.peak_reserved_bytes)
+        growth = {later - earlier for earlier, later in itertools.pairwise(reserved_after[-4:])}
+        if len(reserved_after) >= 4 and len(growth) == 1:
+            skipped = (arch.num_layers - 1 - layer) * growth.pop()
+            break
+    norm("final", "hidden", residual, "final_res")
+    return ForwardReplay(pool.peak_reserved_bytes + skipped, pool.peak_allocated_bytes)
+
+
 class TgiModel(EngineModel):
     """Text Generation Inference: warm-up prefills its largest batch, then KV blocks fill the free memory
     the release's rule leaves. TGI reads used memory from the driver, so its CUDA context and every block
@@ -338,15 +433,20 @@ class TgiModel(EngineModel):
         model's dtype, and log_softmax's output beside them before 2.4. Each is larger than any segment the
         forward pass reserved, and the caching allocator does not merge segments, so they add to the
         forward's peak. With TP the head computes its shard into a tensor of its own before gathering
-        (TensorParallelHead.forward in utils/layers.py@v0.9.4, layers/tensor_parallel.py@v2.2.0); before
-        1.4.1 each layer's two all-reduce outputs and the embedding's stay reserved on NCCL's stream."""
+        (TensorParallelHead.forward in utils/layers.py@v0.9.4, layers/tensor_parallel.py@v2.2.0). TGI reads
+        used memory after warm-up, so what the caching allocator keeps reserved beyond the forward's live
+        peak counts too (see `_replay_forward`); MoE layers are not replayed, and count only the all-reduce
+        outputs a release before 1.4.1 leaves recorded on NCCL's stream (two per layer and the
+        embedding's)."""
         element = weights.compute_bytes
         logits = tokens * arch.vocab_size * element * self.release.logits_copies
         if tensor_parallel > 1:
             logits += tokens * arch.vocab_size * element // tensor_parallel
-        if tensor_parallel == 1 or not self.release.allreduce_outputs_reserved:
-            return logits
-        return logits + (2 * arch.num_layers + 1) * tokens * arch.hidden_size * element
+        recorded = tensor_parallel > 1 and self.release.allreduce_outputs_reserved
+        if arch.is_moe:
+            return logits + (2 * arch.num_layers + 1) * tokens * arch.hidden_size * element * recorded
+        forward = _replay_forward(arch, tensor_parallel, tokens, element, recorded)
+        return logits + forward.reserved_bytes - forward.live_bytes
 
     def free_memory_rule(
         self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int
