@@ -31,6 +31,7 @@ COUNT_LABEL = "nvidia.com/gpu.count"
 MIG_STRATEGY_LABEL = "nvidia.com/mig.strategy"
 COMPUTE_MAJOR_LABEL = "nvidia.com/gpu.compute.major"
 COMPUTE_MINOR_LABEL = "nvidia.com/gpu.compute.minor"
+MULTIPROCESSORS_LABEL = "nvidia.com/gpu.multiprocessors"  # GFD sets it on MIG instances
 OWNER_LABEL = "vramgate.dev/llmdeployment"  # on the pods vramgate generates: their GPUs are the owner's own
 _MIG_SINGLE_MARKER = "-MIG-"  # single strategy: the product label becomes "<GPU>-MIG-<profile>"
 _FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
@@ -263,9 +264,17 @@ def _whole_gpu_type(node: NodeGpus) -> tuple[GpuType, bool, str] | None:
 
 
 def _mig_type(
-    parent: GpuType, parent_known: bool, profile: str, label_mib: int | None, product: str, name: str
+    parent: GpuType,
+    parent_known: bool,
+    profile: str,
+    label_mib: int | None,
+    product: str,
+    name: str,
+    label_sms: int | None,
 ) -> tuple[GpuType, str] | None:
-    """One MIG instance of `parent` as a GpuType: memory from the table, else from GFD's label."""
+    """One MIG instance of `parent` as a GpuType: memory from the table, else from GFD's label; its
+    streaming multiprocessors from GFD's label, else the whole GPU's (an instance has fewer, so buffers
+    sized per SM are bounded from above)."""
     entry = mig_profiles().get(parent.name.lower(), {}).get(profile) if parent_known else None
     if entry is not None:
         memory_mib, note = entry.memory_mib, ""
@@ -281,8 +290,7 @@ def _mig_type(
         name=name,
         product=product,
         compute_capability=parent.compute_capability,
-        # An instance has fewer SMs than its GPU: the GPU's count bounds buffers sized per SM from above.
-        sm_count=parent.sm_count,
+        sm_count=label_sms or parent.sm_count,
         memory_mib=memory_mib,
         cuda_total_mib=memory_mib,
         price_per_hour=round(parent.price_per_hour * slices / 7, 4),
@@ -376,7 +384,8 @@ class Inventory:
                 parent = catalog_type_for(parent_product)
                 if parent is not None:
                     # Named by its product label: it differs from a mixed-strategy target's selector.
-                    made = _mig_type(parent, True, profile, node.memory_mib, node.product, node.product)
+                    sms = _quantity(node.labels.get(MULTIPROCESSORS_LABEL, "")) or None
+                    made = _mig_type(parent, True, profile, node.memory_mib, node.product, node.product, sms)
                     if made is not None:
                         add(made[0], TargetKind.MIG, GPU_RESOURCE, True, made[1], node)
                 continue
@@ -390,8 +399,9 @@ class Inventory:
                 if resource.startswith(MIG_RESOURCE_PREFIX):  # mixed strategy: one resource per profile
                     profile = resource.removeprefix(MIG_RESOURCE_PREFIX)
                     label = _quantity(node.labels.get(f"{MIG_RESOURCE_PREFIX}{profile}.memory", ""))
+                    sms = _quantity(node.labels.get(f"{MIG_RESOURCE_PREFIX}{profile}.multiprocessors", ""))
                     name = f"{gpu.name}-MIG-{profile}"
-                    made = _mig_type(gpu, known, profile, label or None, node.product, name)
+                    made = _mig_type(gpu, known, profile, label or None, node.product, name, sms or None)
                     if made is not None:
                         add(made[0], TargetKind.MIG, resource, known, made[1], node)
         return sorted(found.values(), key=lambda t: (t.kind.value, t.gpu.price_per_hour, t.name))

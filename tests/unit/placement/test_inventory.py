@@ -26,6 +26,7 @@ def test_mig_single_strategy_offers_seven_1g_5gb_instances_through_nvidia_com_gp
     assert target.gpu.product == "A100-SXM4-40GB-MIG-1g.5gb"
     assert target.gpu.memory_mib == 4864  # 4.75 GiB from the MIG table, the same as GFD's label
     assert target.capacity == {"a100-mig-single": 7} and target.most_per_node == 1
+    assert target.gpu.sm_count == 14  # GFD's nvidia.com/gpu.multiprocessors, not the A100's 108
 
 
 def test_mig_mixed_strategy_offers_one_target_per_profile_resource() -> None:
@@ -36,6 +37,9 @@ def test_mig_mixed_strategy_offers_one_target_per_profile_resource() -> None:
     # The guide's labels call it 3g.21gb; the table still sizes the resource (19.62 GiB).
     assert three.gpu.memory_mib == round(19.62 * GIB / MIB)
     assert "nvidia.com/gpu" not in {t.resource for t in targets.values()}  # no whole GPU is advertised
+    assert targets["A100-40GB-MIG-2g.10gb"].gpu.sm_count == 28  # nvidia.com/mig-2g.10gb.multiprocessors
+    # No label for the 3g.20gb resource (the guide writes 3g.21gb): the whole A100's 108 bound it.
+    assert three.gpu.sm_count == 108
 
 
 def test_free_gpus_are_allocatable_minus_bound_unfinished_pods() -> None:
