@@ -52,6 +52,9 @@ DEFAULT_MAX_MEMORY_FRACTION = 0.95
 # large enough to matter pushes rows already under-predicted on small pools out of their bounds.
 KV_SAFETY_MARGIN = KvSafetyMargin(relative_per_10k=100, absolute_bytes=0)
 
+# The request fields that choose the engine model: an evaluator of a request differing in none shares them.
+_ENGINE_FIELDS = ("engine", "engine_version", "engine_image", "engine_flashinfer", "engine_offline")
+
 
 @dataclass(frozen=True, kw_only=True)
 class PlanRequest:
@@ -208,9 +211,20 @@ class _Evaluator:
         self.request = request
         self._engines: dict[str, EngineModel] = {}
         self._weights_per_gpu: dict[tuple[object, ...], int] = {}
+        self._shapes: dict[tuple[object, ...], _StageShape] = {}
         self.weights = resolve_weight_format(request.model, request.precision)
         self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
         self.stages = pipeline_stages(request.model.num_layers, request.pipeline_parallel)
+
+    def variant(self, **changes: Any) -> _Evaluator:
+        """The evaluator of the request with `changes` (for a suggestion), sharing the engine models when
+        the engine and its build are unchanged and the weights when their format is."""
+        changed = _Evaluator(replace(self.request, **changes))
+        if changed.weights == self.weights and changed.request.model is self.request.model:
+            changed._weights_per_gpu = self._weights_per_gpu
+        if all(getattr(changed.request, name) == getattr(self.request, name) for name in _ENGINE_FIELDS):
+            changed._engines = self._engines
+        return changed
 
     def engine_on(self, gpu: GpuType) -> EngineModel:
         """The engine's memory model on `gpu` (the release that runs can depend on the GPU)."""
@@ -260,12 +274,54 @@ class _Evaluator:
         """The request on `tensor_parallel` x `pipeline_parallel` GPUs of `gpu`: the bottleneck stage's
         figures (one stage without pipeline parallelism), all stages sharing one memory fraction.
         `max_seq_len` replaces the request's, for a suggestion."""
+        stages = self._stages(gpu, tensor_parallel, max_seq_len)
+        return self._at(stages, self._fraction(stages))
+
+    def fitting(
+        self, gpu: GpuType, tensor_parallel: int, max_seq_len: int | None = None
+    ) -> _Evaluation | None:
+        """`evaluate`'s result if the option fits, else None, said by the first figure that shows it:
+        weights that leave no room, then a fraction needed above every stage's cap. What a suggestion
+        and a search for the cheapest fit ask, most options answered before the batch arithmetic."""
+        if not self.holds_weights(gpu, tensor_parallel):
+            return None
+        stages = self._stages(gpu, tensor_parallel, max_seq_len)
+        fraction = self._fraction(stages)
+        if self.request.memory_fraction is None and fraction > max(stage.cap for stage in stages):
+            return None  # fitting needs the fraction within the bottleneck stage's cap
+        evaluation = self._at(stages, fraction)
+        return evaluation if evaluation.fits else None
+
+    def _stages(self, gpu: GpuType, tensor_parallel: int, max_seq_len: int | None) -> list[_Stage]:
         length = max_seq_len or self.request.max_seq_len
-        stages = [_Stage(self, gpu, tensor_parallel, stage, length) for stage in self.stages]
+        return [_Stage(self, gpu, tensor_parallel, stage, length) for stage in self.stages]
+
+    def _fraction(self, stages: list[_Stage]) -> float:
+        """The user's fixed fraction, or the largest any stage needs (all stages run at one)."""
         fraction = self.request.memory_fraction
-        if fraction is None:
-            fraction = max(stage.needed_fraction() for stage in stages)
+        return max(stage.needed_fraction() for stage in stages) if fraction is None else fraction
+
+    @staticmethod
+    def _at(stages: list[_Stage], fraction: float) -> _Evaluation:
         return min((stage.at(fraction) for stage in stages), key=lambda e: (e.max_concurrency, e.max_batch))
+
+    def shape(
+        self,
+        engine: EngineModel,
+        tensor_parallel: int,
+        stage: PipelineStage,
+        max_seq_len: int,
+        block: int,
+        batched: int,
+    ) -> _StageShape:
+        """A stage's KV layout and overhead: the same for every GPU type that runs the same engine model
+        with the same batch limits, so computed once for them all."""
+        key = (engine, tensor_parallel, stage.index, stage.count, max_seq_len, block, batched)
+        if key not in self._shapes:
+            self._shapes[key] = _StageShape.of(
+                self, engine, tensor_parallel, stage, max_seq_len, block, batched
+            )
+        return self._shapes[key]
 
 
 class _Stage:
@@ -291,28 +347,9 @@ class _Stage:
         self.block = request.block_size or self.defaults.block_size_tokens
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
         self.weights_per_gpu = evaluator.weights_per_gpu(engine, gpu, tensor_parallel, stage)
-        layout = kv_layout(
-            arch,
-            evaluator.kv_element_bytes,
-            tensor_parallel,
-            self.block,
-            stage,
-            engine.mla_head_size(arch),
-            engine.larger_group_below,
-        )
-        self.layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
-        self.sequence_bytes = self.layout.bytes_per_sequence(max_seq_len, self.batched)
-        if request.overhead_bytes_override is not None:
-            override = request.overhead_bytes_override  # a known figure, all inside the fraction
-            self.curve: OverheadCurve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
-        else:
-            self.curve = engine.overhead_curve(
-                arch, evaluator.weights, tensor_parallel, self.batched, samples=stage.is_last
-            )
-        free_memory = engine.free_memory_rule(self.layout, max_seq_len, self.batched)
-        if free_memory != self.curve.free_memory:  # most engines keep all of it: no copy per stage
-            self.curve = replace(self.curve, free_memory=free_memory)
-        self.target_overhead = self.curve.at(request.concurrency)
+        shape = evaluator.shape(engine, tensor_parallel, stage, max_seq_len, self.block, self.batched)
+        self.layout, self.sequence_bytes = shape.layout, shape.sequence_bytes
+        self.curve, self.target_overhead = shape.curve, shape.target_overhead
         outside = self.target_overhead.outside_bytes
         self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
 
@@ -367,6 +404,51 @@ class _Stage:
         )
 
 
+@dataclass(frozen=True)
+class _StageShape:
+    """What a stage's GPUs hold per sequence and spend besides, whatever their memory."""
+
+    layout: KvLayout
+    sequence_bytes: int
+    curve: OverheadCurve
+    target_overhead: Overhead  # at the target concurrency
+
+    @staticmethod
+    def of(
+        evaluator: _Evaluator,
+        engine: EngineModel,
+        tensor_parallel: int,
+        stage: PipelineStage,
+        max_seq_len: int,
+        block: int,
+        batched: int,
+    ) -> _StageShape:
+        request, arch = evaluator.request, evaluator.request.model
+        layout = kv_layout(
+            arch,
+            evaluator.kv_element_bytes,
+            tensor_parallel,
+            block,
+            stage,
+            engine.mla_head_size(arch),
+            engine.larger_group_below,
+        )
+        layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
+        if request.overhead_bytes_override is not None:
+            override = request.overhead_bytes_override  # a known figure, all inside the fraction
+            curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
+        else:
+            curve = engine.overhead_curve(
+                arch, evaluator.weights, tensor_parallel, batched, samples=stage.is_last
+            )
+        free_memory = engine.free_memory_rule(layout, max_seq_len, batched)
+        if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
+            curve = replace(curve, free_memory=free_memory)
+        return _StageShape(
+            layout, layout.bytes_per_sequence(max_seq_len, batched), curve, curve.at(request.concurrency)
+        )
+
+
 def _ceil_fraction(value: float) -> float:
     """Round a fraction up to the engines' two decimals, so the rounded value still fits."""
     return math.ceil(round(value * 100, 6)) / 100
@@ -401,22 +483,16 @@ def _cheapest(evaluations: Iterable[_Evaluation]) -> _Evaluation | None:
 
 
 def _up_to_cheapest_fit(evaluator: _Evaluator, options: list[tuple[GpuType, int]]) -> list[_Evaluation]:
-    """The options in ascending price, evaluated up to the first that fits and those priced the same:
+    """The options that fit, in ascending price, up to the first that fits and those priced the same:
     all `_cheapest` needs from them, so a refusal's "other GPU" suggestion costs a few evaluations,
     not the whole field's."""
-    evaluated: list[_Evaluation] = []
-    fitting_price: float | None = None
+    fitting: list[_Evaluation] = []
     for gpu, count in sorted(options, key=lambda option: option[0].price_per_hour * option[1]):
-        price = gpu.price_per_hour * count
-        if fitting_price is not None and price > fitting_price:
+        if fitting and gpu.price_per_hour * count > fitting[0].price:
             break
-        if not evaluator.holds_weights(gpu, count):
-            continue
-        evaluation = evaluator.evaluate(gpu, count)
-        evaluated.append(evaluation)
-        if evaluation.fits and fitting_price is None:
-            fitting_price = price
-    return evaluated
+        if (evaluation := evaluator.fitting(gpu, count)) is not None:
+            fitting.append(evaluation)
+    return fitting
 
 
 def _closest(evaluations: Iterable[_Evaluation]) -> _Evaluation:
@@ -431,8 +507,9 @@ def plan(
 
     `gpus` are the candidates, each with the most GPUs one node offers for a replica (one pipeline
     stage): what a cluster holds. Default: every catalog type at any count. Without `alternatives` the
-    plan lists no field and, for a pinned GPU type that fits, evaluates only that type: what a request
-    path needs (a refusal still weighs the other types for its suggestions)."""
+    plan lists no field and, for a pinned GPU type that fits, evaluates only that type (at the pinned
+    count, if any): what a request path needs. A refusal still weighs more of the same GPUs and the
+    other types for its suggestions, asking each only whether it fits (`_Evaluator.fitting`)."""
     evaluator = _Evaluator(request)
     arch = request.model
     if arch.max_position_embeddings and request.max_seq_len > arch.max_position_embeddings:
@@ -475,7 +552,11 @@ def plan(
 
     pinned = request.gpu
     if pinned is not None and not alternatives:
-        field = [evaluator.evaluate(*option) for option in options(lambda gpu: gpu.name == pinned.name)]
+        field = [
+            evaluator.evaluate(gpu, count)
+            for gpu, count in options(lambda gpu: gpu.name == pinned.name)
+            if request.gpu_count in (None, count)
+        ]
     else:
         field = [evaluator.evaluate(*option) for option in options(lambda gpu: True)]
     allowed = [
@@ -492,6 +573,13 @@ def plan(
         chosen = _closest(allowed)
     reasons = [] if fits else [_shortfall_reason(chosen, request)]
     if not fits and pinned is not None and not alternatives:
+        if request.gpu_count is not None:  # the "more of the same GPUs" suggestion: the fewest that fit
+            more = [
+                (gpu, count)
+                for gpu, count in options(lambda gpu: gpu.name == pinned.name)
+                if count > request.gpu_count
+            ]
+            field += _up_to_cheapest_fit(evaluator, more)
         field += _up_to_cheapest_fit(evaluator, options(lambda gpu: gpu.name != pinned.name))
     suggestions = [] if fits else _suggestions(request, evaluator, chosen, field)
     return _to_plan(
@@ -536,15 +624,14 @@ def _suggestions(
 
     def fits_with(**changes: Any) -> bool:
         try:
-            changed = replace(request, **changes)
-            return _Evaluator(changed).evaluate(gpu, count).fits
+            return evaluator.variant(**changes).fitting(gpu, count) is not None
         except SizingError:
             return False
 
     def fits_at(length: int) -> bool:
-        return length > 0 and evaluator.evaluate(gpu, count, max_seq_len=length).fits
+        return length > 0 and evaluator.fitting(gpu, count, max_seq_len=length) is not None
 
-    # Where not even one token fits (the weights fill the GPUs), one evaluation says so, not a search.
+    # Where not even one token fits (the weights fill the GPUs), one check says so, not a search.
     longest = _largest(fits_at, upper=request.max_seq_len - 1) if fits_at(1) else 0
     if longest > 0:
         out.append(
@@ -606,14 +693,15 @@ def _candidate(e: _Evaluation) -> Candidate:
     )
 
 
-def _engine_args(request: PlanRequest, chosen: _Evaluation) -> dict[str, list[str]]:
+def _engine_args(evaluator: _Evaluator, chosen: _Evaluation) -> dict[str, list[str]]:
     """Arguments for each engine on the chosen GPUs, each engine's fraction computed by its own model."""
+    request = evaluator.request
     args: dict[str, list[str]] = {}
     for engine in Engine:
         evaluation = (
             chosen
             if engine is request.engine
-            else _Evaluator(replace(request, engine=engine)).evaluate(chosen.gpu, chosen.tensor_parallel)
+            else evaluator.variant(engine=engine).evaluate(chosen.gpu, chosen.tensor_parallel)
         )
         default_block = evaluation.engine.default_block_size
         launch = Launch(
@@ -694,7 +782,7 @@ def _to_plan(
         required_bytes=chosen.required_bytes * gpus,
         required_bytes_per_gpu=chosen.required_bytes,
         gpu_memory_bytes=chosen.gpu_total_bytes,
-        engine_args=_engine_args(request, chosen),
+        engine_args=_engine_args(evaluator, chosen),
         alternatives=[_candidate(e) for e in field],
         reasons=reasons,
         suggestions=suggestions,

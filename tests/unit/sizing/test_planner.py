@@ -154,6 +154,84 @@ def test_a_refusal_without_the_field_suggests_what_the_whole_field_would(
     assert lean.alternatives == [] and whole.alternatives
 
 
+def replanned_suggestions(refused: PlanRequest) -> list[dict[str, str]]:
+    """The nearest changes found the slow way, independently of how the planner finds them: each change
+    planned from scratch on the refused option's GPUs, the other types read from the whole field."""
+    whole = plan(refused)
+    on_these = replace(refused, gpu=find_gpu(whole.gpu_type), gpu_count=whole.tensor_parallel)
+
+    def fits(**changes: Any) -> bool:
+        try:
+            return plan(replace(on_these, **changes), alternatives=False).fits
+        except SizingError:
+            return False
+
+    found = []
+    low, high = 0, refused.max_seq_len - 1  # the longest length that fits (monotone: a binary search)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(max_seq_len=middle) else (low, middle - 1)
+    if low:
+        found.append({"workload.maxSequenceLength": str(low)})
+    if whole.max_batch >= 1:
+        found.append({"workload.concurrency": str(whole.max_batch)})
+    if refused.kv_cache_dtype is not KvCacheDtype.FP8 and fits(kv_cache_dtype=KvCacheDtype.FP8):
+        found.append({"model.kvCacheDtype": "fp8"})
+    if refused.model.quantization is None:
+        lower = [
+            p
+            for p in (Precision.FP8, Precision.INT4)
+            if p.value != whole.weights_format and fits(precision=p)
+        ]
+        found += [{"model.precision": lower[0].value}] if lower else []
+    more = [n for n in (2, 4, 8) if n > whole.tensor_parallel and fits(gpu_count=n)]
+    if more and refused.gpu_count is not None:
+        found.append({"gpu.count": str(more[0])})
+    others = [c for c in whole.alternatives if c.fits and c.gpu_type != whole.gpu_type]
+    if others:
+        other = min(others, key=lambda c: (c.price_per_hour, c.gpu_count, c.memory_fraction))
+        per_stage = other.gpu_count // refused.pipeline_parallel  # the spec's count is per stage
+        found.append({"gpu.type": other.gpu_type, "gpu.count": str(per_stage)})
+    return found
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "count", "length", "concurrency", "changes"),
+    [
+        ("meta-llama/Llama-3.1-70B-Instruct", "L4", 1, 8192, 32, {}),  # only other GPUs
+        ("meta-llama/Llama-3.1-70B-Instruct", "H100-80GB", 1, 8192, 16, {}),  # more of them
+        ("meta-llama/Llama-3.1-70B-Instruct", "A100-80GB", 1, 8192, 4, {}),  # int4 weights
+        ("meta-llama/Llama-3.1-8B-Instruct", "L4", 1, 8192, 8, {}),  # every kind of change
+        ("meta-llama/Llama-3.1-8B-Instruct", "L4", None, 131072, 256, {}),  # no other GPU fits
+        ("google/gemma-2-9b-it", "A10G", 1, 8192, 16, {}),  # sliding-window layers
+        ("openai/gpt-oss-20b", "L4", 1, 131072, 16, {}),  # MXFP4 experts, padded per GPU
+        ("meta-llama/Llama-3.1-8B-Instruct", "A10G", 1, 32768, 32, {"pipeline_parallel": 2}),
+        (
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "L4",
+            1,
+            8192,
+            64,
+            {"engine": Engine.SGLANG, "memory_fraction": 0.8},
+        ),
+        ("Qwen/Qwen2-7B-Instruct", "A10G", 1, 16384, 64, {"engine": Engine.TGI, "engine_version": "2.0.0"}),
+    ],
+)
+def test_a_refusal_suggests_what_replanning_each_change_finds(
+    model: str, gpu: str, count: int | None, length: int, concurrency: int, changes: dict[str, Any]
+) -> None:
+    """The planner finds its suggestions without re-planning (shared evaluators, checks that stop at the
+    first figure that rules an option out); they must be what re-planning each change from scratch finds."""
+    refused = request(
+        model, gpu=find_gpu(gpu), gpu_count=count, max_seq_len=length, concurrency=concurrency, **changes
+    )
+    expected = replanned_suggestions(refused)
+    for alternatives in (False, True):
+        result = plan(refused, alternatives=alternatives)
+        assert not result.fits
+        assert [s.changes for s in result.suggestions] == expected
+
+
 def test_too_many_requests_suggests_what_fits_and_each_suggestion_really_fits() -> None:
     base = request(
         "meta-llama/Llama-3.1-8B-Instruct",
