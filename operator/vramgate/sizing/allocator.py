@@ -19,6 +19,8 @@ The rules, from c10/cuda/CUDACachingAllocator.cpp (PyTorch 2.0-2.4, default sett
 from __future__ import annotations
 
 import bisect
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vramgate.sizing.units import MIB, ceil_div
@@ -120,3 +122,25 @@ class CachingAllocator:
 
     def _remove(self, block: _Block) -> None:
         self._free.pop(bisect.bisect_left(self._free, (block.key,)))
+
+
+@dataclass(frozen=True)
+class ForwardReplay:
+    """What a forward pass reserved at most, and its most live bytes at once."""
+
+    reserved_bytes: int
+    live_bytes: int
+
+
+def replay_layers(pool: CachingAllocator, layer: Callable[[int], None], layers: int) -> int:
+    """Run `layer(index)` for each of `layers` decoder layers. Layers repeat: once three in a row have grown
+    the peak reservation by the same amount, the rest are taken to grow it by that amount too, and that
+    growth is returned (the pool has replayed only the layers before)."""
+    reserved_after: list[int] = []
+    for index in range(layers):
+        layer(index)
+        reserved_after.append(pool.peak_reserved_bytes)
+        growth = {later - earlier for earlier, later in itertools.pairwise(reserved_after[-4:])}
+        if len(reserved_after) >= 4 and len(growth) == 1:
+            return (layers - 1 - index) * growth.pop()
+    return 0

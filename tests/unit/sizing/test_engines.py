@@ -12,7 +12,7 @@ from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
 from vramgate.sizing.engines.tgi import TgiModel, _replay_forward
-from vramgate.sizing.engines.vllm import MARLIN_MXFP4, RELEASES, Sampler, VllmModel
+from vramgate.sizing.engines.vllm import MARLIN_MXFP4, RELEASES, Sampler, VllmModel, _replay_v0_forward
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
     ExpertPadding,
@@ -564,16 +564,37 @@ def test_0_2_5_each_layer_reserves_its_all_reduce_output_and_the_block_that_outp
     model: str, tensor_parallel: int, per_layer_width: int
 ) -> None:
     arch = load_model(model)
+    reserved = [
+        _replay_v0_forward(replace(arch, num_layers=n), tensor_parallel, 4096, 2, True).reserved_bytes
+        for n in (3, 4, 5)
+    ]
+    assert reserved[1] - reserved[0] == reserved[2] - reserved[1] == 4096 * per_layer_width * 2
     fmt = resolve_weight_format(arch, Precision.BF16)
     scheduling = Scheduling(256, 4096, 16)
-    # 0.2.6 sets TORCH_NCCL_AVOID_RECORD_STREAMS=1; both count all used memory
+    # 0.2.6 sets TORCH_NCCL_AVOID_RECORD_STREAMS=1; both count all used memory, reserved blocks included
     old, new = _vllm("0.2.5", "A100-80GB"), _vllm("0.2.6", "A100-80GB")
     grown = (
         old.overhead(arch, fmt, tensor_parallel, scheduling).activation_bytes
         - new.overhead(arch, fmt, tensor_parallel, scheduling).activation_bytes
     )
-    assert grown == arch.num_layers * 4096 * per_layer_width * 2  # 4096 tokens, 2 bytes
+    recorded = _replay_v0_forward(arch, tensor_parallel, 4096, 2, True).reserved_bytes
+    assert grown == recorded - _replay_v0_forward(arch, tensor_parallel, 4096, 2, False).reserved_bytes
     assert old.overhead(arch, fmt, 1, scheduling) == new.overhead(arch, fmt, 1, scheduling)
+
+
+def test_v0_releases_that_read_used_memory_count_the_blocks_the_profile_left_reserved() -> None:
+    arch = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(arch, Precision.BF16)
+    forward = _replay_v0_forward(arch, 2, 4096, 2, False)
+    # Llama-3.1-8B at TP 2: live peak 4 x 4096 + 3 x 7168, and 5120 widths more stay reserved
+    assert forward.live_bytes == 4096 * 2 * (4 * 4096 + 3 * 7168)
+    assert forward.reserved_bytes - forward.live_bytes == 4096 * 2 * 5120
+    # 0.2.4 counts torch's allocated peak; 0.6.4 empties the cache before it reads used memory; V1 too
+    versions = ("0.2.4", "0.3.1", "0.6.3", "0.6.4", "0.8.0")
+    fixed = {
+        v: _vllm(v, "A100-80GB").overhead_curve(arch, fmt, 2, 4096).fixed_activation_bytes for v in versions
+    }
+    assert fixed == {"0.2.4": 0, "0.3.1": 4096 * 2 * 5120, "0.6.3": 4096 * 2 * 5120, "0.6.4": 0, "0.8.0": 0}
 
 
 def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass
 from enum import Enum
 
-from vramgate.sizing.allocator import CachingAllocator
+from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, replay_layers
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
 from vramgate.sizing.engines.base import (
@@ -253,14 +252,6 @@ def _launcher_vram_tokens(arch: ModelArchitecture, gpu: GpuType, shards: int, fr
     return (available - model) // token if available >= model else None
 
 
-@dataclass(frozen=True)
-class ForwardReplay:
-    """What a forward pass reserved at most, and its most live bytes at once."""
-
-    reserved_bytes: int
-    live_bytes: int
-
-
 @functools.lru_cache(maxsize=256)
 def _replay_forward(
     arch: ModelArchitecture, tensor_parallel: int, tokens: int, element: int, recorded: bool
@@ -271,9 +262,7 @@ def _replay_forward(
     v3.3.5; FastRMSNorm in layers/layernorm.py@v2.2.0), replayed through the caching allocator. On CUDA
     up to 8192 hidden the norm is flash-attn's dropout_add_ln_fwd, which writes the sum, then the normed
     output, both new; above, PyTorch adds in place and normalizes through fp32 copies. `recorded`: the
-    embedding's and each row-parallel layer's all-reduced outputs stay unusable (before 1.4.1 at TP > 1).
-    Layers repeat: once three in a row have grown the reservation by the same amount, the rest are taken
-    to grow it by that amount too."""
+    embedding's and each row-parallel layer's all-reduced outputs stay unusable (before 1.4.1 at TP > 1)."""
     pool = CachingAllocator()
     hidden = arch.hidden_size
     query = arch.num_attention_heads // tensor_parallel * arch.head_dim
@@ -304,9 +293,9 @@ def _replay_forward(
 
     tensor("hidden", hidden)  # the embedding's output, all-reduced
     residual: str | None = None
-    reserved_after: list[int] = []
-    skipped = 0
-    for layer in range(arch.num_layers):
+
+    def layer(index: int) -> None:
+        nonlocal residual
         norm("normed", "hidden", residual, "res")
         res = "res" if fused and residual is not None else "hidden"
         tensor("qkv", query + 2 * key_value)
@@ -334,13 +323,10 @@ def _replay_forward(
         if residual is not None:
             pool.free(residual, recorded and not fused)
         pool.rename("mlp_output", "hidden")
-        pool.rename(attn_res, f"residual{layer}")
-        residual = f"residual{layer}"
-        reserved_after.append(pool.peak_reserved_bytes)
-        growth = {later - earlier for earlier, later in itertools.pairwise(reserved_after[-4:])}
-        if len(reserved_after) >= 4 and len(growth) == 1:
-            skipped = (arch.num_layers - 1 - layer) * growth.pop()
-            break
+        pool.rename(attn_res, f"residual{index}")
+        residual = f"residual{index}"
+
+    skipped = replay_layers(pool, layer, arch.num_layers)
     norm("final", "hidden", residual, "final_res")
     return ForwardReplay(pool.peak_reserved_bytes + skipped, pool.peak_allocated_bytes)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from enum import Enum
 
+from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, replay_layers
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
@@ -509,6 +511,60 @@ def release_of(
     return release
 
 
+# Releases that read used memory after the profile without emptying the cache: what the caching allocator
+# keeps reserved counts (vllm/worker/worker.py@v0.2.5 to @v0.6.3, profile_num_available_blocks).
+RESERVED_COUNTED = (Accounting.USED_MEMORY, Accounting.FREE_DROP)
+
+
+@functools.lru_cache(maxsize=256)
+def _replay_v0_forward(
+    arch: ModelArchitecture, tensor_parallel: int, tokens: int, element: int, recorded: bool
+) -> ForwardReplay:
+    """V0's profile forward through a dense model, tensor by tensor as its Python frames hold them
+    (LlamaModel, LlamaDecoderLayer, LlamaAttention and LlamaMLP.forward in
+    vllm/model_executor/models/llama.py@v0.2.5 to @v0.6.3.post1), replayed through PyTorch's caching
+    allocator (sizing/allocator.py). RMSNorm with a residual works in place (fused_add_rms_norm); only the
+    first layer's input norm writes a new tensor, and the embedding's output stays as the residual.
+    `recorded`: the embedding's and each row-parallel layer's all-reduced outputs wait on NCCL's stream
+    (0.2.5 at TP > 1): the CPU runs ahead of the GPU through the profile, so they are never reused, the
+    bound. The caching allocator gives each request the smallest free block that holds it and splits it,
+    so an output may take, and keep, part of a larger freed block."""
+    pool = CachingAllocator()
+    hidden = arch.hidden_size
+    query = arch.num_attention_heads // tensor_parallel * arch.head_dim
+    key_value = max(1, arch.num_kv_heads // tensor_parallel) * arch.head_dim
+    intermediate = arch.intermediate_size // tensor_parallel
+
+    def tensor(name: str, width: int) -> None:
+        pool.allocate(name, tokens * width * element)
+
+    def layer(index: int) -> None:
+        if index == 0:
+            tensor("normed", hidden)
+        tensor("qkv", query + 2 * key_value)
+        tensor("attn", query)
+        tensor("attn_output", hidden)  # o_proj, all-reduced
+        pool.free("attn")
+        pool.free("qkv")
+        if index == 0:
+            pool.free("normed")  # the layer rebinds its hidden states to the attention's output
+        tensor("gate_up", 2 * intermediate)
+        tensor("act", intermediate)
+        tensor("mlp_output", hidden)  # down_proj, all-reduced
+        pool.free("act")
+        pool.free("gate_up")
+        pool.free("attn_output", recorded)  # the layer rebinds its hidden states to the MLP's output
+        if index == 0:
+            pool.rename("hidden", "residual")
+        else:
+            pool.free("hidden", recorded)  # the loop rebinds its hidden states
+        pool.rename("mlp_output", "hidden")
+
+    tensor("hidden", hidden)  # the embedding's output, all-reduced
+    skipped = replay_layers(pool, layer, arch.num_layers)
+    return ForwardReplay(pool.peak_reserved_bytes + skipped, pool.peak_allocated_bytes)
+
+
 class VllmModel(EngineModel):
     """vLLM: `--gpu-memory-utilization` x CUDA total = weights + profiled peak + non-torch + KV cache.
 
@@ -571,23 +627,19 @@ class VllmModel(EngineModel):
     def reserved_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
     ) -> int:
-        """What each layer leaves reserved where all-reduce outputs wait on NCCL's stream.
-
-        A freed output cannot be handed out again until NCCL's work on it completes, and the CPU runs ahead
-        of the GPU through the profile. The caching allocator gives each request the smallest free block
-        that holds it (best fit, split; c10/cuda/CUDACachingAllocator.cpp, torch 2.1). So each layer's
-        attention output (hidden wide) takes the previous layer's SiluAndMul output (intermediate/TP wide)
-        if that holds it, else its gate_up output (twice as wide), and the layer reserves that block anew,
-        plus one for its MLP's output: LlamaDecoderLayer and LlamaMLP.forward in
-        vllm/model_executor/models/llama.py@v0.2.5 keep gate_up alive until the down projection returns.
-        When neither holds it, both outputs are new blocks. Where the GPU catches up, less stays reserved:
-        this is the bound."""
-        if tensor_parallel == 1 or not self.release.allreduce_outputs_reserved:
+        """What the profile leaves reserved beyond its live peak, where the release counts used memory
+        after it (0.2.5 to 0.6.3: no empty_cache before mem_get_info): the blocks no later tensor fits,
+        and in 0.2.5 at TP > 1 the all-reduced outputs, which wait on NCCL's stream (see
+        `_replay_v0_forward`). MoE layers are not replayed: there only the recorded outputs count, two
+        per layer."""
+        if not self.release.v0_engine or self.release.accounting not in RESERVED_COUNTED:
             return 0
-        output = arch.hidden_size
-        activation = arch.intermediate_size // tensor_parallel
-        taken = next((width for width in (activation, 2 * activation) if width >= output), output)
-        return arch.num_layers * tokens * (output + taken) * weights.compute_bytes
+        recorded = tensor_parallel > 1 and self.release.allreduce_outputs_reserved
+        element = weights.compute_bytes
+        if arch.is_moe:
+            return 2 * arch.num_layers * tokens * arch.hidden_size * element * recorded
+        forward = _replay_v0_forward(arch, tensor_parallel, tokens, element, recorded)
+        return forward.reserved_bytes - forward.live_bytes
 
     def encoder_profile(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
