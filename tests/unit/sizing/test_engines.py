@@ -112,6 +112,9 @@ def _forward(model: VllmModel | TgiModel, name: str, tensor_parallel: int, token
         ("0.6.4", LLAMA_8B, 1, 3 * 4096 + 3 * 14336),
         # at TP 8 the down projection's moment is larger: 4 x 8192 + 3584 over 3 x 8192 + 3 x 3584
         ("0.6.4", "meta-llama/Llama-2-70b-hf", 8, 4 * 8192 + 3584),
+        # qwen2.py keeps gate_up to the end in every V0 release: 4 x 3584 + 3 x 18944
+        ("0.6.4", "Qwen/Qwen2.5-7B-Instruct", 1, 4 * 3584 + 3 * 18944),
+        ("0.8.0", "Qwen/Qwen2.5-7B-Instruct", 1, 3 * 3584 + 3 * 18944),
         ("0.2.4", "meta-llama/Llama-2-70b-hf", 8, 4 * 8192 + 3 * 3584),
         # V1 runs the model compiled
         ("0.8.0", LLAMA_8B, 1, 3 * 4096 + 3 * 14336),

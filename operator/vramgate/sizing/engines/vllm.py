@@ -511,6 +511,9 @@ def release_of(
     return release
 
 
+# The model types vLLM runs through llama.py's layers (model_executor/models/registry.py@v0.6.4; phi3.py
+# subclasses LlamaForCausalLM).
+LLAMA_FILE_FAMILIES = frozenset({"llama", "mistral", "phi3", "aquila", "internlm"})
 # Releases that read used memory after the profile without emptying the cache: what the caching allocator
 # keeps reserved counts (vllm/worker/worker.py@v0.2.5 to @v0.6.3, profile_num_available_blocks).
 RESERVED_COUNTED = (Accounting.USED_MEMORY, Accounting.FREE_DROP)
@@ -622,6 +625,11 @@ class VllmModel(EngineModel):
         return 256 if cache is MlaCache.PADDED_HEADS else arch.qk_nope_head_dim + arch.qk_rope_head_dim
 
     def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
+        """The release's figures hold for llama.py's code; V0's other model files (qwen2.py, gemma2.py,
+        deepseek_v2.py, ... @v0.6.4 to @v0.8.1) keep gate_up until the down projection returns, as
+        llama.py did before 0.6.4."""
+        if self.release.v0_engine and arch.family not in LLAMA_FILE_FAMILIES:
+            return RELEASES[0].mlp_peaks
         return self.release.mlp_peaks
 
     def reserved_profile_bytes(
