@@ -360,14 +360,17 @@ class _Stage:
 
     def needed_fraction(self) -> float:
         return _ceil_fraction(
-            self.required(self.request.concurrency) / self.engine.usable_bytes(self.total, 1.0)
+            self.required(self.request.concurrency)
+            / self.engine.usable_bytes(self.total, 1.0, self.tensor_parallel)
         )
 
     def at(self, fraction: float) -> _Evaluation:
         """What the engine gets at `fraction` (fixed by the user, or the one the plan needs)."""
         request, target = self.request, self.request.concurrency
         fixed = request.memory_fraction is not None
-        usable = self.engine.usable_bytes(self.total, fraction if fixed else min(fraction, self.cap))
+        usable = self.engine.usable_bytes(
+            self.total, fraction if fixed else min(fraction, self.cap), self.tensor_parallel
+        )
         if fixed:
             num_seqs = request.max_num_seqs or self.defaults.max_num_seqs
         else:
@@ -599,8 +602,9 @@ def _shortfall_reason(evaluation: _Evaluation, request: PlanRequest) -> str:
         f"safety margin {format_gib(KV_SAFETY_MARGIN.pool_for(e.target_kv_bytes) - e.target_kv_bytes)})"
     )
     fraction = request.memory_fraction if request.memory_fraction is not None else e.fraction_cap
+    usable = e.engine.usable_bytes(e.gpu_total_bytes, fraction, e.tensor_parallel)
     offers = (
-        f"{gpus} offers {format_gib(e.engine.usable_bytes(e.gpu_total_bytes, fraction))} per GPU at memory "
+        f"{gpus} offers {format_gib(usable)} per GPU at memory "
         f"fraction {fraction:.2f} of {format_gib(e.gpu_total_bytes)}"
     )
     if e.max_batch < 1:

@@ -412,6 +412,26 @@ def test_sglang_fraction_covers_weights_and_pool_only() -> None:
     assert graphs_small.inside_bytes == graphs_large.inside_bytes == round(0.21 * GIB)
 
 
+def test_sglang_tensor_parallel_buffers_shrink_the_base_of_its_fraction() -> None:
+    """SGLang measures its free memory after creating the NCCL groups, so at 0.85 of an L4 the 0.28 GiB
+    of TP buffers cost 0.85 x 0.28 GiB of the fraction, not all of it, and nothing beside the weights."""
+    l4 = find_gpu("L4")
+    sglang, vllm = engine_model(Engine.SGLANG, gpu=l4), engine_model(Engine.VLLM, gpu=l4)
+    qwen = load_model("Qwen/Qwen3-32B")
+    fmt = resolve_weight_format(qwen, Precision.BF16)
+    buffers = round(0.28 * GIB)
+    free = l4.cuda_total_bytes - 620 * MIB
+    assert sglang.usable_bytes(l4.cuda_total_bytes, 0.85, 4) == int((free - buffers) * 0.85)
+    assert sglang.usable_bytes(l4.cuda_total_bytes, 0.85, 1) == int(free * 0.85)
+    plan = Scheduling(48, 2048, 1)
+    assert sglang.overhead(qwen, fmt, 4, plan).inside_bytes == round(0.21 * GIB)
+    # vLLM measures its baseline before the groups exist: the buffers come out of its fraction whole
+    assert (
+        vllm.overhead(qwen, fmt, 4, plan).non_torch_bytes - vllm.overhead(qwen, fmt, 1, plan).non_torch_bytes
+        == buffers
+    )
+
+
 @pytest.mark.parametrize("engine", list(Engine))
 def test_every_engine_in_the_registry_has_its_module(engine: Engine) -> None:
     found = definition(engine)

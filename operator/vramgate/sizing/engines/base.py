@@ -289,9 +289,18 @@ class EngineModel(ABC):
     release_label: str = "any"  # the release whose rules apply
     assumptions: tuple[str, ...] = ()  # what the model assumed for lack of a stated release or install
 
-    def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
-        """Memory the fraction gives to weights + inside overhead + KV cache."""
+    # The engine takes the memory its fraction applies to after its tensor-parallel communicators are
+    # up, so their buffers shrink that base instead of coming out of the fraction.
+    tensor_parallel_buffers_in_baseline: bool = False
+
+    def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
+        """Memory the fraction gives to weights + inside overhead + KV cache on one of `tensor_parallel`
+        GPUs."""
         return int(cuda_total_bytes * fraction)
+
+    def tensor_parallel_buffer_bytes(self, tensor_parallel: int) -> int:
+        """NCCL and custom all-reduce buffers on one GPU (none without tensor parallelism)."""
+        return self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
 
     cuda_graphs_inside_fraction: bool = False
     # How the engine groups uneven attention types for its paged cache (KvLayout.larger_group_below).
@@ -355,9 +364,9 @@ class EngineModel(ABC):
 
         widest = max(width(hidden, intermediate) for hidden, intermediate in self.mlp_peaks(arch))
         tokens = max_num_batched_tokens
-        non_torch = self.non_torch_bytes + (
-            self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
-        )
+        non_torch = self.non_torch_bytes
+        if not self.tensor_parallel_buffers_in_baseline:
+            non_torch += self.tensor_parallel_buffer_bytes(tensor_parallel)
         outside = self.cuda_context_bytes + self.cuda_graph_bytes
         if self.cuda_context_inside_fraction:
             non_torch += self.cuda_context_bytes

@@ -93,7 +93,11 @@ class SglangModel(EngineModel):
     The pool is the free memory after loading less (1 - fraction) x the free memory measured once the CUDA
     context and the distributed groups are up (sglang/srt/model_executor/model_runner.py@v0.4.3.post4,
     profile_max_num_token and init_torch_distributed): no forward pass is profiled, so activations and
-    CUDA graphs (`--cuda-graph-max-bs`) use what the fraction leaves and never shrink the pool.
+    CUDA graphs (`--cuda-graph-max-bs`) use what the fraction leaves and never shrink the pool. The
+    tensor-parallel communicators (NCCL, custom all-reduce) are created in init_torch_distributed before
+    that measure, so their buffers shrink the base the fraction applies to; every release to 0.5.23 keeps
+    this order (srt/distributed/bootstrap.py@v0.5.23, measure_pre_model_load_memory: "Call after parallel
+    initialization and before allocating model weights").
     Calibrated on R32 (RTX 3090): 0.21 GiB beyond the weights is taken before the pool; the pool is
     token-granular (page size 1).
     """
@@ -103,9 +107,13 @@ class SglangModel(EngineModel):
     non_torch_bytes = round(0.21 * GIB)
     activation_inside_fraction = False
     sliding_window_paged = False
+    tensor_parallel_buffers_in_baseline = True
 
-    def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
-        return int((cuda_total_bytes - self.cuda_context_bytes) * fraction)
+    def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
+        baseline = (
+            cuda_total_bytes - self.cuda_context_bytes - self.tensor_parallel_buffer_bytes(tensor_parallel)
+        )
+        return int(baseline * fraction)
 
     def default_scheduling(
         self,

@@ -448,7 +448,7 @@ class TgiModel(EngineModel):
         warmup_kv = requests * layout.bytes_per_sequence(input_tokens, max_num_batched_tokens)
         return FreeMemoryRule(round(self.release.free_kept * 10_000), warmup_kv)
 
-    def usable_bytes(self, cuda_total_bytes: int, fraction: float) -> int:
+    def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
         """`fraction x total`, scaled by TGI_WIGGLE_ROOM from 3.0."""
         return int(cuda_total_bytes * fraction * self.release.fraction_wiggle)
 
