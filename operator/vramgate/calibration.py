@@ -23,8 +23,8 @@ from pathlib import Path
 
 from vramgate.sizing import catalog
 from vramgate.sizing.architecture import ModelArchitecture
-from vramgate.sizing.catalog import GpuType, load_model
-from vramgate.sizing.engines import Engine, definition
+from vramgate.sizing.catalog import GpuType, load_model, unknown_gpu
+from vramgate.sizing.engines import Engine, EngineBuild, definition, engine_model
 from vramgate.sizing.engines.options import UNSIZED_FEATURES, GovernedFlag
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.planner import Plan, PlanRequest, plan
@@ -336,6 +336,8 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
     missing = [
         name for name in ("gpu_memory_utilization", "max_model_len") if not _first_number(row.get(name, ""))
     ]
+    if _engine(row.get("engine", "")) is Engine.SGLANG:  # its releases' defaults are modelled
+        missing = [name for name in missing if name != "gpu_memory_utilization"]
     settings = row.get("other_relevant_settings", "")
     missing += [name for name in _BATCH_SETTINGS if _set_but_not_shown(settings, name)]
     if missing:
@@ -348,6 +350,19 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
         gpu = gpu_from_description(row["gpu_model"], logged_total)
         block = _first_number(row.get("block_size", ""))
         model = _model(row, configs_dir)
+        pipeline_parallel = int(_first_number(row.get("pipeline_parallel_size", "1")) or 1)
+        max_num_batched_tokens = _setting(
+            settings, "max_num_batched_tokens", "chunked_prefill_size", "max_batch_prefill_tokens"
+        )
+        engine_version = _engine_version(row.get("engine_version", ""))
+        memory_fraction = _first_number(row["gpu_memory_utilization"])
+        if memory_fraction is None:
+            gpu_type = gpu or unknown_gpu(round((logged_total or 0) * GIB))
+            memory_fraction = engine_model(
+                engine, EngineBuild(engine_version), gpu_type
+            ).default_memory_fraction(
+                gpu_type, tensor_parallel, pipeline_parallel, model, max_num_batched_tokens
+            )
         request = PlanRequest(
             model=model,
             model_source=row["model_id"],
@@ -361,19 +376,17 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             max_seq_len=int(_first_number(row["max_model_len"]) or 0),
             concurrency=1,
             engine=engine,
-            engine_version=_engine_version(row.get("engine_version", "")),
+            engine_version=engine_version,
             # The install's sampler shows in the log; without that line it is unknown.
             engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
             engine_offline="offline llm()" in settings.lower(),
             gpu=gpu,
             gpu_count=tensor_parallel,
-            pipeline_parallel=int(_first_number(row.get("pipeline_parallel_size", "1")) or 1),
-            memory_fraction=_first_number(row["gpu_memory_utilization"]),
+            pipeline_parallel=pipeline_parallel,
+            memory_fraction=memory_fraction,
             gpu_memory_bytes_override=round(logged_total * GIB) if logged_total else None,
             max_num_seqs=_setting(settings, "max_num_seqs", "max_running_requests"),
-            max_num_batched_tokens=_setting(
-                settings, "max_num_batched_tokens", "chunked_prefill_size", "max_batch_prefill_tokens"
-            ),
+            max_num_batched_tokens=max_num_batched_tokens,
             block_size=int(block) if block and engine is Engine.VLLM else None,
         )
         return CalibrationRow(**{**base.__dict__, "predicted": plan(request)})

@@ -208,6 +208,22 @@ def test_a_row_without_the_fraction_is_skipped() -> None:
     assert row.skipped == "gpu_memory_utilization not in the log"
 
 
+def test_an_sglang_row_without_the_fraction_is_planned_at_its_release_default() -> None:
+    # SGLang 0.4.3.post4 at TP 4 defaults to 0.85, as R52 logged; 0.5.3 on an L4 at TP 4 with 2048-token
+    # chunks reserves 512 + 3072 + 160 + 512 MiB of 23,034: 0.815
+    sglang = {"engine": "SGLang", "gpu_model": "NVIDIA L4", "tensor_parallel_size": "4", "block_size": ""}
+    settings = {"other_relevant_settings": "chunked_prefill_size=2048", "gpu_total_mem_gib_logged": ""}
+    configs = LOGS.parent / "configs"
+    old = calibrate_row(
+        _row(**sglang, **settings, engine_version="0.4.3.post4", gpu_memory_utilization=""), configs
+    )
+    new = calibrate_row(
+        _row(**sglang, **settings, engine_version="0.5.3", gpu_memory_utilization=""), configs
+    )
+    assert old.predicted is not None and old.predicted.memory_fraction == 0.85
+    assert new.predicted is not None and new.predicted.memory_fraction == 0.815
+
+
 def test_a_row_whose_batch_limit_was_raised_to_an_unlogged_value_is_skipped() -> None:
     # A larger batch profiles a larger sampler: the default would over-promise, and nothing bounds it.
     raised = "max concurrency set high (exact max_num_seqs not shown); --enable-prefix-caching"

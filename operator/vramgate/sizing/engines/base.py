@@ -325,6 +325,17 @@ class EngineModel(ABC):
     ) -> Scheduling:
         """The batch limits the engine picks itself when the command line does not set them."""
 
+    def default_memory_fraction(
+        self,
+        gpu: GpuType,
+        tensor_parallel: int,
+        pipeline_parallel: int,
+        arch: ModelArchitecture,
+        max_num_batched_tokens: int | None = None,
+    ) -> float | None:
+        """The memory fraction the engine picks when its command line leaves it out (None: not modelled)."""
+        return None
+
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
         """How the engine's MoE kernels on this GPU pad expert weights (None: stored as counted)."""
         return None

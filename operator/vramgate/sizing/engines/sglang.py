@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from enum import Enum
+
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
@@ -13,8 +17,11 @@ from vramgate.sizing.engines.base import (
     EngineRuntime,
     Launch,
     PlanFlags,
+    ReleaseRow,
+    ReleaseTable,
     Scheduling,
     format_fraction,
+    parse_version,
 )
 from vramgate.sizing.engines.options import (
     LORA,
@@ -87,6 +94,228 @@ RUNTIME = EngineRuntime(
 )
 
 
+class FractionRule(Enum):
+    """How a release picks `--mem-fraction-static` when the command line does not set it."""
+
+    BY_PARALLEL = "by_parallel"  # a fraction per tensor (x pipeline) parallel size
+    BY_PARALLEL_UP_TO_80GIB = "by_parallel_up_to_80gib"  # larger GPUs keep 13 GiB
+    BY_PARALLEL_LARGE_GPU_HEADROOM = "by_parallel_large_gpu_headroom"  # above 96 GiB: 48 GiB x (1 - f) more
+    RESERVED_BY_MEMORY = "reserved_by_memory"  # a reserve per GPU memory band and parallel size
+    RESERVED_BY_BATCH = "reserved_by_batch"  # a reserve from the chunked prefill and CUDA graph batch
+
+
+@dataclass(frozen=True)
+class SglangRelease(ReleaseRow):
+    """What one SGLang release defaults to when the command line leaves it out. GPU memory is nvidia-smi's
+    total in MiB (srt/utils.py get_nvgpu_memory_capacity), as SGLang reads it."""
+
+    fraction_rule: FractionRule
+    # (least parallel size, fraction), first match; 0.88 below the smallest
+    parallel_fractions: tuple[tuple[int, float], ...]
+    parallel_counts_pipeline: bool  # the size is tp x pp, not tp alone
+    fraction_above_180gb: float | None  # one fraction for every GPU above 180,000 MiB
+    # (below MiB, chunked prefill tokens), first match; the last band holds every larger GPU
+    chunked_prefill: tuple[tuple[int, int], ...]
+    # (below MiB, CUDA graph batch below TP 4, at TP 4 and more), as chunked_prefill
+    cuda_graph_max_bs: tuple[tuple[int, int, int], ...]
+    piecewise_graph_reserve: bool  # piecewise CUDA graphs on by default: 8 MiB per captured size
+
+
+_NO_LIMIT = 1 << 40
+
+
+def _table() -> ReleaseTable[SglangRelease]:
+    table = ReleaseTable(SglangRelease)
+    table.add(
+        (0, 3, 0),
+        "fraction by tensor parallel size: 0.88, 0.87 from 2, 0.85 from 4, 0.83 from 8, 0.79 from 16; "
+        "chunked prefill 8192",
+        "python/sglang/srt/server_args.py@v0.3.0 (__post_init__)",
+        fraction_rule=FractionRule.BY_PARALLEL,
+        parallel_fractions=((16, 0.79), (8, 0.83), (4, 0.85), (2, 0.87)),
+        parallel_counts_pipeline=False,
+        fraction_above_180gb=None,
+        chunked_prefill=((_NO_LIMIT, 8192),),
+        cuda_graph_max_bs=((_NO_LIMIT, 160, 160),),
+        piecewise_graph_reserve=False,
+    )
+    table.add(
+        (0, 3, 6),
+        "0.82 from TP 8; chunked prefill 2048 below 25,000 MiB",
+        "python/sglang/srt/server_args.py@v0.3.6 (__post_init__)",
+        parallel_fractions=((16, 0.79), (8, 0.82), (4, 0.85), (2, 0.87)),
+        chunked_prefill=((25_000, 2048), (_NO_LIMIT, 8192)),
+    )
+    table.add(
+        (0, 4, 0),
+        "0.81 from TP 8",
+        "python/sglang/srt/server_args.py@v0.4.0 (__post_init__)",
+        parallel_fractions=((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)),
+    )
+    table.add(
+        (0, 4, 6),
+        "GPUs above 81,920 MiB keep 13 GiB whatever the TP",
+        "python/sglang/srt/server_args.py@v0.4.6 (__post_init__)",
+        fraction_rule=FractionRule.BY_PARALLEL_UP_TO_80GIB,
+    )
+    table.add(
+        (0, 4, 6, 2),
+        "the size counts pipeline stages; above 81,920 MiB 0.88, then above 96 GiB min(f + 48 GiB x (1 - f) "
+        "/ memory, 1 - 18 GiB / memory)",
+        "python/sglang/srt/server_args.py@v0.4.6.post2 (__post_init__)",
+        fraction_rule=FractionRule.BY_PARALLEL_LARGE_GPU_HEADROOM,
+        parallel_counts_pipeline=True,
+    )
+    table.add(
+        (0, 4, 7),
+        "0.79 above 180,000 MiB",
+        "python/sglang/srt/server_args.py@v0.4.7 (__post_init__)",
+        fraction_above_180gb=0.79,
+    )
+    table.add(
+        (0, 4, 7, 1),
+        "1 - reserve / memory, the reserve by GPU memory: 2.8 GiB + 0.1 GiB per GPU below 35 GiB, 9.5 GiB + "
+        "0.5 GiB per GPU below 90 GiB, 12 GiB + 0.5 GiB per GPU below 160 GiB, 32 GiB above; chunked "
+        "prefill 2048 below 35 GiB, 8192 below 160 GiB, 16384 above",
+        "python/sglang/srt/server_args.py@v0.4.7.post1 (__post_init__)",
+        fraction_rule=FractionRule.RESERVED_BY_MEMORY,
+        fraction_above_180gb=None,
+        chunked_prefill=((35 * 1024, 2048), (160 * 1024, 8192), (_NO_LIMIT, 16384)),
+    )
+    table.add(
+        (0, 5, 3),
+        "1 - reserve / memory, the reserve 512 MiB + 1.5 MiB per chunked prefill token (at least 2048) + "
+        "2 MiB per CUDA graph batch + 128 MiB per GPU, at least 10 GiB above 60 GiB; chunked prefill and "
+        "graph batch by GPU memory and TP",
+        "python/sglang/srt/server_args.py@v0.5.3 (_handle_gpu_memory_settings)",
+        fraction_rule=FractionRule.RESERVED_BY_BATCH,
+        chunked_prefill=(
+            (35 * 1024, 2048),
+            (60 * 1024, 4096),
+            (160 * 1024, 8192),
+            (_NO_LIMIT, 16384),
+        ),
+        cuda_graph_max_bs=(
+            (20 * 1024, 8, 8),
+            (35 * 1024, 16, 80),
+            (60 * 1024, 32, 160),
+            (160 * 1024, 256, 512),
+            (_NO_LIMIT, 512, 512),
+        ),
+    )
+    table.add(
+        (0, 5, 6),
+        "CUDA graph batch 24 below 35 GiB and TP 4",
+        "python/sglang/srt/server_args.py@v0.5.6 (_handle_gpu_memory_settings)",
+        cuda_graph_max_bs=(
+            (20 * 1024, 8, 8),
+            (35 * 1024, 24, 80),
+            (60 * 1024, 32, 160),
+            (160 * 1024, 256, 512),
+            (_NO_LIMIT, 512, 512),
+        ),
+    )
+    table.add(
+        (0, 5, 10),
+        "piecewise CUDA graphs on by default: 8 MiB more reserve per captured size up to the chunked "
+        "prefill (1.5 GiB with MLA)",
+        "python/sglang/srt/server_args.py@v0.5.10 (_handle_gpu_memory_settings, "
+        "_generate_piecewise_cuda_graph_tokens)",
+        piecewise_graph_reserve=True,
+    )
+    return table
+
+
+RELEASES = _table().rows
+# The newest release whose defaults were read; later ones (0.5.16 on moved them to
+# srt/arg_groups/memory_hook.py) are planned with its rules and say so.
+NEWEST_READ_VERSION = "0.5.10"
+
+
+def _band(bands: tuple[tuple[int, ...], ...], memory_mib: int) -> tuple[int, ...]:
+    return next(band for band in bands if memory_mib < band[0])
+
+
+def _piecewise_capture_sizes(max_tokens: int) -> int:
+    """How many token counts 0.5.10 captures piecewise graphs for, up to `max_tokens`
+    (server_args.py@v0.5.10, _generate_piecewise_cuda_graph_tokens)."""
+    sizes = [
+        *range(4, 33, 4),
+        *range(48, 257, 16),
+        *range(288, 513, 32),
+        *range(576, 1025, 64),
+        *range(1280, 4097, 256),
+        *range(4608, max_tokens + 1, 512),
+    ]
+    return sum(1 for size in sizes if size <= max_tokens)
+
+
+def default_chunked_prefill(release: SglangRelease, memory_mib: int) -> int:
+    """`--chunked-prefill-size` when the command line leaves it out."""
+    return _band(release.chunked_prefill, memory_mib)[1]
+
+
+def default_memory_fraction(
+    release: SglangRelease,
+    memory_mib: int,
+    tensor_parallel: int,
+    pipeline_parallel: int,
+    mla: bool,
+    chunked_prefill: int | None = None,
+) -> float:
+    """`--mem-fraction-static` when the command line leaves it out, for a text model without speculative
+    decoding or DP attention (each of which the engine reserves more for); `chunked_prefill` is the
+    command line's `--chunked-prefill-size`, when it sets one."""
+    rule = release.fraction_rule
+    if rule is FractionRule.RESERVED_BY_MEMORY:
+        parallel = tensor_parallel * pipeline_parallel
+        if memory_mib < 35 * 1024:
+            reserved = (2.8 + parallel / 10) * 1024
+        elif memory_mib < 90 * 1024:
+            reserved = (9.5 + parallel / 2) * 1024
+        elif memory_mib < 160 * 1024:
+            reserved = (12 + parallel / 2) * 1024
+        else:
+            reserved = 32 * 1024
+        return round((memory_mib - reserved) / memory_mib, 3)
+    if rule is FractionRule.RESERVED_BY_BATCH:
+        chunked = chunked_prefill or default_chunked_prefill(release, memory_mib)
+        graph_bs = _band(release.cuda_graph_max_bs, memory_mib)[1 if tensor_parallel < 4 else 2]
+        reserved = (
+            512 + max(chunked, 2048) * 1.5 + graph_bs * 2 + tensor_parallel * pipeline_parallel / 8 * 1024
+        )
+        if release.piecewise_graph_reserve:
+            reserved += 1.5 * 1024 if mla else _piecewise_capture_sizes(chunked) * 8
+        if memory_mib > 60 * 1024:
+            reserved = max(reserved, 10 * 1024)
+        return round((memory_mib - reserved) / memory_mib, 3)
+    parallel = tensor_parallel * (pipeline_parallel if release.parallel_counts_pipeline else 1)
+    by_parallel = next((f for least, f in release.parallel_fractions if parallel >= least), 0.88)
+    if rule is FractionRule.BY_PARALLEL:
+        return by_parallel
+    if rule is FractionRule.BY_PARALLEL_UP_TO_80GIB:
+        return by_parallel if memory_mib <= 81920 else (memory_mib - 13 * 1024) / memory_mib
+    fraction = by_parallel if memory_mib <= 81920 else 0.88
+    if release.fraction_above_180gb is not None and memory_mib > 180_000:
+        return release.fraction_above_180gb
+    if memory_mib > 96 * 1024:
+        fraction = min(
+            fraction + 48 * 1024 * (1 - fraction) / memory_mib, (memory_mib - 18 * 1024) / memory_mib
+        )
+    return fraction
+
+
+_POST = re.compile(r"\.post(\d+)")
+
+
+def release_version(version: str | None) -> tuple[int, ...] | None:
+    """(0, 4, 6, 2) from "v0.4.6.post2", so post releases order after their release; None as
+    parse_version."""
+    number = parse_version(version)
+    post = _POST.search(version or "")
+    return (*number, int(post[1])) if number is not None and post else number
+
+
 class SglangModel(EngineModel):
     """SGLang: `--mem-fraction-static` x free memory at start holds weights and the KV pool.
 
@@ -104,6 +333,7 @@ class SglangModel(EngineModel):
 
     engine = Engine.SGLANG
     default_block_size = 1
+    release: SglangRelease = RELEASES[-1]
     non_torch_bytes = round(0.21 * GIB)
     activation_inside_fraction = False
     sliding_window_paged = False
@@ -124,7 +354,26 @@ class SglangModel(EngineModel):
         tensor_parallel: int = 1,
         fraction: float = 1.0,
     ) -> Scheduling:
-        return Scheduling(max_num_seqs=256, max_num_batched_tokens=8192, block_size_tokens=1)
+        chunked = default_chunked_prefill(self.release, gpu.memory_mib)
+        return Scheduling(max_num_seqs=256, max_num_batched_tokens=chunked, block_size_tokens=1)
+
+    def default_memory_fraction(
+        self,
+        gpu: GpuType,
+        tensor_parallel: int,
+        pipeline_parallel: int,
+        arch: ModelArchitecture,
+        max_num_batched_tokens: int | None = None,
+    ) -> float:
+        """The release's `--mem-fraction-static` on `gpu` when the command line leaves it out."""
+        return default_memory_fraction(
+            self.release,
+            gpu.memory_mib,
+            tensor_parallel,
+            pipeline_parallel,
+            arch.is_mla,
+            max_num_batched_tokens,
+        )
 
     def arguments(self, launch: Launch) -> list[str]:
         args = [
@@ -147,8 +396,29 @@ class SglangModel(EngineModel):
         return args
 
 
+def release_label(version: tuple[int, ...]) -> str:
+    """ "0.4.6.post2" from (0, 4, 6, 2)."""
+    label = ".".join(str(part) for part in version[:3])
+    return f"{label}.post{version[3]}" if len(version) > 3 else label
+
+
 def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
-    return SglangModel()
+    """The release a build runs, from its stated version or image tag; unstated, the default image's."""
+    version = release_version(build.version)
+    assumptions: list[str] = []
+    if version is None:
+        stated = build.version or ""
+        assumed = NEWEST_READ_VERSION if "latest" in stated.lower() else RUNTIME.image.rpartition(":")[2]
+        version = release_version(assumed) or RELEASES[-1].first
+        said = f" ({stated!r})" if stated else ""
+        assumptions.append(f"SGLang release not stated{said}: the defaults of {assumed} apply")
+    if version[:3] > RELEASES[-1].first:
+        assumptions.append(f"SGLang {release_label(version)}: the defaults of {NEWEST_READ_VERSION} apply")
+    model = SglangModel()
+    model.release = next((row for row in reversed(RELEASES) if row.first <= version), RELEASES[0])
+    model.release_label = release_label(version)
+    model.assumptions = tuple(assumptions)
+    return model
 
 
 DEFINITION = EngineDefinition(Engine.SGLANG, "SGLang", RUNTIME, FLAGS, _model, COMMAND_LINE)

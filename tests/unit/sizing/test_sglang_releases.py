@@ -1,0 +1,112 @@
+"""SGLang's defaults per release, each figure worked by hand from the release's server_args.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from vramgate.sizing import find_gpu, load_model
+from vramgate.sizing.engines import Engine, EngineBuild, engine_model
+from vramgate.sizing.engines.sglang import (
+    RELEASES,
+    SglangModel,
+    SglangRelease,
+    default_chunked_prefill,
+    default_memory_fraction,
+    release_version,
+)
+
+
+def _release(version: str) -> SglangRelease:
+    model = engine_model(Engine.SGLANG, EngineBuild(version))
+    assert isinstance(model, SglangModel)
+    return model.release
+
+
+@pytest.mark.parametrize(
+    ("version", "gpu", "tp", "pp", "mla", "expected"),
+    [
+        # 0.3.0: by TP alone, 0.83 from 8
+        ("0.3.0", "H100-80GB", 8, 1, False, 0.83),
+        ("0.3.5", "L4", 1, 1, False, 0.88),
+        ("0.3.6.post3", "H100-80GB", 8, 1, False, 0.82),
+        # 0.4.0-0.4.5: 0.81 from 8; pipeline stages do not count yet
+        ("0.4.3.post4", "L4", 4, 1, False, 0.85),
+        ("0.4.3.post4", "L4", 2, 2, False, 0.87),
+        # 0.4.6: above 81,920 MiB keep 13 GiB: (143771 - 13312) / 143771
+        ("0.4.6", "H200", 8, 1, False, (143771 - 13312) / 143771),
+        ("0.4.6", "H100-80GB", 4, 1, False, 0.85),
+        # 0.4.6.post2: tp x pp; 0.88 above 80 GiB, then min(0.88 + 49152 x 0.12 / 143771, 1 - 18432 / 143771)
+        ("0.4.6.post2", "L4", 2, 2, False, 0.85),
+        ("0.4.6.post3", "H200", 1, 1, False, (143771 - 18432) / 143771),
+        # 0.4.7: 0.79 above 180,000 MiB (B200: 183,359)
+        ("0.4.7", "B200", 1, 1, False, 0.79),
+        ("0.4.6.post5", "B200", 1, 1, False, (183359 - 18432) / 183359),
+        # 0.4.7.post1: reserve (9.5 + 4 / 2) GiB = 11,776 MiB on an H100 at TP 4: 69,783 / 81,559
+        ("0.4.7.post1", "H100-80GB", 4, 1, False, 0.856),
+        # (2.8 + 0.1) GiB = 2,969.6 MiB on an L4 at TP 1: 20,064.4 / 23,034
+        ("0.4.9", "L4", 1, 1, False, 0.871),
+        # 0.5.3: 512 + 8192 x 1.5 + 256 x 2 + 128 = 13,440 MiB on an H100 at TP 1: 68,119 / 81,559
+        ("0.5.3", "H100-80GB", 1, 1, False, 0.835),
+        # 512 + 2048 x 1.5 + 80 x 2 + 512 = 4,256 MiB on an L4 at TP 4: 18,778 / 23,034
+        ("0.5.3", "L4", 4, 1, False, 0.815),
+        # 0.5.6: graph batch 24 below TP 4 under 35 GiB: 3,760 MiB on an RTX 4090 (0.5.3: 16, 3,744 MiB)
+        ("0.5.6", "RTX-4090", 1, 1, False, 0.847),
+        ("0.5.5", "RTX-4090", 1, 1, False, 0.848),
+        # 0.5.10: 58 piecewise sizes up to 8192 x 8 MiB = 464 MiB more: 13,904 MiB; MLA 1,536 MiB: 14,976
+        ("0.5.10", "H100-80GB", 1, 1, False, 0.83),
+        ("0.5.10.post1", "H100-80GB", 1, 1, True, 0.816),
+    ],
+)
+def test_default_fraction_follows_the_release(
+    version: str, gpu: str, tp: int, pp: int, mla: bool, expected: float
+) -> None:
+    release = _release(version)
+    fraction = default_memory_fraction(release, find_gpu(gpu).memory_mib, tp, pp, mla)
+    assert fraction == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_logged_chunked_prefill_changes_the_reserve_from_0_5_3() -> None:
+    # 512 + 4096 x 1.5 + 16 x 2 + 128 = 6,816 MiB on an L4 at TP 1: 16,218 / 23,034
+    release = _release("0.5.3")
+    memory = find_gpu("L4").memory_mib
+    assert default_memory_fraction(release, memory, 1, 1, False, 4096) == 0.704
+    assert default_memory_fraction(release, memory, 1, 1, False) == 0.837
+
+
+@pytest.mark.parametrize(
+    ("version", "gpu", "tokens"),
+    [
+        ("0.3.0", "L4", 8192),
+        ("0.3.6", "L4", 2048),
+        ("0.4.7", "A100-40GB", 8192),
+        ("0.4.7.post1", "B200", 16384),
+        ("0.5.3", "A100-40GB", 4096),
+        ("0.5.3", "H200", 8192),
+    ],
+)
+def test_default_chunked_prefill_follows_the_release(version: str, gpu: str, tokens: int) -> None:
+    assert default_chunked_prefill(_release(version), find_gpu(gpu).memory_mib) == tokens
+
+
+def test_the_plan_profiles_the_release_chunked_prefill() -> None:
+    llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    model = engine_model(Engine.SGLANG, EngineBuild("0.5.3"))
+    l4, a100 = find_gpu("L4"), find_gpu("A100-40GB")
+    assert model.default_scheduling(l4.cuda_total_bytes, l4, 8192, llama).max_num_batched_tokens == 2048
+    assert model.default_scheduling(a100.cuda_total_bytes, a100, 8192, llama).max_num_batched_tokens == 4096
+
+
+def test_post_releases_order_after_their_release() -> None:
+    assert release_version("v0.4.6.post2-cu124") == (0, 4, 6, 2)
+    assert release_version("0.4.6") == (0, 4, 6) < (0, 4, 6, 2)
+    assert [row.first for row in RELEASES] == sorted(row.first for row in RELEASES)
+
+
+def test_an_unstated_or_unread_release_is_said() -> None:
+    unstated = engine_model(Engine.SGLANG, EngineBuild(None))
+    assert unstated.release_label == "0.5.3"
+    assert unstated.assumptions == ("SGLang release not stated: the defaults of v0.5.3-cu129 apply",)
+    newer = engine_model(Engine.SGLANG, EngineBuild("0.5.23"))
+    assert newer.release_label == "0.5.23"
+    assert newer.assumptions == ("SGLang 0.5.23: the defaults of 0.5.10 apply",)
+    assert engine_model(Engine.SGLANG, EngineBuild("v0.4.6.post2")).release_label == "0.4.6.post2"
