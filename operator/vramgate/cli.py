@@ -432,6 +432,11 @@ def _print_plan(result: Plan) -> None:
             f"+{format_gib(result.outside_bytes_per_gpu)} outside the fraction)",
         ),
         (
+            "CUDA graphs",
+            f"{format_gib(result.cuda_graph_bytes_per_gpu)} per GPU, "
+            f"{'inside the fraction' if result.cuda_graphs_inside_fraction else 'outside the fraction'}",
+        ),
+        (
             "required",
             f"{format_gib(result.required_bytes_per_gpu)} of {format_gib(result.gpu_memory_bytes)} per GPU",
         ),

@@ -5,6 +5,7 @@ split, skipped and summarised."""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -302,3 +303,21 @@ def test_no_other_logged_start_gets_a_kv_cache_over_promised_by_more_than_1_perc
     }
     assert set(over) - set(KNOWN_OVER_PROMISES) == set(), f"new over-promises: {over}"
     assert set(KNOWN_OVER_PROMISES) - set(over) == set(), "fixed rows: remove them from the list"
+
+
+def test_the_0_19_starts_that_log_their_cuda_graph_estimate_are_not_over_promised_as_0_20_starts() -> None:
+    """A check of the 0.20.0 graph bound, never a fit: 0.19.0 logs its estimate without counting it, and
+    0.20.0 differs only by counting it (gpu_worker.py determine_available_memory), so each such start
+    re-planned as 0.20.0 must not exceed its logged cache less its logged graphs."""
+    cleared = ("gpu_blocks", "kv_cache_tokens", "max_concurrency_x", "max_concurrency_for_len")
+    errors = {}
+    with LOGS.open() as logs:
+        for row in csv.DictReader(logs):
+            if not (row["engine_version"].startswith("0.19.0") and row["cudagraph_gib"]):
+                continue
+            cache = float(row["kv_cache_gib"]) - float(row["cudagraph_gib"])
+            as_0_20 = {**row, **dict.fromkeys(cleared, ""), "engine_version": "0.20.0 (V1)"}
+            checked = calibrate_row({**as_0_20, "kv_cache_gib": f"{cache:.2f}"}, LOGS.parent / "configs")
+            errors[row["row_id"]] = checked.kv_error
+    assert len(errors) >= 28
+    assert all(error is not None and error <= KV_OVER_PROMISE_TOLERANCE for error in errors.values()), errors

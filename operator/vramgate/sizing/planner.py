@@ -151,6 +151,8 @@ class Plan:
     non_torch_bytes_per_gpu: int
     activation_bytes_per_gpu: int
     outside_bytes_per_gpu: int  # CUDA context and graphs, outside the fraction
+    cuda_graph_bytes_per_gpu: int  # within the activation or the outside bytes, as the engine counts them
+    cuda_graphs_inside_fraction: bool
     overhead_bytes: int
     overhead_bytes_per_gpu: int
     required_bytes: int
@@ -313,13 +315,14 @@ class _Evaluator:
         max_seq_len: int,
         block: int,
         batched: int,
+        graph_seqs: int | None,
     ) -> _StageShape:
         """A stage's KV layout and overhead: the same for every GPU type that runs the same engine model
         with the same batch limits, so computed once for them all."""
-        key = (engine, tensor_parallel, stage.index, stage.count, max_seq_len, block, batched)
+        key = (engine, tensor_parallel, stage.index, stage.count, max_seq_len, block, batched, graph_seqs)
         if key not in self._shapes:
             self._shapes[key] = _StageShape.of(
-                self, engine, tensor_parallel, stage, max_seq_len, block, batched
+                self, engine, tensor_parallel, stage, max_seq_len, block, batched, graph_seqs
             )
         return self._shapes[key]
 
@@ -347,7 +350,14 @@ class _Stage:
         self.block = request.block_size or self.defaults.block_size_tokens
         self.batched = request.max_num_batched_tokens or self.defaults.max_num_batched_tokens
         self.weights_per_gpu = evaluator.weights_per_gpu(engine, gpu, tensor_parallel, stage)
-        shape = evaluator.shape(engine, tensor_parallel, stage, max_seq_len, self.block, self.batched)
+        # The batch limit the engine starts with where the request fixes it (a user's limit, or the default
+        # under a fixed fraction); else the plan picks it, and the CUDA graphs follow the limit it picks.
+        graph_seqs = request.max_num_seqs or (
+            self.defaults.max_num_seqs if request.memory_fraction is not None else None
+        )
+        shape = evaluator.shape(
+            engine, tensor_parallel, stage, max_seq_len, self.block, self.batched, graph_seqs
+        )
         self.layout, self.sequence_bytes = shape.layout, shape.sequence_bytes
         self.curve, self.target_overhead = shape.curve, shape.target_overhead
         outside = self.target_overhead.outside_bytes
@@ -425,6 +435,7 @@ class _StageShape:
         max_seq_len: int,
         block: int,
         batched: int,
+        graph_seqs: int | None,
     ) -> _StageShape:
         request, arch = evaluator.request, evaluator.request.model
         layout = kv_layout(
@@ -442,7 +453,13 @@ class _StageShape:
             curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
         else:
             curve = engine.overhead_curve(
-                arch, evaluator.weights, tensor_parallel, batched, samples=stage.is_last
+                arch,
+                evaluator.weights,
+                tensor_parallel,
+                batched,
+                samples=stage.is_last,
+                layers=stage.layers,
+                max_num_seqs=graph_seqs,
             )
         free_memory = engine.free_memory_rule(layout, max_seq_len, batched)
         if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
@@ -781,6 +798,8 @@ def _to_plan(
         non_torch_bytes_per_gpu=chosen.overhead.non_torch_bytes,
         activation_bytes_per_gpu=chosen.overhead.activation_bytes,
         outside_bytes_per_gpu=chosen.overhead.outside_bytes,
+        cuda_graph_bytes_per_gpu=chosen.overhead.cuda_graph_bytes,
+        cuda_graphs_inside_fraction=chosen.engine.cuda_graphs_inside_fraction,
         overhead_bytes=chosen.overhead.inside_bytes * gpus,
         overhead_bytes_per_gpu=chosen.overhead.inside_bytes,
         required_bytes=chosen.required_bytes * gpus,

@@ -49,7 +49,9 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("0.10.1.1", "0.10.0"),
         ("v0.11.0", "0.10.0"),
         ("0.11.2", "0.11.1"),
-        ("0.33.0", "0.28.0"),
+        ("0.28.1", "0.28.0"),
+        ("0.30.0", "0.28.0"),
+        ("0.33.0", "0.31.0"),
     ],
 )
 def test_a_version_takes_the_last_release_row_at_or_before_it(version: str, first: str) -> None:
@@ -383,7 +385,85 @@ def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
     # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 14 + an L4's 58 SMs x 128256 x 4
     # = 476,446,720 + 29,755,392 bytes of profile
     assert old.activation_bytes == 506_202_112
-    assert new.activation_bytes == 506_202_112 + 512 * MIB
+    # The estimate's bound: 51 PIECEWISE sizes up to 512, 35 FULL up to 256 (the L4's FlashAttention).
+    # First FULL capture: 32 splits x 256 x 32 heads x 129 x 4 = 135,266,304 + a 20 MiB segment;
+    # first PIECEWISE: 2 x (512 x 110,592 forward bytes + 20 MiB) = 155,189,248; the larger is FULL's
+    # 156,237,824. Each further graph: 32 layers x 256 KiB = 8 MiB, 84 of them = 704,643,072.
+    assert new.activation_bytes == 506_202_112 + 156_237_824 + 704_643_072
+
+
+@pytest.mark.parametrize(
+    ("version", "seqs", "tokens", "sizes"),
+    [
+        # 2 x 4 = 8 is the largest: 1, 2, 4, 8
+        ("0.20.0", 4, 8192, [1, 2, 4, 8]),
+        # min(2 x 256, 512, 300) = 300: the strided sizes up to 288; 0.21 adds the 300 tokens themselves
+        ("0.20.0", 256, 300, [1, 2, 4, *range(8, 256, 8), 256, 272, 288]),
+        ("0.21.0", 256, 300, [1, 2, 4, *range(8, 256, 8), 256, 272, 288, 300]),
+        # 2 x 100 = 200 is the largest; 0.31 adds max_num_seqs (off the stride of 8) as a decode size
+        ("0.30.0", 100, 8192, [1, 2, 4, *range(8, 201, 8)]),
+        ("0.31.0", 100, 8192, [1, 2, 4, *range(8, 201, 8), 100]),
+    ],
+)
+def test_cuda_graph_capture_sizes_follow_the_release(
+    version: str, seqs: int, tokens: int, sizes: list[int]
+) -> None:
+    profile = _vllm(version, "H100-80GB").cuda_graph_profile(load_model(LLAMA_8B), tokens, seqs)
+    assert profile.piecewise_graphs == len(sizes)
+    assert profile.largest_piecewise_tokens == max(sizes)
+    assert profile.full_graphs == len([size for size in sizes if size <= seqs])
+
+
+def test_gpt_oss_and_blackwell_from_0_28_capture_up_to_1024_tokens() -> None:
+    llama, gpt_oss = load_model(LLAMA_8B), load_model("openai/gpt-oss-20b")
+    # 1, 2, 4, 31 sizes of 8 up to 248, 49 of 16 from 256 to 1024
+    assert _vllm("0.20.0", "H100-80GB").cuda_graph_profile(gpt_oss, 8192, 1024).piecewise_graphs == 83
+    assert _vllm("0.20.0", "H100-80GB").cuda_graph_profile(llama, 8192, 1024).piecewise_graphs == 51
+    assert _vllm("0.27.0", "B200").cuda_graph_profile(llama, 8192, 1024).piecewise_graphs == 51
+    blackwell = _vllm("0.28.0", "B200").cuda_graph_profile(llama, 8192, 1024)
+    assert (blackwell.piecewise_graphs, blackwell.full_graphs, blackwell.largest_full_tokens) == (
+        83,
+        83,
+        1024,
+    )
+    # A batch limit the plan picks is bounded by any: the largest FULL graphs too
+    assert _vllm("0.20.0", "H100-80GB").cuda_graph_profile(llama, 8192, None).full_graphs == 51
+
+
+def test_cuda_graphs_follow_the_batch_limit_the_plan_picks() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    curve = _vllm("0.20.0", "H100-80GB").overhead_curve(llama, fmt, 1, 8192)
+    # 32 sequences: sizes 1, 2, 4, 8...64 (11 PIECEWISE), 7 FULL up to 32; the first PIECEWISE capture
+    # 2 x (64 x 110,592 + 20 MiB) = 56,098,816 beats FULL's 32 x 32 x 32 x 129 x 4 + 20 MiB; 16 more
+    # graphs of 8 MiB
+    assert curve.cuda_graphs.bytes_at(32) == 56_098_816 + 16 * 8 * MIB
+    # Any limit: 51 + 51 graphs up to 512, FULL's 32 x 512 x 32 x 129 x 4 + 20 MiB first
+    assert curve.cuda_graphs.max_bytes == 291_504_128 + 100 * 8 * MIB
+    # The largest batch is searched with the graphs at each limit, not their most
+    budget = curve.budget_for(32 * GIB, 32)
+    assert curve.largest_batch(budget, GIB, 1024) == 32
+
+
+def test_cuda_graph_bound_follows_the_attention_backend_and_the_stage() -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")  # MLA: 16 heads, latent 512; 27 layers, MoE
+    hopper, blackwell = _vllm("0.20.0", "H100-80GB"), _vllm("0.20.0", "B200")
+    forward = 100_000  # bytes per token: 2 x (512 x 100,000 + 20 MiB) = 144,342,528 for PIECEWISE
+    # FlashAttention MLA: 32 x 512 x 16 x 513 x 4 = 537,919,488 + 20 MiB; further graphs: 27 x 436,906
+    # bytes = 11.25 MiB, 6 steps = 12 MiB, 100 of them
+    assert hopper.cuda_graph_bytes_for(lite, 1, 27, forward, 8192, 1024) == (
+        537_919_488 + 20 * MIB + 100 * 12 * MIB
+    )
+    # At TP 2 the heads halve; a pipeline stage of 3 layers still counts two 2 MiB steps a graph
+    assert hopper.cuda_graph_bytes_for(lite, 2, 3, forward, 8192, 1024) == (
+        537_919_488 // 2 + 20 * MIB + 100 * 4 * MIB
+    )
+    # Blackwell prefers FlashInfer: its 394 MiB workspace is the larger first FULL capture at TP 2
+    assert blackwell.cuda_graph_bytes_for(lite, 2, 3, forward, 8192, 1024) == (
+        394 * MIB + 20 * MIB + 100 * 4 * MIB
+    )
+    # Before 0.20.0 the flat figure, outside the fraction
+    assert _vllm("0.19.0").cuda_graph_bytes_for(lite, 1, 27, forward, 8192, 1024) == 512 * MIB
 
 
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:

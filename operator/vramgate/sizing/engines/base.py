@@ -16,7 +16,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -94,6 +94,9 @@ class Overhead:
     non_torch_bytes: int  # cuBLAS/NCCL workspaces, custom all-reduce buffers: inside the fraction
     activation_bytes: int  # peak of the profiling forward pass and sampler: inside the fraction (vLLM, TGI)
     outside_bytes: int  # CUDA context and CUDA graphs: must fit in what the fraction leaves free
+    # The CUDA graphs' share of the above: in the activation where the engine counts them inside the
+    # fraction (vLLM 0.20+), else in the outside bytes.
+    cuda_graph_bytes: int = 0
 
     @property
     def inside_bytes(self) -> int:
@@ -189,22 +192,47 @@ NO_PROGRAM_BUFFER = ProgramBuffer(0, 0)
 
 
 @dataclass(frozen=True)
+class CudaGraphMemory:
+    """An engine's CUDA graphs on one GPU by its batch limit n: `max_bytes` for any limit, or
+    `bytes_by_seqs(n)` (never more) where they follow it; `inside` says whether the engine counts them
+    inside its fraction (else they need room beside it). Two compare by their most."""
+
+    max_bytes: int
+    inside: bool
+    bytes_by_seqs: Callable[[int], int] | None = field(default=None, compare=False)
+
+    def bytes_at(self, num_seqs: int) -> int:
+        return self.max_bytes if self.bytes_by_seqs is None else self.bytes_by_seqs(num_seqs)
+
+    def inside_bytes_at(self, num_seqs: int) -> int:
+        return self.bytes_at(num_seqs) if self.inside else 0
+
+    def outside_bytes_at(self, num_seqs: int) -> int:
+        return 0 if self.inside else self.bytes_at(num_seqs)
+
+
+NO_CUDA_GRAPHS = CudaGraphMemory(0, inside=False)
+
+
+@dataclass(frozen=True)
 class OverheadCurve:
     """An engine's overhead on one GPU as a function of its batch limit n (`max_num_seqs`).
 
-    Every term is fixed but the profile's sampler, which grows linearly with n; the profile peak is the
-    larger of the forward pass and the sampler. So the largest batch that fits follows from arithmetic.
+    Every term is fixed but the profile's sampler, which grows linearly with n, and the CUDA graphs,
+    which step up with n to a most; the profile peak is the larger of the forward pass and the sampler.
+    So the largest batch that fits follows from arithmetic, and a few steps.
     """
 
     non_torch_bytes: int
     forward_bytes: int  # the MLP's live tensors over the profiled tokens
     sampler_base_bytes: int  # the last hidden states the sampler keeps
     sampler_bytes_per_seq: float  # fp32 logits and their working copies, one vocab-wide row per sequence
-    fixed_activation_bytes: int  # CUDA graphs counted inside the fraction; blocks a profile leaves reserved
-    outside_bytes: int  # what must fit beside the fraction (CUDA context, graphs)
+    fixed_activation_bytes: int  # what a profile leaves allocated or reserved under its peak
+    outside_bytes: int  # what must fit beside the fraction (the CUDA context), CUDA graphs apart
     activation_inside: bool  # False: the profile peak lives outside the fraction too (SGLang)
     free_memory: FreeMemoryRule = ALL_FREE_MEMORY  # what of the memory left free the KV pool gets
     sampler_buffer: ProgramBuffer = NO_PROGRAM_BUFFER  # the sampling kernel's cached scratch
+    cuda_graphs: CudaGraphMemory = NO_CUDA_GRAPHS
 
     def activation_bytes(self, num_seqs: int) -> int:
         sampler = (
@@ -212,13 +240,16 @@ class OverheadCurve:
             + num_seqs * self.sampler_bytes_per_seq
             + self.sampler_buffer.bytes_at(num_seqs)
         )
-        return round(max(self.forward_bytes, sampler)) + self.fixed_activation_bytes
+        peak = round(max(self.forward_bytes, sampler)) + self.fixed_activation_bytes
+        return peak + self.cuda_graphs.inside_bytes_at(num_seqs)
 
     def at(self, num_seqs: int) -> Overhead:
         activation = self.activation_bytes(num_seqs)
+        outside = self.outside_bytes + self.cuda_graphs.outside_bytes_at(num_seqs)
+        graphs = self.cuda_graphs.bytes_at(num_seqs)
         if not self.activation_inside:
-            return Overhead(self.non_torch_bytes, 0, self.outside_bytes + activation)
-        return Overhead(self.non_torch_bytes, activation, self.outside_bytes)
+            return Overhead(self.non_torch_bytes, 0, outside + activation, graphs)
+        return Overhead(self.non_torch_bytes, activation, outside, graphs)
 
     def inside_bytes(self, num_seqs: int) -> int:
         return self.non_torch_bytes + (self.activation_bytes(num_seqs) if self.activation_inside else 0)
@@ -255,6 +286,8 @@ class OverheadCurve:
         room -= profile_kv - profile_kv / free_kept
         if self.activation_inside:
             room -= self.fixed_activation_bytes
+            if self.cuda_graphs.inside:  # the graphs at their most: the estimate stays at or below the answer
+                room -= self.cuda_graphs.max_bytes
             by_forward = (room - self.forward_bytes) / per_seq
             # The sampler's buffer at its largest: the estimate stays at or below the answer.
             sampler_fixed = self.sampler_base_bytes + self.sampler_buffer.max_bytes
@@ -303,6 +336,7 @@ class EngineModel(ABC):
         return self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
 
     cuda_graphs_inside_fraction: bool = False
+    cuda_graphs_follow_batch: bool = False  # the graphs depend on the batch limit (cuda_graph_bytes_for)
     # How the engine groups uneven attention types for its paged cache (KvLayout.larger_group_below).
     larger_group_below: float = 1.0
 
@@ -356,9 +390,13 @@ class EngineModel(ABC):
         tensor_parallel: int,
         max_num_batched_tokens: int,
         samples: bool = True,
+        layers: int | None = None,
+        max_num_seqs: int | None = None,
     ) -> OverheadCurve:
         """Overhead on one GPU for any batch limit; `samples` is false on pipeline stages before the last
-        (no sampler).
+        (no sampler), `layers` the stage's decoder layers (all of them by default), `max_num_seqs` the
+        batch limit the engine starts with where its CUDA graphs depend on it (None: any limit, the
+        largest graphs).
 
         The forward peak holds the hidden-wide and intermediate-wide tensors the engine's code keeps
         alive at once (`mlp_peaks`; MoE layers: the intermediates of each routed expert copy). A multimodal
@@ -378,11 +416,21 @@ class EngineModel(ABC):
         non_torch = self.non_torch_bytes
         if not self.tensor_parallel_buffers_in_baseline:
             non_torch += self.tensor_parallel_buffer_bytes(tensor_parallel)
-        outside = self.cuda_context_bytes + self.cuda_graph_bytes
+        stage_layers = arch.num_layers if layers is None else layers
+
+        def graphs_at(num_seqs: int | None) -> int:
+            return self.cuda_graph_bytes_for(
+                arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs
+            )
+
+        follows = self.cuda_graphs_follow_batch and max_num_seqs is None
+        graphs = CudaGraphMemory(
+            graphs_at(max_num_seqs), self.cuda_graphs_inside_fraction, graphs_at if follows else None
+        )
+        outside = self.cuda_context_bytes
         if self.cuda_context_inside_fraction:
             non_torch += self.cuda_context_bytes
-            outside -= self.cuda_context_bytes
-        graphs_inside = self.cuda_graph_bytes if self.cuda_graphs_inside_fraction else 0
+            outside = 0
         encoder = self.encoder_profile(arch, weights, tensor_parallel, tokens)
         text_forward = tokens * element * widest
         return OverheadCurve(
@@ -391,13 +439,27 @@ class EngineModel(ABC):
             sampler_base_bytes=tokens * element * arch.hidden_size
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
-            fixed_activation_bytes=graphs_inside
-            + self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens)
+            fixed_activation_bytes=self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens)
             + encoder.held_bytes,
-            outside_bytes=outside - graphs_inside,
+            outside_bytes=outside,
             activation_inside=self.activation_inside_fraction,
             sampler_buffer=self.sampler_program_buffer(arch) if samples else NO_PROGRAM_BUFFER,
+            cuda_graphs=graphs,
         )
+
+    def cuda_graph_bytes_for(
+        self,
+        arch: ModelArchitecture,
+        tensor_parallel: int,
+        layers: int,
+        forward_bytes_per_token: int,
+        max_num_batched_tokens: int,
+        max_num_seqs: int | None,
+    ) -> int:
+        """The CUDA graphs on one GPU of a stage holding `layers` layers, whose forward keeps
+        `forward_bytes_per_token` alive per token, started for `max_num_seqs` (None: any; the most). By
+        default the figure measured for the default capture sizes, whatever the batch."""
+        return self.cuda_graph_bytes
 
     def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
         """Scratch the profile's sampling kernel keeps per program on this GPU (none by default)."""
@@ -442,7 +504,12 @@ class EngineModel(ABC):
     ) -> Overhead:
         """Overhead on one GPU with the engine started for `scheduling`."""
         curve = self.overhead_curve(
-            arch, weights, tensor_parallel, scheduling.max_num_batched_tokens, samples
+            arch,
+            weights,
+            tensor_parallel,
+            scheduling.max_num_batched_tokens,
+            samples,
+            max_num_seqs=scheduling.max_num_seqs,
         )
         return curve.at(scheduling.max_num_seqs)
 

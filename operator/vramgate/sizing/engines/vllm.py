@@ -39,7 +39,7 @@ from vramgate.sizing.engines.options import (
     PlannedFlag,
 )
 from vramgate.sizing.memory import ExpertPadding, KvLayout, MxSwizzle, WeightFormat
-from vramgate.sizing.units import GIB, ceil_div
+from vramgate.sizing.units import GIB, MIB, ceil_div
 
 FLAGS = PlanFlags(
     model="--model",
@@ -115,6 +115,35 @@ RUNTIME = EngineRuntime(
 # (the Qwen3.8-27B-K4 model card's verification run, companion repository malaiwah/qwen38-27b-exl3).
 CAPTURE_PATH_NON_TORCH_BYTES = round(0.26 * GIB)
 
+# PyTorch's caching allocator serves requests of 1-10 MiB from segments of this size (kLargeBuffer,
+# c10/cuda/CUDACachingAllocator.cpp), so a pool can hold up to one such segment beyond its live tensors.
+ALLOCATOR_LARGE_SEGMENT = 20 * MIB
+# FlashAttention's FULL graphs fix the number of KV splits and pre-allocate fp32 accumulators of
+# [splits, heads, tokens, head size] and [splits, heads, tokens] (vllm/config/attention.py@v0.20.0,
+# flash_attn_max_num_splits_for_cuda_graph; vllm/v1/attention/backends/flash_attn.py@v0.20.0).
+FLASH_ATTN_SPLITS_FOR_CUDA_GRAPH = 32
+# One more graph costs what the driver maps for its executable, growing with the layers whose kernels it
+# records, and free memory shows it in 2 MiB steps (a sample is 0, 2, 4... MiB; vLLM floors it at 1 MiB).
+# vLLM's source cannot say how much; the bound per layer is the most a public 0.19.0 debug log outside the
+# calibration set shows (llm-d-planner's v0.19.0 H100 sweep: Llama-3.3-70B-Instruct at TP 2, 20 MiB over
+# 80 dense layers; Llama-4-Scout at TP 4, 20 MiB over 48 MoE layers), and never under two steps, as one
+# graph's memory may straddle a step. The calibration rows' own logs (1-20 MiB) only check it.
+GRAPH_STEP_BYTES = 2 * MIB
+DENSE_GRAPH_BYTES_PER_LAYER = 20 * MIB // 80
+MOE_GRAPH_BYTES_PER_LAYER = 20 * MIB // 48
+# FlashInfer's attention builder allocates its workspace on the first metadata it builds, so the profile's
+# first FULL capture holds it (vllm/envs.py@v0.20.0, VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE;
+# vllm/v1/attention/backends/flashinfer.py@v0.20.0, _get_workspace_buffer). vLLM prefers FlashInfer on
+# compute capability 10 and FlashAttention on 8 and 9 (vllm/platforms/cuda.py@v0.20.0,
+# _get_backend_priorities); elsewhere, or on an unknown GPU, either may run.
+FLASHINFER_WORKSPACE_BYTES = 394 * MIB
+FLASH_ATTN_FIRST_MAJORS = (8, 9)
+# The ceilings of the capture sizes: the default, gpt-oss's own (models/config.py@v0.20.0,
+# GptOssForCausalLMConfig.verify_and_update_config), data-center Blackwell's from 0.28.0.
+CAPTURE_CEILING = 512
+LARGE_CAPTURE_CEILING = 1024
+
+
 # vLLM's Marlin MoE kernel wants n % 256 == 0 and k % 128 == 0 in both expert matrices, and keeps the
 # experts' biases in the compute dtype (vllm/model_executor/layers/quantization/mxfp4.py@v0.11.0,
 # create_weights; quantization/utils/marlin_utils_fp4.py@v0.11.0, prepare_moe_fp4_layer_for_marlin: the
@@ -185,6 +214,62 @@ class EncoderBatch(Enum):
     ROUNDED_DOWN = "budget / embeddings per image, rounded down"
 
 
+class CaptureSizes(Enum):
+    """Which token counts the default compilation config captures CUDA graphs for (no speculative
+    decoding): 1, 2, 4, every 8 below 256, every 16 from 256, up to min(2 x max_num_seqs, ceiling,
+    max_num_batched_tokens); the mixed (PIECEWISE) graphs at each, the decode (FULL) graphs at those up to
+    max_num_seqs (vllm/config/vllm.py, _set_cudagraph_sizes; vllm/v1/cudagraph_dispatcher.py,
+    initialize_cudagraph_keys)."""
+
+    STRIDED = "the strided sizes, ceiling 512 (1024 for gpt-oss)"
+    WITH_BATCH_TOKENS = "as before, and max_num_batched_tokens when it is under the largest"
+    BLACKWELL_1024 = "as before; the ceiling is 1024 on data-center Blackwell (compute capability 10)"
+    WITH_MAX_SEQS = "as before, and max_num_seqs (a decode size off the stride) when it is under the largest"
+
+
+@dataclass(frozen=True)
+class CudaGraphProfile:
+    """The capture vLLM's profile runs to estimate its CUDA graph memory, on one GPU: per mode, the
+    largest size captured first (warm-up, then capture into a profiling pool shared by both modes), the
+    second largest next, and the rest extrapolated from that second sample
+    (vllm/v1/worker/gpu_model_runner.py, profile_cudagraph_memory):
+    estimate = max(first capture of each mode) + sum over modes of (graphs - 1) x max(second sample, 1 MiB).
+    """
+
+    piecewise_graphs: int
+    full_graphs: int
+    largest_piecewise_tokens: int
+    largest_full_tokens: int
+
+    def bound_bytes(self, first_full_bytes: int, forward_bytes_per_token: int, per_graph_bytes: int) -> int:
+        """The estimate's bound, given what the attention backend allocates in the first FULL capture,
+        the forward's live bytes per token and the bound on one further graph.
+
+        The first PIECEWISE capture reserves the forward's tensors at the largest size twice, the warm-up's
+        in the default pool and the capture's in the graph pool; the first FULL capture, which reuses the
+        pool the PIECEWISE graphs left, adds the attention backend's buffers. Each pool holding a request of
+        1-10 MiB can hold up to one more 20 MiB segment (kLargeBuffer in PyTorch's caching allocator) than
+        its live bytes."""
+        piecewise = 2 * (self.largest_piecewise_tokens * forward_bytes_per_token + ALLOCATOR_LARGE_SEGMENT)
+        full = first_full_bytes + ALLOCATOR_LARGE_SEGMENT if self.full_graphs else 0
+        further = max(self.piecewise_graphs - 1, 0) + max(self.full_graphs - 1, 0)
+        return max(piecewise, full) + further * per_graph_bytes
+
+
+def cuda_graph_capture_sizes(
+    rule: CaptureSizes, ceiling: int, max_num_seqs: int, max_num_batched_tokens: int
+) -> list[int]:
+    """The token counts the default config captures, ascending (vllm/config/vllm.py, _set_cudagraph_sizes)."""
+    largest = min(2 * max_num_seqs, ceiling, max_num_batched_tokens)
+    sizes = {size for size in (1, 2, 4) if size <= largest}
+    sizes |= set(range(8, min(largest + 1, 256), 8)) | set(range(256, largest + 1, 16))
+    if rule is not CaptureSizes.STRIDED and max_num_batched_tokens <= largest:
+        sizes.add(max_num_batched_tokens)
+    if rule is CaptureSizes.WITH_MAX_SEQS and max_num_seqs <= largest:
+        sizes.add(max_num_seqs)
+    return sorted(sizes)
+
+
 @dataclass(frozen=True)
 class Release(ReleaseRow):
     """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
@@ -201,7 +286,8 @@ class Release(ReleaseRow):
     kv_tokens_report: KvTokensReport
     encoder_batch: EncoderBatch
     allreduce_outputs_reserved: bool  # freed TP all-reduce outputs wait on NCCL's stream through the profile
-    cuda_graphs_inside_fraction: bool
+    cuda_graphs_inside_fraction: bool  # the profile's CUDA graph estimate counts against the KV cache
+    capture_sizes: CaptureSizes
     mxfp4_experts_on_hopper: ExpertPadding  # how MXFP4 experts are stored on SM90 with the wheel's kernels
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
     # Triton top-k/top-p caches a vocab-wide fp32 row per program (up to one per SM) from the profile on
@@ -237,6 +323,7 @@ def _table() -> tuple[Release, ...]:
         encoder_batch=EncoderBatch.NOT_PROFILED,
         allreduce_outputs_reserved=False,
         cuda_graphs_inside_fraction=False,
+        capture_sizes=CaptureSizes.STRIDED,
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
         moe_workspace_persists=False,
         topk_topp_program_buffer=False,
@@ -425,10 +512,25 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 20, 0),
-        "the profile estimates CUDA graph memory into the fraction "
-        "(VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1)",
-        "vllm/envs.py@v0.20.0, vllm/v1/worker/gpu_worker.py@v0.20.0",
+        "the profile's CUDA graph estimate counts inside the fraction "
+        "(VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1; 0 turns it off, as --enforce-eager and "
+        "cudagraph_mode NONE do): the first capture of "
+        "each mode, the larger counted, plus every further graph at the second-largest size's sample; "
+        "cudagraph_mode FULL_AND_PIECEWISE by default, FlashAttention's FULL graphs pre-allocating 32 splits "
+        "of fp32 accumulators (see VllmModel.cuda_graph_bytes_for; the same through v0.33.0)",
+        "vllm/envs.py@v0.20.0, vllm/v1/worker/gpu_worker.py@v0.20.0 (determine_available_memory), "
+        "vllm/v1/worker/gpu_model_runner.py@v0.20.0 (profile_cudagraph_memory, _warmup_and_capture), "
+        "vllm/v1/cudagraph_dispatcher.py@v0.20.0, vllm/config/vllm.py@v0.20.0 (_set_cudagraph_sizes), "
+        "vllm/config/compilation.py@v0.20.0, vllm/config/attention.py@v0.20.0, "
+        "vllm/v1/attention/backends/flash_attn.py@v0.20.0, vllm/model_executor/models/config.py@v0.20.0 "
+        "(GptOssForCausalLMConfig), vllm/v1/worker/gpu_model_runner.py@v0.29.0 to @v0.33.0",
         cuda_graphs_inside_fraction=True,
+    )
+    add(
+        (0, 21, 0),
+        "max_num_batched_tokens joins the capture sizes when it is under the largest",
+        "vllm/config/vllm.py@v0.21.0 (_set_cudagraph_sizes)",
+        capture_sizes=CaptureSizes.WITH_BATCH_TOKENS,
     )
     add(
         (0, 22, 0),
@@ -461,6 +563,18 @@ def _table() -> tuple[Release, ...]:
         "vllm/engine/arg_utils.py@v0.28.0",
         batching=Batching.V1_160GIB_TIER,
     )
+    add(
+        (0, 28, 0),
+        "data-center Blackwell captures CUDA graphs up to 1024 tokens",
+        "vllm/config/vllm.py@v0.28.0 (_set_cudagraph_sizes)",
+        capture_sizes=CaptureSizes.BLACKWELL_1024,
+    )
+    add(
+        (0, 31, 0),
+        "max_num_seqs joins the capture sizes as a decode size when it is under the largest",
+        "vllm/config/vllm.py@v0.31.0 (_set_cudagraph_sizes); absent from vllm/config/vllm.py@v0.30.0",
+        capture_sizes=CaptureSizes.WITH_MAX_SEQS,
+    )
     return tuple(table.rows)
 
 
@@ -475,6 +589,8 @@ DEFAULT_RELEASE_VERSION = "0.11.0"
 # all-reduce outputs at TP>1, whole-prompt profiles above 32K before 0.5.3); a stated release applies them.
 V0_ASSUMED_VERSION = "0.6.4"
 V1_ON_ANY_GPU = (0, 10, 2)
+DATA_CENTER_BLACKWELL_MAJOR = 10  # is_device_capability_family(100): B200, B300, GB200
+LARGE_CEILING_RULES = (CaptureSizes.BLACKWELL_1024, CaptureSizes.WITH_MAX_SEQS)
 V1_MIN_COMPUTE_CAPABILITY = 8
 FUSED_MOE_CHUNK_TOKENS = 16 * 1024
 FP32_BYTES = 4  # VLLM_FUSED_MOE_CHUNK_SIZE's default (vllm/envs.py@v0.14.0)
@@ -584,13 +700,19 @@ class VllmModel(EngineModel):
     engine = Engine.VLLM
 
     def __init__(
-        self, release: Release, flashinfer_installed: bool | None = None, offline: bool = False
+        self,
+        release: Release,
+        flashinfer_installed: bool | None = None,
+        offline: bool = False,
+        compute_capability_major: int | None = None,
     ) -> None:
         self.release = release
         self.offline = offline
+        self.compute_capability_major = compute_capability_major
         self.sliding_window_paged = release.hybrid_kv_cache
         self.larger_group_below = release.larger_group_below
         self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
+        self.cuda_graphs_follow_batch = release.cuda_graphs_inside_fraction  # the estimate's capture sizes
         # An unknown install takes the path that leaves the smaller KV cache: not FlashInfer.
         sampler = (
             Sampler.FLASHINFER if release.flashinfer_sampler and flashinfer_installed else release.sampler
@@ -609,6 +731,57 @@ class VllmModel(EngineModel):
         if self.release.kv_tokens_report is KvTokensReport.CONCURRENCY_X_LENGTH:
             return layout.context_tokens(kv_budget_bytes, max_model_len, max_batched_tokens)
         return layout.capacity_tokens(kv_budget_bytes)
+
+    def cuda_graph_profile(
+        self, arch: ModelArchitecture, max_num_batched_tokens: int, max_num_seqs: int | None
+    ) -> CudaGraphProfile:
+        """The graphs the estimate's profile counts for a start with `max_num_seqs` (None: any, so the
+        most: the count stops growing at half the largest ceiling). Both modes are assumed, as the default
+        FULL_AND_PIECEWISE captures them where the attention backend supports FULL decode graphs (fewer
+        graphs where it does not)."""
+        rule = self.release.capture_sizes
+        blackwell = self.compute_capability_major in (None, DATA_CENTER_BLACKWELL_MAJOR)
+        large = arch.family == "gpt_oss" or (rule in LARGE_CEILING_RULES and blackwell)
+        ceiling = LARGE_CAPTURE_CEILING if large else CAPTURE_CEILING
+        seqs = ceiling // 2 if max_num_seqs is None else max(max_num_seqs, 1)
+        sizes = cuda_graph_capture_sizes(rule, ceiling, seqs, max_num_batched_tokens)
+        full = [size for size in sizes if size <= (ceiling if max_num_seqs is None else seqs)]
+        return CudaGraphProfile(len(sizes), len(full), sizes[-1], full[-1] if full else 0)
+
+    def cuda_graph_bytes_for(
+        self,
+        arch: ModelArchitecture,
+        tensor_parallel: int,
+        layers: int,
+        forward_bytes_per_token: int,
+        max_num_batched_tokens: int,
+        max_num_seqs: int | None,
+    ) -> int:
+        """From 0.20.0 the profile's estimate (CudaGraphProfile), as a bound: the first FULL capture holds
+        FlashAttention's accumulators, the source's own arithmetic (32 splits x tokens x heads per GPU x
+        (head size + 1) x 4 bytes; MLA's head size is its latent), or FlashInfer's workspace where that
+        backend may run; the forward's tensors at the largest size bound the first PIECEWISE capture; each
+        further graph is bounded by the driver's figure per layer (not in the source: see
+        DENSE_GRAPH_BYTES_PER_LAYER). Not covered: a second sample that opens a fresh allocator segment,
+        which the estimate then multiplies by every further graph (see the README). Before 0.20.0 the graphs
+        sit outside the fraction and only need room there: the flat figure."""
+        if not self.release.cuda_graphs_inside_fraction:
+            return self.cuda_graph_bytes
+        profile = self.cuda_graph_profile(arch, max_num_batched_tokens, max_num_seqs)
+        head_size = arch.kv_lora_rank if arch.is_mla else arch.head_dim
+        heads = ceil_div(arch.num_attention_heads, tensor_parallel)
+        first_full = (
+            FLASH_ATTN_SPLITS_FOR_CUDA_GRAPH
+            * profile.largest_full_tokens
+            * heads
+            * (head_size + 1)
+            * FP32_BYTES
+        )
+        if self.compute_capability_major not in FLASH_ATTN_FIRST_MAJORS:
+            first_full = max(first_full, FLASHINFER_WORKSPACE_BYTES)
+        per_layer = MOE_GRAPH_BYTES_PER_LAYER if arch.is_moe else DENSE_GRAPH_BYTES_PER_LAYER
+        steps = max(ceil_div(layers * per_layer, GRAPH_STEP_BYTES), 2)
+        return profile.bound_bytes(first_full, forward_bytes_per_token, steps * GRAPH_STEP_BYTES)
 
     def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
         """Triton top-k/top-p's cached scratch, where the release has it and the install samples with
@@ -785,7 +958,18 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     flashinfer = (
         build.flashinfer if build.flashinfer is not None else DEFINITION.is_official_image(build.image)
     )
-    model = VllmModel(release, flashinfer_installed=flashinfer, offline=build.offline)
+    model = VllmModel(
+        release,
+        flashinfer_installed=flashinfer,
+        offline=build.offline,
+        compute_capability_major=compute_capability_major,
+    )
+    if release.cuda_graphs_inside_fraction:
+        assumptions.append(
+            "CUDA graphs: vLLM estimates their memory while profiling and counts it inside the fraction; "
+            "the plan counts a bound on that estimate (attention buffers and the forward from the source, "
+            "the driver's cost per graph from public logs), not the figure itself"
+        )
     if release.flashinfer_sampler and build.flashinfer is None and not flashinfer:
         assumptions.append(
             "not known whether the install samples with FlashInfer (the vllm/vllm-openai image does): "
