@@ -287,9 +287,7 @@ KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: ~0.2 GiB held before the model loads, which no source shows",
     "R57": "gpt-oss-120b on H100, 0.11.0's log format, 1.71 GiB cache: 0.08 GiB the source does not explain",
     "R115": "vLLM 0.29.0's V2 model runner on an L40S: 0.8 GiB of overhead not yet read in source",
-    "R120": "vLLM 0.28.0, PP 2 on two L4s: 0.15 GiB on the limiting stage; the post gives one stage's cache",
     "R121": "as R115, with Qwen3-14B-AWQ: 0.8 GiB, 0.14 GiB of it Marlin-repacked weights counted short",
-    "R122": "as R121 at 0.95 with 8192 batched tokens and 512 sequences: 0.6 GiB",
 }
 
 
