@@ -32,6 +32,11 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
         (["--max-model-len.x=1"], "--max-model-len"),  # a JSON field of the option
         (["--port=9999"], "--port"),
         (["--m=x"], "--model"),  # ambiguous to argparse: the engine would not start
+        (
+            ["--max-cudagraph-capture-size", "1024"],
+            "--max-cudagraph-capture-size",
+        ),  # more graphs than planned
+        (["--cudagraph_capture_sizes=[1,2,4,8]"], "--cudagraph-capture-sizes"),
     ],
 )
 def test_every_vllm_spelling_of_a_governed_flag_is_found(arguments: list[str], spelling: str) -> None:

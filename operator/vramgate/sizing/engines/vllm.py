@@ -56,7 +56,8 @@ FLAGS = PlanFlags(
     block_size="--block-size",
 )
 # Read from vllm/engine/arg_utils.py (EngineArgs.add_cli_args), vllm/entrypoints/openai/cli_args.py and
-# FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines.
+# FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines. The CUDA
+# graph capture flags of later releases are governed too.
 COMMAND_LINE = CommandLine(
     syntax=OptionSyntax.ARGPARSE,
     source="vLLM v0.11.0: engine/arg_utils.py, entrypoints/openai/cli_args.py, utils FlexibleArgumentParser",
@@ -88,6 +89,14 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--enable-lora",), LORA),
         GovernedFlag(("--speculative-config",), SPECULATIVE),
         GovernedFlag(("--kv-transfer-config",), KV_CONNECTOR),
+        # The CUDA graphs' capture sizes: the plan bounds vLLM's graph estimate for the default ones
+        # (scheduler's --cuda-graph-sizes in v0.11.0; the compilation group's flags in
+        # engine/arg_utils.py@v0.20.0).
+        GovernedFlag(
+            ("--cuda-graph-sizes", "--cudagraph-capture-sizes", "--max-cudagraph-capture-size"),
+            "leave the CUDA graph capture sizes at their defaults (the plan sizes the graphs for them), "
+            "or set max_num_seqs through runtime.extraArgs --max-num-seqs",
+        ),
         GovernedFlag(
             ("--no-enable-chunked-prefill",),
             "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
