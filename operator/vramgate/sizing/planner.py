@@ -788,7 +788,7 @@ def _to_plan(
         kv_cache_bytes=chosen.target_kv_bytes * gpus,
         kv_cache_bytes_per_gpu=chosen.target_kv_bytes,
         kv_capacity_tokens=chosen.engine.reported_kv_tokens(
-            chosen.layout, kv_budget, request.max_seq_len, chosen.max_batched_tokens
+            chosen.layout, kv_budget, request.max_seq_len, chosen.max_batched_tokens, request.model
         ),
         kv_capacity_bytes_per_gpu=max(kv_budget, 0)
         // chosen.layout.bytes_per_group_block

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vramgate.sizing import find_gpu, load_model
@@ -14,6 +16,8 @@ from vramgate.sizing.engines.sglang import (
     default_memory_fraction,
     release_version,
 )
+from vramgate.sizing.memory import KvLayout, kv_layout
+from vramgate.sizing.units import GIB
 
 
 def _release(version: str) -> SglangRelease:
@@ -110,3 +114,53 @@ def test_an_unstated_or_unread_release_is_said() -> None:
     assert newer.release_label == "0.5.23"
     assert newer.assumptions == ("SGLang 0.5.23: the defaults of 0.5.10 apply",)
     assert engine_model(Engine.SGLANG, EngineBuild("v0.4.6.post2")).release_label == "0.4.6.post2"
+
+
+def _full_layout(model: str) -> KvLayout:
+    """The layout the plan gives SGLang: every layer kept whole, bf16, TP 1, token pages."""
+    return replace(kv_layout(load_model(model), 2, 1, 1), num_sliding_window_layers=0)
+
+
+@pytest.mark.parametrize(
+    ("version", "gpu", "expected"),
+    [
+        # 10 GiB / (24 layers x 2048 B) = 218,453 tokens in one pool
+        ("0.5.3", "H100-80GB", 218_453),
+        # from 0.5.8 the 12 sliding layers get their own pool: 218,453 x 24 / (12 + 0.8 x 12) = 242,725
+        ("0.5.8", "H100-80GB", 242_725),
+        # ... except with trtllm_mha, the default on compute capability 10, until 0.5.10
+        ("0.5.8", "B200", 218_453),
+        ("0.5.10", "B200", 242_725),
+    ],
+)
+def test_gpt_oss_reports_its_full_layers_tokens_where_sliding_layers_have_their_own_pool(
+    version: str, gpu: str, expected: int
+) -> None:
+    model = engine_model(Engine.SGLANG, EngineBuild(version), find_gpu(gpu))
+    gpt_oss = load_model("openai/gpt-oss-20b")
+    layout = _full_layout("openai/gpt-oss-20b")
+    assert model.reported_kv_tokens(layout, 10 * GIB, 8192, 8192, gpt_oss) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "model_id", "expected"),
+    [
+        # Gemma-3-27B: 62 layers of 8192 B, 52 sliding: 10 GiB hold 21,140 tokens in one pool, and
+        # 21,140 x 62 / (10 + 0.8 x 52) = 25,400 full-layer tokens with a pool of their own
+        ("0.4.9.post2", "google/gemma-3-27b-it", 21_140),
+        ("0.4.9.post3", "google/gemma-3-27b-it", 25_400),
+        ("0.4.10.post2", "google/gemma-3-27b-it", 25_400),
+        ("0.5.0", "google/gemma-3-27b-it", 21_140),
+        # Gemma-2-9B: 42 layers of 8192 B, 21 sliding: 31,207 tokens; 31,207 x 42 / 37.8 = 34,674
+        ("0.4.10", "google/gemma-2-9b-it", 34_674),
+        ("0.4.10.post2", "google/gemma-2-9b-it", 31_207),
+    ],
+)
+def test_gemma_had_a_sliding_window_pool_from_0_4_9_post3_to_0_4_10(
+    version: str, model_id: str, expected: int
+) -> None:
+    model = engine_model(Engine.SGLANG, EngineBuild(version), find_gpu("H100-80GB"))
+    assert (
+        model.reported_kv_tokens(_full_layout(model_id), 10 * GIB, 8192, 8192, load_model(model_id))
+        == expected
+    )

@@ -341,10 +341,15 @@ class EngineModel(ABC):
     larger_group_below: float = 1.0
 
     def reported_kv_tokens(
-        self, layout: KvLayout, kv_budget_bytes: int, max_model_len: int, max_batched_tokens: int
+        self,
+        layout: KvLayout,
+        kv_budget_bytes: int,
+        max_model_len: int,
+        max_batched_tokens: int,
+        arch: ModelArchitecture | None = None,
     ) -> int:
         """The KV cache size in tokens as the engine prints it at start-up: whole blocks of every group
-        unless the engine says otherwise."""
+        unless the engine says otherwise (`arch`: the model, where the engine's figure depends on it)."""
         return layout.capacity_tokens(kv_budget_bytes)
 
     @abstractmethod

@@ -31,6 +31,7 @@ from vramgate.sizing.engines.options import (
     OptionSyntax,
     PlannedFlag,
 )
+from vramgate.sizing.memory import KvLayout
 from vramgate.sizing.units import GIB
 
 FLAGS = PlanFlags(
@@ -119,9 +120,16 @@ class SglangRelease(ReleaseRow):
     # (below MiB, CUDA graph batch below TP 4, at TP 4 and more), as chunked_prefill
     cuda_graph_max_bs: tuple[tuple[int, int, int], ...]
     piecewise_graph_reserve: bool  # piecewise CUDA graphs on by default: 8 MiB per captured size
+    # Model types whose sliding-window layers get a pool of their own, SWA_FULL_TOKENS_RATIO x the full
+    # layers' tokens, unless the GPU's compute capability major is `swa_pool_off_on`
+    swa_pool_model_types: frozenset[str]
+    swa_pool_off_on: int | None
 
 
 _NO_LIMIT = 1 << 40
+_GEMMA_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
+# --swa-full-tokens-ratio's default, every release that has it (server_args.py@v0.4.9.post3 to @v0.5.10)
+SWA_FULL_TOKENS_RATIO = 0.8
 
 
 def _table() -> ReleaseTable[SglangRelease]:
@@ -138,6 +146,8 @@ def _table() -> ReleaseTable[SglangRelease]:
         chunked_prefill=((_NO_LIMIT, 8192),),
         cuda_graph_max_bs=((_NO_LIMIT, 160, 160),),
         piecewise_graph_reserve=False,
+        swa_pool_model_types=frozenset(),
+        swa_pool_off_on=None,
     )
     table.add(
         (0, 3, 6),
@@ -183,6 +193,25 @@ def _table() -> ReleaseTable[SglangRelease]:
         chunked_prefill=((35 * 1024, 2048), (160 * 1024, 8192), (_NO_LIMIT, 16384)),
     )
     table.add(
+        (0, 4, 9, 3),
+        "sliding-window layers of Gemma-2, Gemma-3 and Gemma-3n get their own pool (hybrid SWA memory)",
+        "python/sglang/srt/model_executor/model_runner.py@v0.4.9.post3 (set_num_token_hybrid; "
+        "models/gemma2.py, gemma3_causal.py get_attention_sliding_window_size)",
+        swa_pool_model_types=_GEMMA_TYPES,
+    )
+    table.add(
+        (0, 4, 10, 2),
+        "Gemma-2 back to one pool",
+        "python/sglang/srt/server_args.py@v0.4.10.post2 (check_server_args: Gemma2ForCausalLM)",
+        swa_pool_model_types=_GEMMA_TYPES - {"gemma2"},
+    )
+    table.add(
+        (0, 5, 0),
+        "every Gemma back to one pool (GPT-OSS keeps one too)",
+        "python/sglang/srt/server_args.py@v0.5.0rc0 (_handle_model_specific_adjustments)",
+        swa_pool_model_types=frozenset(),
+    )
+    table.add(
         (0, 5, 3),
         "1 - reserve / memory, the reserve 512 MiB + 1.5 MiB per chunked prefill token (at least 2048) + "
         "2 MiB per CUDA graph batch + 128 MiB per GPU, at least 10 GiB above 60 GiB; chunked prefill and "
@@ -216,12 +245,21 @@ def _table() -> ReleaseTable[SglangRelease]:
         ),
     )
     table.add(
+        (0, 5, 8),
+        "GPT-OSS's sliding-window layers get their own pool, except with the trtllm_mha backend, the "
+        "default on compute capability 10",
+        "python/sglang/srt/server_args.py@v0.5.8 (_handle_model_specific_adjustments: GptOssForCausalLM)",
+        swa_pool_model_types=frozenset({"gpt_oss"}),
+        swa_pool_off_on=10,
+    )
+    table.add(
         (0, 5, 10),
         "piecewise CUDA graphs on by default: 8 MiB more reserve per captured size up to the chunked "
         "prefill (1.5 GiB with MLA)",
         "python/sglang/srt/server_args.py@v0.5.10 (_handle_gpu_memory_settings, "
         "_generate_piecewise_cuda_graph_tokens)",
         piecewise_graph_reserve=True,
+        swa_pool_off_on=None,
     )
     return table
 
@@ -334,6 +372,7 @@ class SglangModel(EngineModel):
     engine = Engine.SGLANG
     default_block_size = 1
     release: SglangRelease = RELEASES[-1]
+    compute_capability_major: int | None = None
     non_torch_bytes = round(0.21 * GIB)
     activation_inside_fraction = False
     sliding_window_paged = False
@@ -375,6 +414,34 @@ class SglangModel(EngineModel):
             max_num_batched_tokens,
         )
 
+    def separate_swa_pool(self, arch: ModelArchitecture) -> bool:
+        """Whether the release gives `arch`'s sliding-window layers a pool of their own."""
+        off_on = self.release.swa_pool_off_on
+        return (
+            arch.num_sliding_window_layers > 0
+            and arch.family in self.release.swa_pool_model_types
+            and (off_on is None or self.compute_capability_major != off_on)
+        )
+
+    def reported_kv_tokens(
+        self,
+        layout: KvLayout,
+        kv_budget_bytes: int,
+        max_model_len: int,
+        max_batched_tokens: int,
+        arch: ModelArchitecture | None = None,
+    ) -> int:
+        """The full layers' tokens: with a pool of their own, sliding-window layers hold
+        SWA_FULL_TOKENS_RATIO as many, and the full layers' count F solves F x (full + ratio x sliding
+        layers) = the tokens all layers would hold (model_runner.py@v0.5.3 set_num_token_hybrid,
+        model_runner_kv_cache_mixin.py@v0.5.10: the same for equal per-layer sizes)."""
+        tokens = layout.capacity_tokens(kv_budget_bytes)
+        if arch is None or not self.separate_swa_pool(arch):
+            return tokens
+        sliding = round(arch.num_sliding_window_layers * layout.num_layers / arch.num_layers)
+        full = layout.num_layers - sliding
+        return int(tokens * layout.num_layers / (SWA_FULL_TOKENS_RATIO * sliding + full))
+
     def arguments(self, launch: Launch) -> list[str]:
         args = [
             f"{FLAGS.model}={launch.model}",
@@ -415,6 +482,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     if version[:3] > RELEASES[-1].first:
         assumptions.append(f"SGLang {release_label(version)}: the defaults of {NEWEST_READ_VERSION} apply")
     model = SglangModel()
+    model.compute_capability_major = compute_capability_major
     model.release = next((row for row in reversed(RELEASES) if row.first <= version), RELEASES[0])
     model.release_label = release_label(version)
     model.assumptions = tuple(assumptions)

@@ -735,7 +735,12 @@ class VllmModel(EngineModel):
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
 
     def reported_kv_tokens(
-        self, layout: KvLayout, kv_budget_bytes: int, max_model_len: int, max_batched_tokens: int
+        self,
+        layout: KvLayout,
+        kv_budget_bytes: int,
+        max_model_len: int,
+        max_batched_tokens: int,
+        arch: ModelArchitecture | None = None,
     ) -> int:
         if self.release.kv_tokens_report is KvTokensReport.CONCURRENCY_X_LENGTH:
             return layout.context_tokens(kv_budget_bytes, max_model_len, max_batched_tokens)
