@@ -434,7 +434,12 @@ def _print_plan(result: Plan) -> None:
         (
             "CUDA graphs",
             f"{format_gib(result.cuda_graph_bytes_per_gpu)} per GPU, "
-            f"{'inside the fraction' if result.cuda_graphs_inside_fraction else 'outside the fraction'}",
+            # Only an engine that estimates its graphs while profiling counts them inside; the plan bounds it
+            + (
+                "inside the fraction (a bound on the engine's own estimate)"
+                if result.cuda_graphs_inside_fraction
+                else "outside the fraction"
+            ),
         ),
         (
             "required",

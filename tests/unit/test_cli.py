@@ -59,6 +59,18 @@ def test_falcon_7b_on_a10g_shows_the_real_mqa_numbers(capsys: pytest.CaptureFixt
     assert "every GPU type" in out and "H100-80GB" in out
 
 
+def test_the_cuda_graph_row_says_when_the_figure_bounds_the_engines_own_estimate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    old, new = (
+        " ".join(run([*FALCON_A10G, "--engine-version", version], capsys)[1].split())
+        for version in ("0.19.0", "0.20.0")
+    )
+    assert "CUDA graphs 0.50 GiB per GPU, outside the fraction" in old
+    assert "inside the fraction (a bound on the engine's own estimate)" in new
+    assert "the plan counts a bound on that estimate" in new  # the assumptions say how
+
+
 def test_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run([*FALCON_A10G, "--output", "json"], capsys)
     data = json.loads(out)
