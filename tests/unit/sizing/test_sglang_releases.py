@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from vramgate.sizing import find_gpu, load_model
+from vramgate.sizing import Precision, find_gpu, load_model
 from vramgate.sizing.engines import Engine, EngineBuild, engine_model
 from vramgate.sizing.engines.sglang import (
     RELEASES,
@@ -16,7 +16,7 @@ from vramgate.sizing.engines.sglang import (
     default_memory_fraction,
     release_version,
 )
-from vramgate.sizing.memory import KvLayout, kv_layout
+from vramgate.sizing.memory import KvLayout, kv_layout, resolve_weight_format
 from vramgate.sizing.units import GIB
 
 
@@ -164,3 +164,12 @@ def test_gemma_had_a_sliding_window_pool_from_0_4_9_post3_to_0_4_10(
         model.reported_kv_tokens(_full_layout(model_id), 10 * GIB, 8192, 8192, load_model(model_id))
         == expected
     )
+
+
+@pytest.mark.parametrize(("version", "element_bytes"), [("0.4.2", 2), ("0.4.3", 4), ("0.5.10", 4)])
+def test_rotary_tables_load_in_fp32_from_0_4_3(version: str, element_bytes: int) -> None:
+    # DeepSeek-R1-Distill-Qwen-7B: one table of 131,072 positions x 128: 32 MiB in bf16, 64 MiB in fp32
+    arch = load_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+    weights = resolve_weight_format(arch, Precision.BF16)
+    model = engine_model(Engine.SGLANG, EngineBuild(version))
+    assert model.loaded_buffer_bytes(arch, weights) == 131_072 * 128 * element_bytes

@@ -31,8 +31,8 @@ from vramgate.sizing.engines.options import (
     OptionSyntax,
     PlannedFlag,
 )
-from vramgate.sizing.memory import KvLayout
-from vramgate.sizing.units import GIB
+from vramgate.sizing.memory import KvLayout, WeightFormat
+from vramgate.sizing.units import GIB, MIB
 
 FLAGS = PlanFlags(
     model="--model-path",
@@ -124,9 +124,11 @@ class SglangRelease(ReleaseRow):
     # layers' tokens, unless the GPU's compute capability major is `swa_pool_off_on`
     swa_pool_model_types: frozenset[str]
     swa_pool_off_on: int | None
+    rotary_table_fp32: bool  # get_rope's cos/sin tables stay fp32 on CUDA (else the compute dtype)
 
 
 _NO_LIMIT = 1 << 40
+_FP32_BYTES = 4
 _GEMMA_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
 # --swa-full-tokens-ratio's default, every release that has it (server_args.py@v0.4.9.post3 to @v0.5.10)
 SWA_FULL_TOKENS_RATIO = 0.8
@@ -148,6 +150,7 @@ def _table() -> ReleaseTable[SglangRelease]:
         piecewise_graph_reserve=False,
         swa_pool_model_types=frozenset(),
         swa_pool_off_on=None,
+        rotary_table_fp32=False,
     )
     table.add(
         (0, 3, 6),
@@ -161,6 +164,13 @@ def _table() -> ReleaseTable[SglangRelease]:
         "0.81 from TP 8",
         "python/sglang/srt/server_args.py@v0.4.0 (__post_init__)",
         parallel_fractions=((16, 0.79), (8, 0.81), (4, 0.85), (2, 0.87)),
+    )
+    table.add(
+        (0, 4, 3),
+        "get_rope's cos/sin tables stay fp32 on CUDA",
+        "python/sglang/srt/layers/rotary_embedding.py@v0.4.3 (RotaryEmbedding.__init__: 'cache needs to "
+        "be in FP32 for numerical stability'); the same in rotary_embedding/base.py@v0.5.23",
+        rotary_table_fp32=True,
     )
     table.add(
         (0, 4, 6),
@@ -365,15 +375,15 @@ class SglangModel(EngineModel):
     that measure, so their buffers shrink the base the fraction applies to; every release to 0.5.23 keeps
     this order (srt/distributed/bootstrap.py@v0.5.23, measure_pre_model_load_memory: "Call after parallel
     initialization and before allocating model weights").
-    Calibrated on R32 (RTX 3090): 0.21 GiB beyond the weights is taken before the pool; the pool is
-    token-granular (page size 1).
+    Calibrated on R32 (RTX 3090): 0.21 GiB beyond the weights is taken before the pool, 64 MiB of it the
+    model's fp32 rotary table (`loaded_buffer_bytes`); the pool is token-granular (page size 1).
     """
 
     engine = Engine.SGLANG
     default_block_size = 1
     release: SglangRelease = RELEASES[-1]
     compute_capability_major: int | None = None
-    non_torch_bytes = round(0.21 * GIB)
+    non_torch_bytes = round(0.21 * GIB) - 64 * MIB
     activation_inside_fraction = False
     sliding_window_paged = False
     tensor_parallel_buffers_in_baseline = True
@@ -413,6 +423,12 @@ class SglangModel(EngineModel):
             arch.is_mla,
             max_num_batched_tokens,
         )
+
+    def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
+        """get_rope's cos/sin tables, built on the GPU while the model loads, one per distinct rope
+        configuration (get_rope caches them by their arguments), a row of rotary_dim per position."""
+        element = _FP32_BYTES if self.release.rotary_table_fp32 else weights.compute_bytes
+        return sum(arch.rotary_table_positions) * arch.rotary_dim * element
 
     def separate_swa_pool(self, arch: ModelArchitecture) -> bool:
         """Whether the release gives `arch`'s sliding-window layers a pool of their own."""
