@@ -287,8 +287,6 @@ def test_targets_are_checked_per_engine_generation() -> None:
 KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: 0.33 GiB less free before loading than total less context",
     "R57": "gpt-oss-120b on H100, 0.11.0's log format, 1.71 GiB cache: 0.08 GiB the source does not explain",
-    "R115": "vLLM 0.29.0's V2 model runner on an L40S: 0.8 GiB of overhead not yet read in source",
-    "R121": "as R115, with Qwen3-14B-AWQ: 0.8 GiB, 0.14 GiB of it Marlin-repacked weights counted short",
 }
 
 

@@ -458,6 +458,7 @@ class _StageShape:
                 tensor_parallel,
                 batched,
                 samples=stage.is_last,
+                embeds=stage.is_first,
                 layers=stage.layers,
                 max_num_seqs=graph_seqs,
             )

@@ -95,8 +95,8 @@ def _activation(model: VllmModel, tokens: int, seqs: int) -> int:
 def test_the_profile_peak_is_the_mlp_or_the_sampler_whichever_is_larger() -> None:
     # 8192 tokens x 2 bytes x (3 x 4096 + 3 x 14336) = 905,969,664 bytes in the MLP;
     # 8192 x 2 x 4096 + 1024 x 128256 x 38.4 bytes = 5,110,339,994 with the sort sampler.
-    assert _activation(_vllm("0.11.1"), 8192, 1024) == 5_110_339_994
-    assert _activation(_vllm("0.11.1"), 8192, 1) == 905_969_664
+    assert _activation(_vllm("0.11.0"), 8192, 1024) == 5_110_339_994
+    assert _activation(_vllm("0.11.0"), 8192, 1) == 905_969_664
 
 
 def _forward(model: VllmModel | TgiModel, name: str, tensor_parallel: int, tokens: int) -> int:
@@ -382,14 +382,14 @@ def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
     scheduling = Scheduling(256, 2048, 16)
     old, new = (_vllm(v).overhead(llama, fmt, 1, scheduling) for v in ("0.19.0", "0.20.0"))
     assert old.outside_bytes == 620 * MIB + 512 * MIB and new.outside_bytes == 620 * MIB
-    # Triton top-k/top-p (0.17+): 2048 x 2 x 4096 + 256 x 128256 x 14 + an L4's 58 SMs x 128256 x 4
-    # = 476,446,720 + 29,755,392 bytes of profile
-    assert old.activation_bytes == 506_202_112
+    # The cold compile's copy of the embedding table and its output, (128256 + 2048) x 4096 x 2 bytes, is
+    # above Triton top-k/top-p's 2048 x 2 x 4096 + 256 x 128256 x 14 + an L4's 58 SMs x 128256 x 4
+    assert old.activation_bytes == 1_067_450_368
     # The estimate's bound: 51 PIECEWISE sizes up to 512, 35 FULL up to 256 (the L4's FlashAttention).
     # First FULL capture: 32 splits x 256 x 32 heads x 129 x 4 = 135,266,304 + a 20 MiB segment;
     # first PIECEWISE: 2 x (512 x 110,592 forward bytes + 20 MiB) = 155,189,248; the larger is FULL's
     # 156,237,824. Each further graph: 32 layers x 256 KiB = 8 MiB, 84 of them = 704,643,072.
-    assert new.activation_bytes == 506_202_112 + 156_237_824 + 704_643_072
+    assert new.activation_bytes == 1_067_450_368 + 156_237_824 + 704_643_072
 
 
 @pytest.mark.parametrize(
@@ -464,6 +464,26 @@ def test_cuda_graph_bound_follows_the_attention_backend_and_the_stage() -> None:
     )
     # Before 0.20.0 the flat figure, outside the fraction
     assert _vllm("0.19.0").cuda_graph_bytes_for(lite, 1, 27, forward, 8192, 1024) == 512 * MIB
+
+
+def test_a_cold_compile_times_the_embedding_lookup_on_a_copy_of_the_table_from_0_11_1() -> None:
+    qwen = load_model("Qwen/Qwen3-32B")  # vocabulary 151936, hidden 5120, MLP 25600
+    fmt = resolve_weight_format(qwen, Precision.BF16)
+    table_and_output = (151_936 + 2048) * 5120 * 2  # 1,576,796,160 bytes in bf16
+    compiled = _vllm("0.29.0", "L40S").overhead_curve(qwen, fmt, 1, 2048)
+    assert compiled.forward_bytes == table_and_output  # above the MLP's 2048 x 2 x (3 x 5120 + 3 x 25600)
+    # Each GPU's share of the vocabulary at TP 2: 75968 rows
+    assert (
+        _vllm("0.29.0", "L40S").overhead_curve(qwen, fmt, 2, 2048).forward_bytes == (75_968 + 2048) * 5120 * 2
+    )
+    # Before 0.11.1 Inductor times nothing; stages after the first and multimodal graphs have no lookup
+    mlp = 2048 * 2 * (3 * 5120 + 3 * 25600)
+    assert _vllm("0.11.0", "L40S").overhead_curve(qwen, fmt, 1, 2048).forward_bytes == mlp
+    later_stage = _vllm("0.29.0", "L40S").overhead_curve(qwen, fmt, 1, 2048, samples=False, embeds=False)
+    assert later_stage.forward_bytes == mlp
+    gemma = load_model("google/gemma-3-27b-it")
+    gemma_fmt = resolve_weight_format(gemma, Precision.BF16)
+    assert _vllm("0.29.0", "H100-80GB").compile_profile_bytes(gemma, gemma_fmt, 1, 8192) == 0
 
 
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:

@@ -395,18 +395,19 @@ class EngineModel(ABC):
         tensor_parallel: int,
         max_num_batched_tokens: int,
         samples: bool = True,
+        embeds: bool = True,
         layers: int | None = None,
         max_num_seqs: int | None = None,
     ) -> OverheadCurve:
         """Overhead on one GPU for any batch limit; `samples` is false on pipeline stages before the last
-        (no sampler), `layers` the stage's decoder layers (all of them by default), `max_num_seqs` the
-        batch limit the engine starts with where its CUDA graphs depend on it (None: any limit, the
-        largest graphs).
+        (no sampler), `embeds` on those after the first (no embedding), `layers` the stage's decoder layers
+        (all of them by default), `max_num_seqs` the batch limit the engine starts with where its CUDA
+        graphs depend on it (None: any limit, the largest graphs).
 
         The forward peak holds the hidden-wide and intermediate-wide tensors the engine's code keeps
         alive at once (`mlp_peaks`; MoE layers: the intermediates of each routed expert copy). A multimodal
         encoder's profile run comes first: what it leaves allocated stands under both text peaks, and its
-        own peak bounds the profile from below."""
+        own peak bounds the profile from below, as does compiling the model (`compile_profile_bytes`)."""
         element = weights.compute_bytes
 
         def width(hidden_copies: int, intermediate_copies: int) -> int:
@@ -440,7 +441,11 @@ class EngineModel(ABC):
         text_forward = tokens * element * widest
         return OverheadCurve(
             non_torch_bytes=non_torch,
-            forward_bytes=max(text_forward, encoder.peak_bytes - encoder.held_bytes),
+            forward_bytes=max(
+                text_forward,
+                encoder.peak_bytes - encoder.held_bytes,
+                self.compile_profile_bytes(arch, weights, tensor_parallel, tokens) if embeds else 0,
+            ),
             sampler_base_bytes=tokens * element * arch.hidden_size
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
@@ -481,6 +486,13 @@ class EngineModel(ABC):
     ) -> EncoderProfile:
         """The multimodal encoder's part of the profile (none by default: not modelled)."""
         return NO_ENCODER_PROFILE
+
+    def compile_profile_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """What compiling the model inside the profile allocates at its peak, on the first pipeline stage
+        (none by default: the engine does not compile there)."""
+        return 0
 
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
         """Buffers the engine builds beside the weights while loading, whole on every GPU (none by

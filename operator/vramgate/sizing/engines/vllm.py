@@ -301,6 +301,9 @@ class Release(ReleaseRow):
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
     # Triton top-k/top-p caches a vocab-wide fp32 row per program (up to one per SM) from the profile on
     topk_topp_program_buffer: bool
+    # A cold compile inside the profile benchmarks Inductor's kernels on random copies of their inputs,
+    # the embedding table among them (VllmModel.compile_profile_bytes)
+    compile_copies_embedding: bool
     non_torch_bytes: int  # non-torch growth the budget subtracts at TP 1 (where the accounting counts it)
     # (hidden-wide, intermediate-wide) tensors alive where a layer's MLP may peak (EngineModel.mlp_peaks)
     mlp_peaks: tuple[tuple[int, int], ...]
@@ -336,6 +339,7 @@ def _table() -> tuple[Release, ...]:
         mxfp4_experts_on_hopper=MARLIN_MXFP4,
         moe_workspace_persists=False,
         topk_topp_program_buffer=False,
+        compile_copies_embedding=False,
         non_torch_bytes=EngineModel.non_torch_bytes,
         mlp_peaks=((4, 3),),
     )
@@ -452,8 +456,22 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 11, 1),
-        "FlashInfer sampling becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1): top-k/top-p sort",
-        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.11.1",
+        "FlashInfer sampling becomes opt-in (VLLM_USE_FLASHINFER_SAMPLER=1): top-k/top-p sort; "
+        "with torch 2.9 the compilation config turns on Inductor's combo kernels and their benchmarking; "
+        "the model compiles inside the profile's first forward pass (unless a compile cache from an earlier "
+        "start is loaded), and Inductor groups the kernels of each topological level, 8 at a time, then "
+        "times every kernel of a group on random copies of all its arguments: the embedding lookup "
+        "depends only on the graph's inputs, as the rotary cos/sin lookup by position does, and is timed "
+        "on a copy of the whole embedding table (the "
+        "GPU's share of the vocabulary x hidden, in the compute dtype) and of its output, so the torch peak "
+        "the profile measures holds them (see VllmModel.compile_profile_bytes)",
+        "vllm/v1/sample/ops/topk_topp_sampler.py@v0.11.1, "
+        "vllm/config/compilation.py@v0.11.1 and @v0.33.0 (combo_kernels, benchmark_combo_kernel), "
+        "requirements/cuda.txt@v0.11.1 (torch 2.9.0), vllm/compilation/decorators.py@v0.29.0 (the first "
+        "call compiles, an AOT cache loads instead), vllm/v1/worker/gpu_worker.py@v0.29.0 "
+        "(determine_available_memory); Inductor's scheduler.py (speedup_by_combo_kernel, "
+        "_default_group_nodes_for_combo_kernels) and codegen/simd.py (benchmark_combo_kernel: get_args)",
+        compile_copies_embedding=True,
         flashinfer_sampler=False,
     )
     add(
@@ -865,6 +883,24 @@ class VllmModel(EngineModel):
         mlp = 2 * vision.hidden_size + 2 * ceil_div(vision.intermediate_size, tensor_parallel)
         peak = images * (pixels + vision.patches_per_image * mlp * element)
         return EncoderProfile(peak_bytes=peak, held_bytes=images * (pixels + embeddings))
+
+    def compile_profile_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
+    ) -> int:
+        """The embedding table's random copy and its output's, for the profiled tokens, where the release
+        benchmarks Inductor's kernels during a cold compile (vllm/config/compilation.py@v0.11.1 on).
+
+        The plan counts the cold start, the one a new pod makes; a start that loads an earlier compile
+        (R99's log: "Directly load the compiled graph(s)") allocates neither. A multimodal model's runner
+        looks its embeddings up outside the compiled graph and passes them in
+        (vllm/v1/worker/gpu_model_runner.py@v0.19.0, _preprocess; v1/worker/gpu/model_runner.py@v0.29.0,
+        uses_inputs_embeds), so its graph has no lookup to time. A public 0.31.0 start of Llama-3.1-8B on
+        an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its forward and
+        sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph estimate."""
+        if not self.release.compile_copies_embedding or arch.vision_encoder is not None:
+            return 0
+        vocab = ceil_div(arch.vocab_size, tensor_parallel)
+        return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
 
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
         """get_rope's cos/sin tables: one per distinct rope configuration, a row of rotary_dim per position,
