@@ -486,6 +486,16 @@ def test_a_cold_compile_times_the_embedding_lookup_on_a_copy_of_the_table_from_0
     assert _vllm("0.29.0", "H100-80GB").compile_profile_bytes(gemma, gemma_fmt, 1, 8192) == 0
 
 
+def test_a_stage_after_the_first_keeps_a_buffer_for_what_it_receives() -> None:
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    v1 = _vllm("0.19.0", "H100-80GB")
+    # hidden states and residual for 8192 tokens: 2 x 8192 x 4096 x 2 = 134,217,728 bytes
+    assert v1.overhead_curve(llama, fmt, 1, 8192, embeds=False).fixed_activation_bytes == 134_217_728
+    assert v1.overhead_curve(llama, fmt, 1, 8192).fixed_activation_bytes == 0
+    assert _vllm("0.6.4").overhead_curve(llama, fmt, 1, 8192, embeds=False).fixed_activation_bytes == 0
+
+
 def test_pipeline_stages_before_the_last_do_not_sample() -> None:
     llama = load_model("meta-llama/Llama-3.1-8B-Instruct")
     fmt = resolve_weight_format(llama, Precision.BF16)

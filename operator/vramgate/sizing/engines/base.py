@@ -450,7 +450,8 @@ class EngineModel(ABC):
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
             sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
             fixed_activation_bytes=self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens)
-            + encoder.held_bytes,
+            + encoder.held_bytes
+            + (0 if embeds else self.stage_input_bytes(arch, weights, tokens)),
             outside_bytes=outside,
             activation_inside=self.activation_inside_fraction,
             sampler_buffer=self.sampler_program_buffer(arch) if samples else NO_PROGRAM_BUFFER,
@@ -486,6 +487,11 @@ class EngineModel(ABC):
     ) -> EncoderProfile:
         """The multimodal encoder's part of the profile (none by default: not modelled)."""
         return NO_ENCODER_PROFILE
+
+    def stage_input_bytes(self, arch: ModelArchitecture, weights: WeightFormat, tokens: int) -> int:
+        """The buffer a pipeline stage after the first receives the previous stage's activations in, kept
+        from the profile on (none by default)."""
+        return 0
 
     def compile_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int

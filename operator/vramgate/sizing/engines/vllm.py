@@ -902,6 +902,17 @@ class VllmModel(EngineModel):
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
         return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
 
+    def stage_input_bytes(self, arch: ModelArchitecture, weights: WeightFormat, tokens: int) -> int:
+        """V1's runners give a stage after the first a persistent buffer for the activations it receives,
+        hidden states and residual for max_num_batched_tokens rows in the compute dtype (the decoder's
+        make_empty_intermediate_tensors): the V1 runner allocates it in the profile's dummy run
+        (v1/worker/gpu_model_runner.py@v0.19.0, _dummy_run), the V2 runner while loading the model
+        (v1/worker/gpu/model_runner.py@v0.29.0, load_model), counted from 0.27.0 on as memory consumed
+        since the worker's snapshot (utils/mem_utils.py@v0.27.0, memory_profiling). V0 is not modelled."""
+        if self.release.v0_engine:
+            return 0
+        return 2 * tokens * arch.hidden_size * weights.compute_bytes
+
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
         """get_rope's cos/sin tables: one per distinct rope configuration, a row of rotary_dim per position,
         in the dtype the model is built in (rotary_embedding.py@v0.6.5, rotary_embedding/base.py@v0.19.0:
