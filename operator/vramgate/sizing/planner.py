@@ -461,6 +461,7 @@ class _StageShape:
                 embeds=stage.is_first,
                 layers=stage.layers,
                 max_num_seqs=graph_seqs,
+                kv_cache_fp8=evaluator.kv_element_bytes == 1,
             )
         free_memory = engine.free_memory_rule(layout, max_seq_len, batched)
         if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage

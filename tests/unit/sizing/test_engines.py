@@ -23,6 +23,7 @@ from vramgate.sizing.memory import (
     weights_bytes,
 )
 from vramgate.sizing.planner import PlanRequest, plan
+from vramgate.sizing.precision import KvCacheDtype
 from vramgate.sizing.units import GIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
@@ -445,6 +446,26 @@ def test_cuda_graphs_follow_the_batch_limit_the_plan_picks() -> None:
     assert curve.largest_batch(budget, GIB, 1024) == 32
 
 
+def test_a_plan_bounds_the_graphs_for_its_stage_and_kv_dtype() -> None:
+    request = PlanRequest(
+        model=load_model(LLAMA_8B),
+        model_source=LLAMA_8B,
+        max_seq_len=8192,
+        concurrency=8,
+        engine_version="0.20.0",
+        gpu=find_gpu("L4"),
+        gpu_count=1,
+        memory_fraction=0.9,
+    )
+    # At 0.9 the L4 runs its default 256 sequences: 51 + 35 graphs, 84 further ones of 8 MiB (32 layers)
+    auto = plan(request, alternatives=False)
+    fp8 = plan(replace(request, kv_cache_dtype=KvCacheDtype.FP8), alternatives=False)
+    assert fp8.cuda_graph_bytes_per_gpu - auto.cuda_graph_bytes_per_gpu == 394 * MIB - 135_266_304
+    # Two stages of 16 layers: 4 MiB a further graph
+    staged = plan(replace(request, pipeline_parallel=2), alternatives=False)
+    assert auto.cuda_graph_bytes_per_gpu - staged.cuda_graph_bytes_per_gpu == 84 * 4 * MIB
+
+
 def test_cuda_graph_bound_follows_the_attention_backend_and_the_stage() -> None:
     lite = load_model("deepseek-ai/DeepSeek-V2-Lite")  # MLA: 16 heads, latent 512; 27 layers, MoE
     hopper, blackwell = _vllm("0.20.0", "H100-80GB"), _vllm("0.20.0", "B200")
@@ -461,6 +482,15 @@ def test_cuda_graph_bound_follows_the_attention_backend_and_the_stage() -> None:
     # Blackwell prefers FlashInfer: its 394 MiB workspace is the larger first FULL capture at TP 2
     assert blackwell.cuda_graph_bytes_for(lite, 2, 3, forward, 8192, 1024) == (
         394 * MIB + 20 * MIB + 100 * 4 * MIB
+    )
+    # Llama-3.1-8B on an L4 (Ada): FlashAttention unless the KV cache is fp8, which only Hopper's version
+    # reads; then FlashInfer's workspace is the larger first FULL capture
+    llama, ada = load_model(LLAMA_8B), _vllm("0.20.0", "L4")
+    assert ada.flash_attention_runs(llama, kv_cache_fp8=False)
+    assert not ada.flash_attention_runs(llama, kv_cache_fp8=True)
+    assert hopper.flash_attention_runs(llama, kv_cache_fp8=True)
+    assert ada.cuda_graph_bytes_for(llama, 1, 32, forward, 8192, 1024, kv_cache_fp8=True) == (
+        394 * MIB + 20 * MIB + 100 * 8 * MIB
     )
     # Before 0.20.0 the flat figure, outside the fraction
     assert _vllm("0.19.0").cuda_graph_bytes_for(lite, 1, 27, forward, 8192, 1024) == 512 * MIB

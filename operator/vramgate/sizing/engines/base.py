@@ -398,11 +398,13 @@ class EngineModel(ABC):
         embeds: bool = True,
         layers: int | None = None,
         max_num_seqs: int | None = None,
+        kv_cache_fp8: bool = False,
     ) -> OverheadCurve:
         """Overhead on one GPU for any batch limit; `samples` is false on pipeline stages before the last
         (no sampler), `embeds` on those after the first (no embedding), `layers` the stage's decoder layers
         (all of them by default), `max_num_seqs` the batch limit the engine starts with where its CUDA
-        graphs depend on it (None: any limit, the largest graphs).
+        graphs depend on it (None: any limit, the largest graphs), `kv_cache_fp8` whether the KV cache is
+        stored in fp8 (attention kernels differ).
 
         The forward peak holds the hidden-wide and intermediate-wide tensors the engine's code keeps
         alive at once (`mlp_peaks`; MoE layers: the intermediates of each routed expert copy). A multimodal
@@ -426,7 +428,7 @@ class EngineModel(ABC):
 
         def graphs_at(num_seqs: int | None) -> int:
             return self.cuda_graph_bytes_for(
-                arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs
+                arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs, kv_cache_fp8
             )
 
         follows = self.cuda_graphs_follow_batch and max_num_seqs is None
@@ -466,6 +468,7 @@ class EngineModel(ABC):
         forward_bytes_per_token: int,
         max_num_batched_tokens: int,
         max_num_seqs: int | None,
+        kv_cache_fp8: bool = False,
     ) -> int:
         """The CUDA graphs on one GPU of a stage holding `layers` layers, whose forward keeps
         `forward_bytes_per_token` alive per token, started for `max_num_seqs` (None: any; the most). By

@@ -142,11 +142,11 @@ DENSE_GRAPH_BYTES_PER_LAYER = 20 * MIB // 80
 MOE_GRAPH_BYTES_PER_LAYER = 20 * MIB // 48
 # FlashInfer's attention builder allocates its workspace on the first metadata it builds, so the profile's
 # first FULL capture holds it (vllm/envs.py@v0.20.0, VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE;
-# vllm/v1/attention/backends/flashinfer.py@v0.20.0, _get_workspace_buffer). vLLM prefers FlashInfer on
-# compute capability 10 and FlashAttention on 8 and 9 (vllm/platforms/cuda.py@v0.20.0,
-# _get_backend_priorities); elsewhere, or on an unknown GPU, either may run.
+# vllm/v1/attention/backends/flashinfer.py@v0.20.0, _get_workspace_buffer). Where it runs: see
+# VllmModel.flash_attention_runs.
 FLASHINFER_WORKSPACE_BYTES = 394 * MIB
 FLASH_ATTN_FIRST_MAJORS = (8, 9)
+HOPPER_MAJOR = 9  # FlashAttention 3, which reads an fp8 KV cache
 # The ceilings of the capture sizes: the default, gpt-oss's own (models/config.py@v0.20.0,
 # GptOssForCausalLMConfig.verify_and_update_config), data-center Blackwell's from 0.28.0.
 CAPTURE_CEILING = 512
@@ -780,6 +780,20 @@ class VllmModel(EngineModel):
         full = [size for size in sizes if size <= (ceiling if max_num_seqs is None else seqs)]
         return CudaGraphProfile(len(sizes), len(full), sizes[-1], full[-1] if full else 0)
 
+    def flash_attention_runs(self, arch: ModelArchitecture, kv_cache_fp8: bool) -> bool:
+        """Whether vLLM picks FlashAttention: first on compute capability 8 and 9, where it takes the head
+        size (a multiple of 8, at most 256) and the KV dtype (fp8 only with FlashAttention 3, on 9); else
+        FlashInfer comes next (vllm/platforms/cuda.py@v0.20.0, _get_backend_priorities;
+        vllm/v1/attention/backends/flash_attn.py@v0.20.0, supports_head_size, supports_kv_cache_dtype).
+        MLA takes FlashAttention's MLA backend on the same GPUs."""
+        major = self.compute_capability_major
+        if major not in FLASH_ATTN_FIRST_MAJORS:
+            return False
+        if arch.is_mla:
+            return True
+        head_fits = arch.head_dim % 8 == 0 and arch.head_dim <= 256
+        return head_fits and (not kv_cache_fp8 or major == HOPPER_MAJOR)
+
     def cuda_graph_bytes_for(
         self,
         arch: ModelArchitecture,
@@ -788,6 +802,7 @@ class VllmModel(EngineModel):
         forward_bytes_per_token: int,
         max_num_batched_tokens: int,
         max_num_seqs: int | None,
+        kv_cache_fp8: bool = False,
     ) -> int:
         """From 0.20.0 the profile's estimate (CudaGraphProfile), as a bound: the first FULL capture holds
         FlashAttention's accumulators, the source's own arithmetic (32 splits x tokens x heads per GPU x
@@ -809,7 +824,7 @@ class VllmModel(EngineModel):
             * (head_size + 1)
             * FP32_BYTES
         )
-        if self.compute_capability_major not in FLASH_ATTN_FIRST_MAJORS:
+        if not self.flash_attention_runs(arch, kv_cache_fp8):
             first_full = max(first_full, FLASHINFER_WORKSPACE_BYTES)
         per_layer = MOE_GRAPH_BYTES_PER_LAYER if arch.is_moe else DENSE_GRAPH_BYTES_PER_LAYER
         steps = max(ceil_div(layers * per_layer, GRAPH_STEP_BYTES), 2)
