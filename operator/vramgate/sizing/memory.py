@@ -354,7 +354,8 @@ class KvLayout:
         """KV bytes one sequence of `sequence_tokens` takes, in whole blocks.
 
         A sliding-window group keeps the blocks of `window - 1 + max_num_batched_tokens` tokens, plus one
-        for a window that does not start on a block boundary.
+        for a window that does not start on a block boundary. Never less with larger blocks or a larger
+        batch limit: the planner rules options out with the figure at one token of each.
         """
         blocks = ceil_div(sequence_tokens, self.block_size_tokens)
         if not self.num_sliding_window_layers or self.sliding_window is None:

@@ -214,6 +214,7 @@ class _Evaluator:
         self._engines: dict[str, EngineModel] = {}
         self._weights_per_gpu: dict[tuple[object, ...], int] = {}
         self._shapes: dict[tuple[object, ...], _StageShape] = {}
+        self._least_kv: dict[tuple[object, ...], tuple[int, KvLayout]] = {}
         self.weights = resolve_weight_format(request.model, request.precision)
         self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
         self.stages = pipeline_stages(request.model.num_layers, request.pipeline_parallel)
@@ -255,12 +256,53 @@ class _Evaluator:
             self._weights_per_gpu[key] = per_gpu
         return self._weights_per_gpu[key] + engine.loaded_buffer_bytes(request.model, self.weights)
 
-    def holds_weights(self, gpu: GpuType, tensor_parallel: int) -> bool:
-        """Whether every stage's weights leave room on `gpu` at all. An option without it cannot fit,
-        whatever its fraction and batch, so a search for the cheapest fit skips it unevaluated."""
-        engine = self.engine_on(gpu)
-        total = self.request.gpu_memory_bytes_override or gpu.cuda_total_bytes
-        return all(self.weights_per_gpu(engine, gpu, tensor_parallel, stage) < total for stage in self.stages)
+    def may_fit(self, gpu: GpuType, tensor_parallel: int, max_seq_len: int) -> bool:
+        """False where arithmetic on the weights and the KV cache alone rules the option out, before any
+        overhead or batch is computed: a stage's weights leave no room on `gpu`, or, where the engine's
+        KV pool is all the memory the fraction leaves free, a stage's weights plus the least KV cache
+        the target can take exceed what the largest allowed fraction gives. (Fitting means the pool
+        holds the target's sequences, and that pool is the usable memory less weights and overhead.)"""
+        request, engine = self.request, self.engine_on(gpu)
+        total = request.gpu_memory_bytes_override or gpu.cuda_total_bytes
+        usable = engine.usable_bytes(total, request.memory_fraction or request.max_memory_fraction)
+        for stage in self.stages:
+            weights = self.weights_per_gpu(engine, gpu, tensor_parallel, stage)
+            least_kv = self.least_kv_bytes(engine, tensor_parallel, stage, max_seq_len)
+            if weights >= total or (least_kv is not None and weights + least_kv > usable):
+                return False
+        return True
+
+    def least_kv_bytes(
+        self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, max_seq_len: int
+    ) -> int | None:
+        """The least KV cache the target concurrency takes on a GPU of `stage`: blocks of one token and
+        one batched token, the least any block size and batch limit give (`KvLayout.bytes_per_sequence`).
+        None where the engine's pool is not simply the memory left free (TGI's warm-up rule keeps a
+        share of it, a release's figure, and adds its own blocks back)."""
+        arch = self.request.model
+        paging = (engine.mla_head_size(arch), engine.larger_group_below, engine.sliding_window_paged)
+        key = (tensor_parallel, stage.index, stage.count, max_seq_len, *paging)
+        if key not in self._least_kv:
+            layout = self.layout(engine, tensor_parallel, stage, block=1)
+            self._least_kv[key] = self.request.concurrency * layout.bytes_per_sequence(max_seq_len, 1), layout
+        least, layout = self._least_kv[key]
+        return least if engine.free_memory_rule(layout, max_seq_len, 1).kept_per_10k == 10_000 else None
+
+    def layout(self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, block: int) -> KvLayout:
+        """The KV layout on a GPU of `stage`, as `engine` pages it."""
+        arch = self.request.model
+        layout = kv_layout(
+            arch,
+            self.kv_element_bytes,
+            tensor_parallel,
+            block,
+            stage,
+            engine.mla_head_size(arch),
+            engine.larger_group_below,
+        )
+        if engine.sliding_window_paged or not layout.num_sliding_window_layers:
+            return layout
+        return replace(layout, num_sliding_window_layers=0)
 
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
@@ -283,9 +325,10 @@ class _Evaluator:
         self, gpu: GpuType, tensor_parallel: int, max_seq_len: int | None = None
     ) -> _Evaluation | None:
         """`evaluate`'s result if the option fits, else None, said by the first figure that shows it:
-        weights that leave no room, then a fraction needed above every stage's cap. What a suggestion
-        and a search for the cheapest fit ask, most options answered before the batch arithmetic."""
-        if not self.holds_weights(gpu, tensor_parallel):
+        weights, or weights and the least KV cache, that leave no room (`may_fit`), then a fraction
+        needed above every stage's cap. What a suggestion and a search for the cheapest fit ask; most
+        options are answered before their overhead, or at least before the batch arithmetic."""
+        if not self.may_fit(gpu, tensor_parallel, max_seq_len or self.request.max_seq_len):
             return None
         stages = self._stages(gpu, tensor_parallel, max_seq_len)
         fraction = self._fraction(stages)
@@ -438,16 +481,7 @@ class _StageShape:
         graph_seqs: int | None,
     ) -> _StageShape:
         request, arch = evaluator.request, evaluator.request.model
-        layout = kv_layout(
-            arch,
-            evaluator.kv_element_bytes,
-            tensor_parallel,
-            block,
-            stage,
-            engine.mla_head_size(arch),
-            engine.larger_group_below,
-        )
-        layout = layout if engine.sliding_window_paged else replace(layout, num_sliding_window_layers=0)
+        layout = evaluator.layout(engine, tensor_parallel, stage, block)
         if request.overhead_bytes_override is not None:
             override = request.overhead_bytes_override  # a known figure, all inside the fraction
             curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)

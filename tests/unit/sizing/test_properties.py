@@ -7,8 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vramgate.sizing import KvCacheDtype, PlanRequest, Precision, find_gpu, load_model, plan
-from vramgate.sizing.memory import resolve_weight_format, weights_bytes
+from vramgate.sizing import KvCacheDtype, PlanRequest, Precision, find_gpu, gpu_catalog, load_model, plan
+from vramgate.sizing.engines import Engine
+from vramgate.sizing.memory import kv_layout, resolve_weight_format, weights_bytes
+from vramgate.sizing.planner import _Evaluator
 
 MODELS = [
     "meta-llama/Llama-3.1-8B-Instruct",
@@ -88,3 +90,49 @@ def test_chosen_plan_fits_its_own_numbers(model: str, length: int, concurrency: 
             assert result.kv_capacity_tokens >= concurrency * length
     else:
         assert result.reasons
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([*MODELS, "google/gemma-3-27b-it"]),
+    st.integers(min_value=1, max_value=131072),
+    st.sampled_from([1, 2, 16, 32, 256]),
+    st.integers(min_value=1, max_value=16384),
+    st.sampled_from([1.0, 1.25, 1.5]),
+)
+def test_a_sequence_takes_least_in_blocks_of_one_token_with_one_batched_token(
+    model: str, length: int, block: int, batched: int, larger_group_below: float
+) -> None:
+    """The planner rules options out with this least figure before it knows the engine's limits."""
+    arch = load_model(model)
+    least = kv_layout(arch, 2, 1, 1, larger_group_below=larger_group_below).bytes_per_sequence(length, 1)
+    layout = kv_layout(arch, 2, 1, block, larger_group_below=larger_group_below)
+    assert layout.bytes_per_sequence(length, batched) >= least
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    models,
+    st.integers(min_value=1, max_value=32768),
+    concurrencies,
+    st.sampled_from(
+        [
+            {},
+            {"memory_fraction": 0.8},
+            {"pipeline_parallel": 2},
+            {"engine": Engine.TGI, "engine_version": "2.0.0"},  # the warm-up rule: no least-KV check
+            {"engine": Engine.SGLANG},
+        ]
+    ),
+)
+def test_asking_whether_an_option_fits_answers_as_evaluating_it_does(
+    model: str, length: int, concurrency: int, changes: dict[str, Any]
+) -> None:
+    """`fitting` stops at the first figure that rules an option out (weights, then weights and the least
+    KV cache, then the fraction's cap); it must never rule out an option that evaluating shows to fit."""
+    evaluator = _Evaluator(_request(model, length, concurrency, **changes))
+    for gpu in gpu_catalog().values():
+        for count in (1, 2, 4, 8):
+            if evaluator.valid_tensor_parallel(count):
+                evaluation = evaluator.evaluate(gpu, count)
+                assert (evaluator.fitting(gpu, count) == evaluation) is evaluation.fits
