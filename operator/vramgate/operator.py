@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -95,6 +96,17 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     live.list_all(api, live.watched_namespaces(api, config))
     memo[reconcile.CAPACITY_THRESHOLD] = config.capacity_mismatch_threshold
     inventory.start_feed(config)  # `kopf run -m vramgate.operator`: nobody started it before
+
+
+def freeze_start_up_objects() -> None:
+    """Leave what start-up built and keeps for good (modules, kopf's, pydantic's and the client's
+    classes and functions, the catalogs, a warm plan: about 150,000 objects) out of every later
+    garbage collection. A full collection stops every thread, admission's included, for as long as it
+    scans: with them, 0.1-0.75 s each on two busy cores, about once per 150 resources converging;
+    without them it scans half as many objects at 1,000 resources. Cycles made later are still
+    collected; start-up's own garbage goes first."""
+    gc.collect()
+    gc.freeze()
 
 
 def check_namespace_selector(api: client.ApiClient, selector: str) -> None:
@@ -202,6 +214,7 @@ class Operator:
                     files=self.files,
                 )
                 await self.server.start()
+            freeze_start_up_objects()
             if self.config.leader_election:
                 identity = self.config.identity or default_identity()
                 elector = LeaseElector(
