@@ -51,7 +51,7 @@ def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> Vll
         ("v0.11.0", "0.10.0"),
         ("0.11.2", "0.11.1"),
         ("0.28.1", "0.28.0"),
-        ("0.30.0", "0.28.0"),
+        ("0.30.0", "0.29.0"),
         ("0.33.0", "0.31.0"),
     ],
 )
@@ -176,13 +176,13 @@ def test_triton_top_k_top_p_keeps_a_vocab_row_per_sm_from_0_17() -> None:
     # + min(next_pow2(min(132, 1024)), 132) = 132 rows x 128256 x 4 bytes of scratch on an H100
     assert _activation(_vllm("0.19.0", "H100-80GB"), 8192, 1024) == (67_108_864 + 1_838_678_016 + 67_719_168)
     assert _activation(_vllm("0.19.0", "A100-80GB"), 8192, 1024) == 1_961_193_472  # 108 SMs: 108 rows
-    buffer = _vllm("0.19.0", "H100-80GB").sampler_program_buffer(llama)
+    buffer = _vllm("0.19.0", "H100-80GB").sampler_program_buffer(llama, fmt)
     assert buffer.bytes_at(20) == 32 * 128256 * 4  # 20 programs, rounded up to 32
     assert buffer.bytes_at(100) == 128 * 128256 * 4
     assert buffer.bytes_at(130) == 132 * 128256 * 4  # 256 is past the SMs
-    assert _vllm("0.16.0", "H100-80GB").sampler_program_buffer(llama).max_bytes == 0  # the sort path
+    assert _vllm("0.16.0", "H100-80GB").sampler_program_buffer(llama, fmt).max_bytes == 0  # the sort path
     flashinfer = _vllm("0.23.0", "H100-80GB", image="vllm/vllm-openai:v0.23.0")
-    assert flashinfer.sampler_program_buffer(llama).max_bytes == 0  # FlashInfer's kernels keep none
+    assert flashinfer.sampler_program_buffer(llama, fmt).max_bytes == 0  # FlashInfer's kernels keep none
     first_stage = _vllm("0.19.0", "H100-80GB").overhead_curve(llama, fmt, 1, 8192, samples=False)
     assert first_stage.sampler_buffer.max_bytes == 0
 
@@ -201,9 +201,10 @@ def test_non_torch_growth_is_measured_past_cuda_graph_profiling_from_0_18() -> N
 
 def test_a_gpu_of_unknown_sm_count_takes_the_most_any_gpu_has() -> None:
     llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
     unknown = engine_model(Engine.VLLM, EngineBuild("0.19.0"), unknown_gpu(80 * GIB))
     assert unknown.sm_count == engine_model(Engine.VLLM, EngineBuild("0.19.0")).sm_count == 188
-    assert unknown.sampler_program_buffer(llama).max_bytes == 188 * 128256 * 4
+    assert unknown.sampler_program_buffer(llama, fmt).max_bytes == 188 * 128256 * 4
 
 
 @pytest.mark.parametrize(
@@ -514,6 +515,44 @@ def test_a_cold_compile_times_the_embedding_lookup_on_a_copy_of_the_table_from_0
     gemma = load_model("google/gemma-3-27b-it")
     gemma_fmt = resolve_weight_format(gemma, Precision.BF16)
     assert _vllm("0.29.0", "H100-80GB").compile_profile_bytes(gemma, gemma_fmt, 1, 8192) == 0
+
+
+@pytest.mark.parametrize(
+    ("version", "model", "quantized", "v2", "logit_bytes"),
+    [
+        # 0.22 keeps V1's Triton top-k/top-p (14 bytes): its V2 took Qwen3 only without a reasoning parser
+        ("0.22.0", "Qwen/Qwen3-8B", False, False, 14.0),
+        # 0.23: Qwen3, Llama and Mistral, unquantized: bf16 logits and their fp32 copy
+        ("0.23.0", "Qwen/Qwen3-8B", False, True, 2 + 4),
+        ("0.23.0", "Qwen/Qwen3-8B", True, False, 10.0),  # fp8 weights: V1 with FlashInfer
+        ("0.23.0", LLAMA_8B, False, True, 2 + 4),
+        ("0.24.0", "Qwen/Qwen3-8B", True, True, 2 + 4),  # listed types may be quantized
+        ("0.24.0", "Qwen/Qwen2.5-7B-Instruct", False, False, 10.0),  # not listed: V1 with FlashInfer
+        ("0.25.0", "Qwen/Qwen2.5-7B-Instruct", False, True, 2 + 4),  # every model without experts
+        ("0.25.0", "mistralai/Mixtral-8x7B-Instruct-v0.1", False, False, 10.0),  # experts, not listed
+        ("0.26.0", "Qwen/Qwen2.5-7B-Instruct", False, True, 2),  # no copy
+        ("0.29.0", "mistralai/Mixtral-8x7B-Instruct-v0.1", False, True, 2),  # every model
+    ],
+)
+def test_the_v2_model_runners_profile_samples_its_logits_without_top_k_or_top_p(
+    version: str, model: str, quantized: bool, v2: bool, logit_bytes: float
+) -> None:
+    arch = load_model(model)
+    fmt = resolve_weight_format(arch, Precision.FP8 if quantized else Precision.BF16)
+    engine = _vllm(version, "H100-80GB", image=f"vllm/vllm-openai:v{version}")
+    assert engine.runs_v2_model_runner(arch, fmt) == v2
+    assert engine.overhead_curve(arch, fmt, 1, 8192).sampler_bytes_per_seq == arch.vocab_size * logit_bytes
+
+
+def test_the_v2_model_runner_keeps_no_triton_scratch() -> None:
+    qwen = load_model("Qwen/Qwen3-8B")
+    fmt = resolve_weight_format(qwen, Precision.BF16)
+    # An install without FlashInfer samples with Triton top-k/top-p on V1, which keeps a row per SM
+    assert _vllm("0.23.0", "H100-80GB").sampler_program_buffer(qwen, fmt).max_bytes == 0
+    mixtral = load_model("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    mixtral_fmt = resolve_weight_format(mixtral, Precision.BF16)
+    buffer = _vllm("0.23.0", "H100-80GB").sampler_program_buffer(mixtral, mixtral_fmt)
+    assert buffer.max_bytes == 132 * 32000 * 4
 
 
 def test_a_stage_after_the_first_keeps_a_buffer_for_what_it_receives() -> None:

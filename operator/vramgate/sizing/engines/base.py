@@ -450,13 +450,15 @@ class EngineModel(ABC):
             ),
             sampler_base_bytes=tokens * element * arch.hidden_size
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
-            sampler_bytes_per_seq=arch.vocab_size * self.sampler_bytes_per_logit if samples else 0.0,
+            sampler_bytes_per_seq=arch.vocab_size * self.sampler_logit_bytes(arch, weights)
+            if samples
+            else 0.0,
             fixed_activation_bytes=self.reserved_profile_bytes(arch, weights, tensor_parallel, tokens)
             + encoder.held_bytes
             + (0 if embeds else self.stage_input_bytes(arch, weights, tokens)),
             outside_bytes=outside,
             activation_inside=self.activation_inside_fraction,
-            sampler_buffer=self.sampler_program_buffer(arch) if samples else NO_PROGRAM_BUFFER,
+            sampler_buffer=self.sampler_program_buffer(arch, weights) if samples else NO_PROGRAM_BUFFER,
             cuda_graphs=graphs,
         )
 
@@ -475,7 +477,11 @@ class EngineModel(ABC):
         default the figure measured for the default capture sizes, whatever the batch."""
         return self.cuda_graph_bytes
 
-    def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
+    def sampler_logit_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> float:
+        """Bytes the profile's sampler holds per logit of its dummy batch."""
+        return self.sampler_bytes_per_logit
+
+    def sampler_program_buffer(self, arch: ModelArchitecture, weights: WeightFormat) -> ProgramBuffer:
         """Scratch the profile's sampling kernel keeps per program on this GPU (none by default)."""
         return NO_PROGRAM_BUFFER
 

@@ -205,6 +205,17 @@ class Sampler(Enum):
     FLASHINFER = 10.0  # FlashInfer's sampling kernels
 
 
+class ModelRunner(Enum):
+    """Which models the V2 model runner serves when VLLM_USE_V2_MODEL_RUNNER is unset (use_v2_model_runner
+    and _is_default_v2_model_runner_model in vllm/config/vllm.py); the rest run on the V1 runner."""
+
+    V1 = "every model on the V1 runner"
+    V2_LISTED_DENSE = "V2 for the listed model types, unquantized and without experts"
+    V2_LISTED = "V2 for the listed model types"
+    V2_LISTED_OR_DENSE = "V2 for the listed model types and every model without experts"
+    V2 = "V2 for every model"
+
+
 class KvTokensReport(Enum):
     """How "GPU KV cache size: N tokens" turns the pool's blocks into tokens."""
 
@@ -301,6 +312,11 @@ class Release(ReleaseRow):
     moe_workspace_persists: bool  # fused-MoE workspaces stay allocated from the profile's forward on
     # Triton top-k/top-p caches a vocab-wide fp32 row per program (up to one per SM) from the profile on
     topk_topp_program_buffer: bool
+    model_runner: ModelRunner  # which models the V2 runner serves by default
+    v2_model_types: frozenset[str]  # the model types it lists (ModelRunner.V2_LISTED*)
+    # V2's profile samples its dummy batch with no sampling parameters: the logits in the compute dtype,
+    # before 0.26.0 also copied to fp32 (VllmModel.sampler_logit_bytes)
+    v2_sampler_copies_fp32: bool
     # A cold compile inside the profile benchmarks Inductor's kernels on random copies of their inputs,
     # the embedding table among them (VllmModel.compile_profile_bytes)
     compile_copies_embedding: bool
@@ -340,6 +356,9 @@ def _table() -> tuple[Release, ...]:
         moe_workspace_persists=False,
         topk_topp_program_buffer=False,
         compile_copies_embedding=False,
+        model_runner=ModelRunner.V1,
+        v2_model_types=frozenset(),
+        v2_sampler_copies_fp32=True,
         non_torch_bytes=EngineModel.non_torch_bytes,
         mlp_peaks=((4, 3),),
     )
@@ -577,12 +596,55 @@ def _table() -> tuple[Release, ...]:
         flashinfer_sampler=True,
     )
     add(
+        (0, 23, 0),
+        "the V2 model runner serves Qwen3, Llama and Mistral by default (unquantized, without experts; V1 "
+        "runs the rest). Its profile samples a dummy batch whose requests set no sampling parameters: "
+        "greedy, no top-k or top-p, so neither FlashInfer nor Triton top-k/top-p runs; the logits, in the "
+        "compute dtype, are copied to fp32 and Gumbel-sampled per 1024-wide block. (0.22.0 served Qwen3 "
+        "alone, and not with a reasoning parser, which a Qwen3 start often sets: it keeps V1's sampler.)",
+        "vllm/config/vllm.py@v0.23.0 (use_v2_model_runner, _is_default_v2_model_runner_model, "
+        "DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, _get_v2_model_runner_unsupported_features), "
+        "vllm/config/vllm.py@v0.22.0 and vllm/engine/arg_utils.py@v0.22.0 (reasoning_config), "
+        "vllm/v1/worker/gpu/model_runner.py@v0.23.0 (_dummy_sampler_run), "
+        "vllm/v1/worker/gpu/sample/sampler.py@v0.23.0 (apply_sampling_params), "
+        "vllm/v1/worker/gpu/sample/states.py@v0.29.0 (SamplingStates)",
+        model_runner=ModelRunner.V2_LISTED_DENSE,
+        v2_model_types=frozenset({"qwen3", "llama", "mistral"}),
+    )
+    add(
+        (0, 24, 0),
+        "the listed model types run on V2 quantized or with experts too, and DeepSeek-V2, Qwen2-MoE and "
+        "Granite-MoE join them",
+        "vllm/config/vllm.py@v0.24.0 (_is_default_v2_model_runner_model, "
+        "DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES)",
+        model_runner=ModelRunner.V2_LISTED,
+        v2_model_types=frozenset({"qwen3", "llama", "mistral", "deepseek_v2", "qwen2_moe", "granitemoe"}),
+    )
+    add(
         (0, 25, 0),
         "the Triton MXFP4 backend frees the checkpoint's scales once swizzled",
         "vllm/model_executor/layers/fused_moe/oracle/mxfp4.py@v0.25.0 (convert_to_mxfp4_moe_kernel_format)",
         mxfp4_experts_on_hopper=ExpertPadding(
             64, 1, MxSwizzle.PADDED_64, checkpoint_scales_kept=False, bias_bytes=FP32_BIASES
         ),
+    )
+    add(
+        (0, 25, 0),
+        "every model without experts runs on the V2 model runner by default, and of those with experts the "
+        "listed DeepSeek-V2, Qwen2-MoE and Granite-MoE (later releases list more, not modelled: they keep "
+        "V1's larger sampler)",
+        "vllm/config/vllm.py@v0.25.0 and @v0.28.0 (_is_default_v2_model_runner_model, "
+        "DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES)",
+        model_runner=ModelRunner.V2_LISTED_OR_DENSE,
+        v2_model_types=frozenset({"deepseek_v2", "qwen2_moe", "granitemoe"}),
+    )
+    add(
+        (0, 26, 0),
+        "V2's sampler processes logits in place, in their dtype: the profile's dummy batch, which asks for "
+        "no logprobs, gets no copy",
+        "vllm/v1/worker/gpu/sample/sampler.py@v0.26.0 (apply_sampling_params) and @v0.27.0 "
+        "(_requires_logits_processing)",
+        v2_sampler_copies_fp32=False,
     )
     add(
         (0, 28, 0),
@@ -595,6 +657,15 @@ def _table() -> tuple[Release, ...]:
         "data-center Blackwell captures CUDA graphs up to 1024 tokens",
         "vllm/config/vllm.py@v0.28.0 (_set_cudagraph_sizes)",
         capture_sizes=CaptureSizes.BLACKWELL_1024,
+    )
+    add(
+        (0, 29, 0),
+        "the V2 model runner serves every model by default, on CUDA with Triton, where the config uses "
+        "nothing it lacks (the features it lacks are ones the operator refuses: LoRA and most "
+        "speculative methods among them)",
+        "vllm/config/vllm.py@v0.29.0 and @v0.33.0 (use_v2_model_runner, "
+        "_get_v2_model_runner_unsupported_features)",
+        model_runner=ModelRunner.V2,
     )
     add(
         (0, 31, 0),
@@ -830,11 +901,34 @@ class VllmModel(EngineModel):
         steps = max(ceil_div(layers * per_layer, GRAPH_STEP_BYTES), 2)
         return profile.bound_bytes(first_full, forward_bytes_per_token, steps * GRAPH_STEP_BYTES)
 
-    def sampler_program_buffer(self, arch: ModelArchitecture) -> ProgramBuffer:
+    def runs_v2_model_runner(self, arch: ModelArchitecture, weights: WeightFormat) -> bool:
+        """Whether the release serves this model on the V2 model runner by default."""
+        runner, listed = self.release.model_runner, arch.family in self.release.v2_model_types
+        if self.release.v0_engine or runner is ModelRunner.V1:
+            return False
+        if runner is ModelRunner.V2_LISTED_DENSE:
+            return listed and not arch.is_moe and weights.quantization is None
+        if runner is ModelRunner.V2_LISTED:
+            return listed
+        if runner is ModelRunner.V2_LISTED_OR_DENSE:
+            return listed or not arch.is_moe
+        return True
+
+    def sampler_logit_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> float:
+        """V1's sampler by path; V2's profile holds the logits in the compute dtype (and, before 0.26.0,
+        their fp32 copy): its dummy requests set no sampling parameters, so no top-k/top-p kernel runs and
+        Gumbel sampling keeps a max and an index per 1024 logits (v1/worker/gpu/sample/gumbel.py@v0.29.0)."""
+        if not self.runs_v2_model_runner(arch, weights):
+            return self.sampler_bytes_per_logit
+        return weights.compute_bytes + (FP32_BYTES if self.release.v2_sampler_copies_fp32 else 0)
+
+    def sampler_program_buffer(self, arch: ModelArchitecture, weights: WeightFormat) -> ProgramBuffer:
         """Triton top-k/top-p's cached scratch, where the release has it and the install samples with
         Triton (FlashInfer's kernels keep none): a row of fp32 logits, the whole vocabulary (every TP
-        rank samples the gathered logits), per program."""
+        rank samples the gathered logits), per program. V2's profile runs no top-k/top-p."""
         if self.sampler is not Sampler.TRITON or not self.release.topk_topp_program_buffer:
+            return NO_PROGRAM_BUFFER
+        if self.runs_v2_model_runner(arch, weights):
             return NO_PROGRAM_BUFFER
         return ProgramBuffer(self.sm_count, arch.vocab_size * FP32_BYTES)
 
