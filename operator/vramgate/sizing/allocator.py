@@ -33,6 +33,20 @@ _SMALL_SEGMENT = 20 * MIB
 _SEGMENT_ROUND = 2 * MIB
 
 
+def held_block_bytes(size_bytes: int, max_split_bytes: int | None = None) -> int:
+    """What `torch.cuda.memory_allocated` counts for a tensor that gets a segment of its own: the whole
+    block it takes. A request of 10 MiB or more reserves its size rounded up to 2 MiB and keeps the
+    rounding unless more than 1 MiB is left to split off; with `max_split_size_mb` set, a block of that
+    size or more is never split, so it keeps the rounding whatever it is (should_split and
+    get_allocation_size in c10/cuda/CUDACachingAllocator.cpp). Smaller requests split what they do not use."""
+    size = max(_ROUND, ceil_div(size_bytes, _ROUND) * _ROUND)
+    if size < _SMALL_SEGMENT_LIMIT:
+        return size
+    segment = ceil_div(size, _SEGMENT_ROUND) * _SEGMENT_ROUND
+    unsplit = max_split_bytes is not None and size >= max_split_bytes
+    return segment if unsplit or segment - size <= _MIN_SPLIT_REMAINDER else size
+
+
 @dataclass(eq=False)
 class _Block:
     segment: int

@@ -8,6 +8,7 @@ on every GPU.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
@@ -239,6 +240,49 @@ def weights_bytes(
     )
     per_gpu *= scale
     return WeightsBytes(total=round(per_gpu * tp), per_gpu=round(per_gpu))
+
+
+VOCAB_PADDING = 64  # vLLM pads the vocabulary to a multiple of this before splitting it over TP ranks
+
+
+def weight_tensor_sizes(
+    arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage | None = None
+) -> Counter[int]:
+    """How many tensors of each byte size one GPU of a stage allocates for its embedding, lm_head and the
+    linears of its attention and dense MLP layers, fused as vLLM builds them (qkv_proj, o_proj,
+    gate_up_proj, down_proj); a group-wise quantized linear is its packed weight, scales and zero points.
+    MLA projections and MoE experts are left out: what an allocator rounds per tensor, they are few."""
+    stage = stage or pipeline_stages(arch.num_layers, 1)[0]
+    tp, hidden = tensor_parallel, arch.hidden_size
+    sizes: Counter[int] = Counter()
+    vocab_bytes = ceil_div(_round_up(arch.vocab_size, VOCAB_PADDING), tp) * hidden * weights.compute_bytes
+    sizes[vocab_bytes] += int(stage.is_first) + int(
+        stage.is_last and not (arch.tie_word_embeddings and stage.is_first)
+    )
+    quant = weights.quantization
+    if quant is not None and quant.experts_only:
+        quant = None
+    linears: list[tuple[int, int, int]] = []  # (input width, output width, how many in the stage)
+    if not arch.is_mla:
+        q_width = arch.num_attention_heads // tp * arch.head_dim
+        kv_width = max(1, arch.num_kv_heads // tp) * arch.head_dim
+        linears += [(hidden, q_width + 2 * kv_width, stage.layers), (q_width, hidden, stage.layers)]
+    dense = stage.layers_in(0, arch.num_layers - arch.num_moe_layers)
+    intermediate = ceil_div(arch.intermediate_size, tp)
+    gate_up = (2 if arch.gated_mlp else 1) * intermediate
+    linears += [(hidden, gate_up, dense), (intermediate, hidden, dense)]
+    for width_in, width_out, count in linears:
+        if quant is None:
+            sizes[width_in * width_out * weights.compute_bytes] += count
+            continue
+        sizes[width_in * width_out * quant.bits // 8] += count
+        if quant.group_size:
+            groups = ceil_div(width_in, quant.group_size) * width_out
+            sizes[int(groups * quant.scale_bytes)] += count
+            if quant.zero_point_bits:
+                sizes[groups * quant.zero_point_bits // 8] += count
+    sizes.pop(0, None)
+    return sizes
 
 
 def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: PipelineStage) -> ParameterGroups:

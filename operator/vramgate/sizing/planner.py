@@ -254,7 +254,11 @@ class _Evaluator:
         if key not in self._weights_per_gpu:
             per_gpu = weights_bytes(request.model, self.weights, tensor_parallel, padding, stage).per_gpu
             self._weights_per_gpu[key] = per_gpu
-        return self._weights_per_gpu[key] + engine.loaded_buffer_bytes(request.model, self.weights)
+        return (
+            self._weights_per_gpu[key]
+            + engine.loaded_buffer_bytes(request.model, self.weights)
+            + engine.weight_rounding_bytes(request.model, self.weights, tensor_parallel, stage)
+        )
 
     def may_fit(self, gpu: GpuType, tensor_parallel: int, max_seq_len: int) -> bool:
         """False where arithmetic on the weights and the KV cache alone rules the option out, before any

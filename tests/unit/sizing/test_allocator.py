@@ -3,7 +3,7 @@ computed by hand from c10/cuda/CUDACachingAllocator.cpp's rules."""
 
 from __future__ import annotations
 
-from vramgate.sizing.allocator import CachingAllocator
+from vramgate.sizing.allocator import CachingAllocator, held_block_bytes
 from vramgate.sizing.units import MIB
 
 
@@ -58,3 +58,20 @@ def test_a_block_recorded_on_another_stream_is_not_reused() -> None:
     pool.allocate("next", 64 * MIB)
     assert pool.reserved_bytes == 128 * MIB
     assert pool.allocated_bytes == 64 * MIB
+
+
+def test_a_weight_keeps_its_segments_rounding_unless_over_1_mib_can_split_off() -> None:
+    # 85 MiB reserves 86 MiB; the 1 MiB left is not more than 1 MiB, so the tensor holds all 86
+    assert held_block_bytes(85 * MIB) == 86 * MIB
+    # 42.5 MiB reserves 44 MiB and splits off 1.5 MiB; 17.5 MiB holds 18 MiB (0.5 MiB left)
+    assert held_block_bytes(85 * MIB // 2) == 85 * MIB // 2
+    assert held_block_bytes(35 * MIB // 2) == 18 * MIB
+    # Below 10 MiB the 20 MiB segment splits; a whole number of 2 MiB holds exactly itself
+    assert held_block_bytes(5 * MIB) == 5 * MIB
+    assert held_block_bytes(112 * MIB) == 112 * MIB
+
+
+def test_with_max_split_size_a_block_from_that_size_on_is_never_split() -> None:
+    assert held_block_bytes(85 * MIB // 2, max_split_bytes=20 * MIB) == 44 * MIB
+    # under the limit the usual rule: 12.5 MiB in a 14 MiB segment splits off 1.5 MiB
+    assert held_block_bytes(25 * MIB // 2, max_split_bytes=20 * MIB) == 25 * MIB // 2

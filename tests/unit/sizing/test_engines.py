@@ -4,10 +4,12 @@ rules), and the arguments a plan gives it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
+from vramgate.sizing.architecture import ModelArchitecture, architecture_from_config, load_config_file
 from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
@@ -19,7 +21,9 @@ from vramgate.sizing.memory import (
     KvSafetyMargin,
     MxSwizzle,
     kv_layout,
+    pipeline_stages,
     resolve_weight_format,
+    weight_tensor_sizes,
     weights_bytes,
 )
 from vramgate.sizing.planner import PlanRequest, plan
@@ -927,3 +931,33 @@ def test_moe_workspaces_stand_under_the_sampler_from_0_14() -> None:
     mxfp4 = resolve_weight_format(gpt_oss, Precision.AUTO)
     curve = _vllm("0.19.0", "H100-80GB").overhead_curve(gpt_oss, mxfp4, 1, 8192)
     assert curve.sampler_base_bytes == 8192 * 2 * gpt_oss.hidden_size
+
+
+_CALIBRATION_CONFIGS = Path(__file__).parents[3] / "benchmarks" / "calibration" / "configs"
+
+
+def _config_model(name: str) -> ModelArchitecture:
+    path = _CALIBRATION_CONFIGS / (name.replace("/", "__") + ".json")
+    return architecture_from_config(load_config_file(path), name)
+
+
+def test_vllm_weights_count_each_tensors_allocator_block() -> None:
+    qwen = _config_model("Qwen/Qwen3-14B-AWQ")
+    awq = resolve_weight_format(qwen, Precision.AUTO)
+    stage = pipeline_stages(qwen.num_layers, 1)[0]
+    # Per layer, 4-bit packed: qkv 5120 x 7168 / 2 = 17.5 MiB, o_proj 12.5 MiB, gate_up 5120 x 34816 / 2
+    # = 85 MiB, down 17408 x 5120 / 2 = 42.5 MiB; embedding and lm_head 151936 x 5120 x 2 = 1483.75 MiB
+    sizes = weight_tensor_sizes(qwen, awq, 1, stage)
+    assert sizes[35 * MIB // 2] == sizes[25 * MIB // 2] == sizes[85 * MIB] == sizes[85 * MIB // 2] == 40
+    assert sizes[1_555_824_640] == 2
+    # Rounded up to 2 MiB and kept: gate_up 1 MiB, qkv 0.5 MiB, the vocabulary tables 0.25 MiB each;
+    # from 0.21.0 down_proj's 1.5 MiB too (loaded under max_split_size_mb 20)
+    assert _vllm("0.20.0").weight_rounding_bytes(qwen, awq, 1, stage) == 40 * 3 * MIB // 2 + MIB // 2
+    assert _vllm("0.28.0").weight_rounding_bytes(qwen, awq, 1, stage) == 40 * 3 * MIB + MIB // 2
+    # Llama-3-70B AWQ at TP 2: qkv 20 MiB, o_proj 16, gate_up 112, down 56, the vocabulary 1002 MiB
+    # per GPU: whole 2 MiB each, nothing kept beyond the tensors
+    llama = _config_model("TechxGenus/Meta-Llama-3-70B-Instruct-AWQ")
+    llama_awq = resolve_weight_format(llama, Precision.AUTO)
+    whole = pipeline_stages(llama.num_layers, 1)[0]
+    assert _vllm("0.16.0").weight_rounding_bytes(llama, llama_awq, 2, whole) == 0
+    assert _vllm("0.28.0").weight_rounding_bytes(llama, llama_awq, 2, whole) == 0

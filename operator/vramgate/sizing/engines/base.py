@@ -28,6 +28,7 @@ from vramgate.sizing.memory import (
     ExpertPadding,
     KvLayout,
     KvSafetyMargin,
+    PipelineStage,
     WeightFormat,
 )
 from vramgate.sizing.units import GIB, MIB, ceil_div
@@ -512,6 +513,13 @@ class EngineModel(ABC):
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
         """Buffers the engine builds beside the weights while loading, whole on every GPU (none by
         default)."""
+        return 0
+
+    def weight_rounding_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
+    ) -> int:
+        """What the engine's weights figure counts beyond the tensors' bytes, per GPU (nothing by default:
+        engines that read free memory count the reservation, which the overhead already bounds)."""
         return 0
 
     def free_memory_rule(

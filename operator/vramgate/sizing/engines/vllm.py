@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, replay_layers
+from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, held_block_bytes, replay_layers
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType
 from vramgate.sizing.engines.base import (
@@ -38,7 +38,14 @@ from vramgate.sizing.engines.options import (
     OptionSyntax,
     PlannedFlag,
 )
-from vramgate.sizing.memory import ExpertPadding, KvLayout, MxSwizzle, WeightFormat
+from vramgate.sizing.memory import (
+    ExpertPadding,
+    KvLayout,
+    MxSwizzle,
+    PipelineStage,
+    WeightFormat,
+    weight_tensor_sizes,
+)
 from vramgate.sizing.units import GIB, MIB, ceil_div
 
 FLAGS = PlanFlags(
@@ -321,6 +328,8 @@ class Release(ReleaseRow):
     # the embedding table among them (VllmModel.compile_profile_bytes)
     compile_copies_embedding: bool
     non_torch_bytes: int  # non-torch growth the budget subtracts at TP 1 (where the accounting counts it)
+    # max_split_size_mb the allocator loads the weights under (None: PyTorch's default, no limit)
+    load_max_split_bytes: int | None
     # (hidden-wide, intermediate-wide) tensors alive where a layer's MLP may peak (EngineModel.mlp_peaks)
     mlp_peaks: tuple[tuple[int, int], ...]
 
@@ -360,6 +369,7 @@ def _table() -> tuple[Release, ...]:
         v2_model_types=frozenset(),
         v2_sampler_copies_fp32=True,
         non_torch_bytes=EngineModel.non_torch_bytes,
+        load_max_split_bytes=None,
         mlp_peaks=((4, 3),),
     )
     add(
@@ -574,9 +584,13 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 21, 0),
-        "max_num_batched_tokens joins the capture sizes when it is under the largest",
-        "vllm/config/vllm.py@v0.21.0 (_set_cudagraph_sizes)",
+        "max_num_batched_tokens joins the capture sizes when it is under the largest; the weights load "
+        "with the allocator's max_split_size_mb at 20, so a weight of 20 MiB or more keeps its whole "
+        "segment, rounded up to 2 MiB",
+        "vllm/config/vllm.py@v0.21.0 (_set_cudagraph_sizes), "
+        "vllm/v1/worker/gpu_worker.py@v0.21.0 (load_model, _scoped_allocator_max_split)",
         capture_sizes=CaptureSizes.WITH_BATCH_TOKENS,
+        load_max_split_bytes=20 * MIB,
     )
     add(
         (0, 22, 0),
@@ -1029,6 +1043,19 @@ class VllmModel(EngineModel):
         layers stretch 131072 positions 8 times: 0.25 GiB in bf16. gpt-oss builds its table in fp32
         (models/gpt_oss.py@v0.19.0) and DeepSeek's scaling rope keeps fp32 too: each a few MiB more."""
         return sum(arch.rotary_table_positions) * arch.rotary_dim * weights.compute_bytes
+
+    def weight_rounding_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
+    ) -> int:
+        """ "Model loading took" is torch's allocated bytes, which count each weight's whole allocator block:
+        a tensor of 10 MiB or more rounded up to 2 MiB unless over 1 MiB is left to split off, and from
+        0.21.0 (max_split_size_mb 20 while loading) always from 20 MiB on. Checkpoint shapes are mostly
+        multiples of 2 MiB in 16 bits; 4-bit packing halves them (Qwen3-14B-AWQ's gate_up_proj 85 MiB,
+        down_proj 42.5 MiB: 0.12 GiB over 40 layers). Blocks a repack reuses can only be larger, up to
+        20 MiB (get_free_block), so this is the least the figure counts."""
+        max_split = self.release.load_max_split_bytes
+        sizes = weight_tensor_sizes(arch, weights, tensor_parallel, stage)
+        return sum((held_block_bytes(size, max_split) - size) * count for size, count in sizes.items())
 
     def persistent_workspace_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
