@@ -12,6 +12,7 @@ each constant says what it stands for.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -297,10 +298,18 @@ class OverheadCurve:
         else:
             estimate = room / per_seq
         n = min(max(math.floor(estimate), 0), upper)
-        while n < upper and fits(n + 1):  # rounding, and a sampler buffer below its largest: a few steps
-            n += 1
-        while n > 0 and not fits(n):
+        while n > 0 and not fits(n):  # rounding: a step or two
             n -= 1
+        # Terms below their largest (the sampler's buffer, the graphs of a smaller batch) leave room above:
+        # gallop, then halve, so short sequences cost a few steps, not one per sequence.
+        step = 1
+        while n + step <= upper and fits(n + step):
+            n += step
+            step *= 2
+        beyond = min(n + step, upper + 1)  # does not fit, or lies past upper
+        while beyond - n > 1:
+            middle = (n + beyond) // 2
+            n, beyond = (middle, beyond) if fits(middle) else (n, middle)
         return n
 
 
@@ -427,6 +436,7 @@ class EngineModel(ABC):
             non_torch += self.tensor_parallel_buffer_bytes(tensor_parallel)
         stage_layers = arch.num_layers if layers is None else layers
 
+        @functools.cache  # the planner asks again for the batch limits it compares
         def graphs_at(num_seqs: int | None) -> int:
             return self.cuda_graph_bytes_for(
                 arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs, kv_cache_fp8

@@ -297,6 +297,17 @@ def cuda_graph_capture_sizes(
     return sorted(sizes)
 
 
+@functools.cache  # a plan asks for the same few limits on every GPU type
+def _capture_profile(
+    rule: CaptureSizes, ceiling: int, max_num_seqs: int | None, max_num_batched_tokens: int
+) -> CudaGraphProfile:
+    """The graphs of each mode for a batch limit (None: any, the most) under a ceiling."""
+    seqs = ceiling // 2 if max_num_seqs is None else max(max_num_seqs, 1)
+    sizes = cuda_graph_capture_sizes(rule, ceiling, seqs, max_num_batched_tokens)
+    full = [size for size in sizes if size <= (ceiling if max_num_seqs is None else seqs)]
+    return CudaGraphProfile(len(sizes), len(full), sizes[-1], full[-1] if full else 0)
+
+
 @dataclass(frozen=True)
 class Release(ReleaseRow):
     """One row of vLLM's release table: from `first` on (until the next row), start-up memory behaves as
@@ -860,10 +871,7 @@ class VllmModel(EngineModel):
         blackwell = self.compute_capability_major in (None, DATA_CENTER_BLACKWELL_MAJOR)
         large = arch.family == "gpt_oss" or (rule in LARGE_CEILING_RULES and blackwell)
         ceiling = LARGE_CAPTURE_CEILING if large else CAPTURE_CEILING
-        seqs = ceiling // 2 if max_num_seqs is None else max(max_num_seqs, 1)
-        sizes = cuda_graph_capture_sizes(rule, ceiling, seqs, max_num_batched_tokens)
-        full = [size for size in sizes if size <= (ceiling if max_num_seqs is None else seqs)]
-        return CudaGraphProfile(len(sizes), len(full), sizes[-1], full[-1] if full else 0)
+        return _capture_profile(rule, ceiling, max_num_seqs, max_num_batched_tokens)
 
     def flash_attention_runs(self, arch: ModelArchitecture, kv_cache_fp8: bool) -> bool:
         """Whether vLLM picks FlashAttention: first on compute capability 8 and 9, where it takes the head
