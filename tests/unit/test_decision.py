@@ -39,7 +39,7 @@ def test_llama_70b_on_one_l4_is_refused_with_needs_offers_and_nearest_fits() -> 
     assert message.startswith("LLMDeployment team-a/llama-3-1-70b refused: ")
     assert "does not fit 1 x L4" in message
     assert "KV cache" in message and "for 32 x 8192 tokens" in message
-    assert "L4 offers" in message and "at memory fraction 0.94 of 21.99 GiB" in message
+    assert "L4 offers" in message and "at memory fraction 0.95 of 21.99 GiB" in message
     assert "Nearest changes that fit: " in message and "(set spec.gpu." in message
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vramgate.sizing.architecture import ModelArchitecture, architecture_from_config, load_config_file
+from vramgate.sizing.cuda_context import cuda_context_bytes
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.records import bounded, check, from_json
 from vramgate.sizing.units import MIB
@@ -55,6 +56,11 @@ class GpuType:
     def multiprocessors(self) -> int:
         """Streaming multiprocessors, or the most any GPU has where the count is not known."""
         return self.sm_count or ASSUMED_SM_COUNT
+
+    @property
+    def cuda_context_bytes(self) -> int:
+        """What a process's CUDA context holds on this GPU before any tensor."""
+        return cuda_context_bytes(self.compute_capability, self.sm_count)
 
     @property
     def memory_bytes(self) -> int:

@@ -598,7 +598,8 @@ def plan(
             "decides: MXFP4 experts padded to 256 x 256, vLLM's V1 engine and its larger default batch "
             "where the memory allows it, TGI's warm-up sized for the fastest card its launcher knows; and "
             f"{unknown.multiprocessors} streaming multiprocessors, the most of any GPU, for vLLM's sampler "
-            "scratch sized per SM"
+            "scratch sized per SM; its CUDA context is taken as the "
+            f"{format_gib(unknown.cuda_context_bytes)} measured on an H100"
         )
 
     def options(wanted: Callable[[GpuType], bool]) -> list[tuple[GpuType, int]]:

@@ -28,7 +28,7 @@ from vramgate.sizing.memory import (
 )
 from vramgate.sizing.planner import PlanRequest, plan
 from vramgate.sizing.precision import KvCacheDtype
-from vramgate.sizing.units import GIB, MIB
+from vramgate.sizing.units import GIB, KIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
 
@@ -286,9 +286,9 @@ def test_the_offline_class_batches_more_than_the_server(version: str, gpu: str, 
     ("version", "non_torch"),
     [
         ("0.2.4", 0),  # max_memory_allocated: nothing outside torch counts
-        ("0.2.5", round(0.13 * GIB) + 620 * MIB),  # total - free: the CUDA context counts
+        ("0.2.5", round(0.13 * GIB) + 265 * MIB),  # total - free: the L4's CUDA context counts
         ("0.4.2", round(0.13 * GIB)),  # drop in free memory since start: no context
-        ("0.6.4", round(0.13 * GIB) + 620 * MIB),  # used - torch: the context counts
+        ("0.6.4", round(0.13 * GIB) + 265 * MIB),  # used - torch: the context counts
         ("0.6.5", round(0.13 * GIB)),  # from a baseline
     ],
 )
@@ -387,7 +387,8 @@ def test_cuda_graphs_count_inside_the_fraction_from_0_20() -> None:
     fmt = resolve_weight_format(llama, Precision.BF16)
     scheduling = Scheduling(256, 2048, 16)
     old, new = (_vllm(v).overhead(llama, fmt, 1, scheduling) for v in ("0.19.0", "0.20.0"))
-    assert old.outside_bytes == 620 * MIB + 512 * MIB and new.outside_bytes == 620 * MIB
+    # the L4's CUDA context: 58 SMs x 1536 threads x 2 KiB + 91 MiB = 265 MiB
+    assert old.outside_bytes == 265 * MIB + 512 * MIB and new.outside_bytes == 265 * MIB
     # The cold compile's copy of the embedding table and its output, (128256 + 2048) x 4096 x 2 bytes, is
     # above Triton top-k/top-p's 2048 x 2 x 4096 + 256 x 128256 x 14 + an L4's 58 SMs x 128256 x 4
     assert old.activation_bytes == 1_067_450_368
@@ -603,7 +604,7 @@ def test_sglang_tensor_parallel_buffers_shrink_the_base_of_its_fraction() -> Non
     qwen = load_model("Qwen/Qwen3-32B")
     fmt = resolve_weight_format(qwen, Precision.BF16)
     buffers = round(0.28 * GIB)
-    free = l4.cuda_total_bytes - 620 * MIB
+    free = l4.cuda_total_bytes - 265 * MIB  # the L4's CUDA context
     assert sglang.usable_bytes(l4.cuda_total_bytes, 0.85, 4) == int((free - buffers) * 0.85)
     assert sglang.usable_bytes(l4.cuda_total_bytes, 0.85, 1) == int(free * 0.85)
     plan = Scheduling(48, 2048, 1)
@@ -687,9 +688,17 @@ def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_bloc
 def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
-    overhead = _tgi("3.3.5").overhead(llama, fmt, 1, Scheduling(128, 4096, 16))
+    scheduling = Scheduling(128, 4096, 16)
+    a100, h100, l4 = (
+        engine_model(Engine.TGI, EngineBuild("3.3.5"), find_gpu(gpu)).overhead(llama, fmt, 1, scheduling)
+        for gpu in ("A100-40GB", "H100-80GB", "L4")
+    )
     # 40,448 MiB of an A100 40GB - 1517 free - 29,598 of starcoderbase's weights - 7,172 of KV cache
-    assert overhead.non_torch_bytes == 40_448 * MIB - 1517 * MIB - 29_598 * MIB - 7_172 * MIB
+    measured = 40_448 * MIB - 1517 * MIB - 29_598 * MIB - 7_172 * MIB
+    assert a100.non_torch_bytes == l4.non_torch_bytes == measured  # the L4's smaller context is not known
+    # the H100's context is (132 - 108) SMs x 2048 threads x 2 KiB above the A100's
+    assert h100.non_torch_bytes == measured + 24 * 2048 * 2 * KIB
+    overhead = _tgi("3.3.5").overhead(llama, fmt, 1, scheduling)
     # the layer's MLP peak, 4096 x 2 x (7 x 4096 + 4 x 14336) bytes, then the prefill logprobs'
     # 4096 x 128256 x 2 in segments of their own; no row per --max-concurrent-requests
     # and the hidden-wide block the allocator keeps between the larger ones (2 x 4096 widths, below)

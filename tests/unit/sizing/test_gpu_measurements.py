@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from vramgate.sizing.catalog import find_gpu
 from vramgate.sizing.engines import Engine, engine_model
 
 GPU_CHECK = Path(__file__).parents[3] / "benchmarks" / "gpu_check"
@@ -19,7 +20,7 @@ _spec.loader.exec_module(compare)
 
 MEASURED = json.loads((GPU_CHECK / "h100-measured.json").read_text())
 ROWS = compare.rows(MEASURED)
-ENGINE = engine_model(Engine.VLLM)
+ENGINE = engine_model(Engine.VLLM, gpu=find_gpu("H100-80GB"))
 
 
 def test_the_recording_covers_mha_gqa_mqa_mla_sliding_window_and_moe() -> None:

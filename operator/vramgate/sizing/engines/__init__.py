@@ -42,8 +42,14 @@ def engine_model(engine: Engine, build: EngineBuild | None = None, gpu: GpuType 
 
     Models are immutable once made and shared: a planner asks for one per GPU type and plan."""
     if gpu is None:
-        return _model(engine, build or EngineBuild(), None, ASSUMED_SM_COUNT)
-    return _model(engine, build or EngineBuild(), gpu.compute_capability_major, gpu.multiprocessors)
+        return _model(engine, build or EngineBuild(), None, ASSUMED_SM_COUNT, EngineModel.cuda_context_bytes)
+    return _model(
+        engine,
+        build or EngineBuild(),
+        gpu.compute_capability_major,
+        gpu.multiprocessors,
+        gpu.cuda_context_bytes,
+    )
 
 
 # Safety margin for tensor parallelism on NVSwitch-class GPUs (Hopper and later): NCCL's own buffers
@@ -58,10 +64,15 @@ NVSWITCH_COMPUTE_CAPABILITY = 9
 
 @lru_cache(maxsize=1024)
 def _model(
-    engine: Engine, build: EngineBuild, compute_capability_major: int | None, sm_count: int
+    engine: Engine,
+    build: EngineBuild,
+    compute_capability_major: int | None,
+    sm_count: int,
+    cuda_context_bytes: int,
 ) -> EngineModel:
     model = definition(engine).model(build, compute_capability_major)
     model.sm_count = sm_count
+    model.set_cuda_context(cuda_context_bytes)
     if compute_capability_major is None or compute_capability_major >= NVSWITCH_COMPUTE_CAPABILITY:
         model.non_torch_bytes_tensor_parallel = NVSWITCH_TENSOR_PARALLEL_NON_TORCH_BYTES
     return model

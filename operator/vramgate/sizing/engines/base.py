@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import ASSUMED_SM_COUNT, GpuType
+from vramgate.sizing.cuda_context import UNMEASURED_CONTEXT_BYTES
 from vramgate.sizing.engines.options import CommandLine
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
@@ -322,7 +323,7 @@ class EngineModel(ABC):
     # non-torch allocations, NCCL/all-reduce buffers with TP, the CUDA context, captured CUDA graphs.
     non_torch_bytes: int = round(0.13 * GIB)
     non_torch_bytes_tensor_parallel: int = round(0.28 * GIB)
-    cuda_context_bytes: int = 620 * MIB  # measured: 619 MiB on an H100 (PyTorch 2.11, CUDA 13)
+    cuda_context_bytes: int = UNMEASURED_CONTEXT_BYTES  # the GPU's own once known (set_cuda_context)
     cuda_graph_bytes: int = 512 * MIB
     sampler_bytes_per_logit: float = 8.0  # fp32 logits and one working copy
     activation_inside_fraction: bool = True
@@ -340,6 +341,10 @@ class EngineModel(ABC):
         """Memory the fraction gives to weights + inside overhead + KV cache on one of `tensor_parallel`
         GPUs."""
         return int(cuda_total_bytes * fraction)
+
+    def set_cuda_context(self, context_bytes: int) -> None:
+        """Take the CUDA context of the GPU the model plans for (sizing/cuda_context.py)."""
+        self.cuda_context_bytes = context_bytes
 
     def tensor_parallel_buffer_bytes(self, tensor_parallel: int) -> int:
         """NCCL and custom all-reduce buffers on one GPU (none without tensor parallelism)."""

@@ -9,6 +9,7 @@ from enum import Enum
 from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, replay_layers
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
+from vramgate.sizing.cuda_context import cuda_context_bytes
 from vramgate.sizing.engines.base import (
     ALL_FREE_MEMORY,
     TORCH_DTYPE_NAMES,
@@ -346,10 +347,20 @@ class TgiModel(EngineModel):
     # bigcode/starcoderbase on an A100 40GB (issue #801 of huggingface/text-generation-inference, outside
     # the calibration set) shows 1517 MiB free at the start of serving, beside 29,598 MiB of weights
     # (15.52B parameters) and 367,184 tokens of 20 KiB (7,172 MiB) of KV cache, of the card's 40,448 MiB.
-    non_torch_bytes = 2161 * MIB - EngineModel.cuda_context_bytes
+    # That start does not tell its CUDA context from the rest, so a GPU whose context the model puts
+    # below the A100's keeps the whole figure; one above it (H100, B200) adds the difference.
+    measured_outside_torch_bytes = 2161 * MIB
+    measured_context_bytes = cuda_context_bytes("8.0", 108)
+    non_torch_bytes = measured_outside_torch_bytes - measured_context_bytes
 
     def __init__(self, release: Release) -> None:
         self.release = release
+
+    def set_cuda_context(self, context_bytes: int) -> None:
+        super().set_cuda_context(context_bytes)
+        self.non_torch_bytes = self.measured_outside_torch_bytes - min(
+            context_bytes, self.measured_context_bytes
+        )
 
     def default_scheduling(
         self,

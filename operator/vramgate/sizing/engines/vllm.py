@@ -816,8 +816,8 @@ class VllmModel(EngineModel):
     blocks any rank found (executor/executor_base.py@v0.7.2): the driver's profile, sampler included,
     decides, though the other ranks' logs show no sampler term.
     Non-torch growth at TP=1 is the release's (0.13 GiB, 0.26 from 0.18.0), +0.28 GiB of NCCL and all-reduce
-    buffers at TP>1. CUDA context (~0.6 GiB, measured) and graphs (~0.5 GiB for the default capture
-    sizes) stay outside the fraction unless the release counts them.
+    buffers at TP>1. The GPU's CUDA context (sizing/cuda_context.py) and graphs (~0.5 GiB for the default
+    capture sizes) stay outside the fraction unless the release counts them.
     """
 
     engine = Engine.VLLM
