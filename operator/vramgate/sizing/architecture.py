@@ -619,6 +619,7 @@ def quantization_from_config(raw: Any, source: str = "config.json") -> Quantizat
             bits=bits,
             group_size=group if group > 0 else None,
             zero_point_bits=bits,
+            symmetric=method.startswith("gptq") and raw.get("sym") is True,
         )
     if method in ("fp8", "fbgemm_fp8", "modelopt"):
         return Quantization(method="fp8", bits=8)

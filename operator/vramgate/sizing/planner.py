@@ -250,14 +250,15 @@ class _Evaluator:
         if request.weights_bytes_override is not None:
             return math.ceil(request.weights_bytes_override / (tensor_parallel * request.pipeline_parallel))
         padding = engine.expert_padding(gpu, self.weights)
-        key = (tensor_parallel, padding, stage.index, stage.count)
+        resident = engine.resident_weights(gpu, self.weights)
+        key = (tensor_parallel, padding, resident, stage.index, stage.count)
         if key not in self._weights_per_gpu:
-            per_gpu = weights_bytes(request.model, self.weights, tensor_parallel, padding, stage).per_gpu
+            per_gpu = weights_bytes(request.model, resident, tensor_parallel, padding, stage).per_gpu
             self._weights_per_gpu[key] = per_gpu
         return (
             self._weights_per_gpu[key]
             + engine.loaded_buffer_bytes(request.model, self.weights)
-            + engine.weight_rounding_bytes(request.model, self.weights, tensor_parallel, stage)
+            + engine.weight_rounding_bytes(request.model, resident, tensor_parallel, stage)
         )
 
     def may_fit(self, gpu: GpuType, tensor_parallel: int, max_seq_len: int) -> bool:

@@ -63,6 +63,7 @@ class Quantization:
     scale_bytes: float = 2.0
     zero_point_bits: int = 0
     experts_only: bool = False
+    symmetric: bool = False  # the checkpoint's zero points are all the midpoint (GPTQ's sym)
 
     def bytes_per_weight(self) -> float:
         """Average bytes of one quantized weight including its share of scales and zero points."""

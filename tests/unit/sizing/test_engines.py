@@ -970,3 +970,18 @@ def test_vllm_weights_count_each_tensors_allocator_block() -> None:
     whole = pipeline_stages(llama.num_layers, 1)[0]
     assert _vllm("0.16.0").weight_rounding_bytes(llama, llama_awq, 2, whole) == 0
     assert _vllm("0.28.0").weight_rounding_bytes(llama, llama_awq, 2, whole) == 0
+
+
+def test_symmetric_gptq_on_marlin_keeps_no_zero_points() -> None:
+    phi = _config_model("kaitchup/Phi-4-AutoRound-GPTQ-4bit")  # sym true, group 128
+    gptq = resolve_weight_format(phi, Precision.AUTO)
+    assert gptq.quantization is not None and gptq.quantization.symmetric
+    a100, t4 = find_gpu("A100-80GB"), find_gpu("T4")
+    marlin = _vllm("0.6.5", "A100-80GB").resident_weights(a100, gptq)
+    # Half a byte per group of 128 inputs and output: (40 x 7680 + 40 x 5120 + 40 x 35840 + 140 x 5120) / 2
+    # = 1,331,200 bytes a layer for qkv, o, gate_up and down, over 40 layers
+    assert weights_bytes(phi, gptq, 1).per_gpu - weights_bytes(phi, marlin, 1).per_gpu == 40 * 1_331_200
+    # GPTQ's own kernels keep them: below compute capability 8.0, before gptq_marlin, on an unknown GPU
+    assert _vllm("0.6.5", "T4").resident_weights(t4, gptq) == gptq
+    assert _vllm("0.4.0", "A100-80GB").resident_weights(a100, gptq) == gptq
+    assert _vllm("0.6.5", "A100-80GB").resident_weights(unknown_gpu(80 * GIB), gptq) == gptq

@@ -394,6 +394,10 @@ class EngineModel(ABC):
         """How the engine's MoE kernels on this GPU pad expert weights (None: stored as counted)."""
         return None
 
+    def resident_weights(self, gpu: GpuType, weights: WeightFormat) -> WeightFormat:
+        """What of a checkpoint's format the engine keeps on this GPU once loaded (all of it by default)."""
+        return weights
+
     def mla_head_size(self, arch: ModelArchitecture) -> int | None:
         """The head size MLA is cached at as full K and V per head (None: its latent, once per GPU)."""
         return None

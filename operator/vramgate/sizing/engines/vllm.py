@@ -9,7 +9,7 @@ from enum import Enum
 
 from vramgate.sizing.allocator import CachingAllocator, ForwardReplay, held_block_bytes, replay_layers
 from vramgate.sizing.architecture import ModelArchitecture
-from vramgate.sizing.catalog import GpuType
+from vramgate.sizing.catalog import UNKNOWN_GPU, GpuType
 from vramgate.sizing.engines.base import (
     NO_ENCODER_PROFILE,
     NO_PROGRAM_BUFFER,
@@ -134,6 +134,9 @@ CAPTURE_PATH_NON_TORCH_BYTES = round(0.26 * GIB)
 # PyTorch's caching allocator serves requests of 1-10 MiB from segments of this size (kLargeBuffer,
 # c10/cuda/CUDACachingAllocator.cpp), so a pool can hold up to one such segment beyond its live tensors.
 ALLOCATOR_LARGE_SEGMENT = 20 * MIB
+# gptq_marlin's get_min_capability (80 in quantization/gptq_marlin.py@v0.5.2 and @v0.6.5; later releases
+# also run Marlin on 7.5, where the plan still counts the zero points: the larger weights)
+MARLIN_MIN_COMPUTE_CAPABILITY = 8
 # FlashAttention's FULL graphs fix the number of KV splits and pre-allocate fp32 accumulators of
 # [splits, heads, tokens, head size] and [splits, heads, tokens] (vllm/config/attention.py@v0.20.0,
 # flash_attn_max_num_splits_for_cuda_graph; vllm/v1/attention/backends/flash_attn.py@v0.20.0).
@@ -341,6 +344,7 @@ class Release(ReleaseRow):
     non_torch_bytes: int  # non-torch growth the budget subtracts at TP 1 (where the accounting counts it)
     # max_split_size_mb the allocator loads the weights under (None: PyTorch's default, no limit)
     load_max_split_bytes: int | None
+    gptq_marlin: bool  # symmetric GPTQ runs on Marlin from compute capability 8.0, without zero points
     # (hidden-wide, intermediate-wide) tensors alive where a layer's MLP may peak (EngineModel.mlp_peaks)
     mlp_peaks: tuple[tuple[int, int], ...]
 
@@ -381,6 +385,7 @@ def _table() -> tuple[Release, ...]:
         v2_sampler_copies_fp32=True,
         non_torch_bytes=EngineModel.non_torch_bytes,
         load_max_split_bytes=None,
+        gptq_marlin=False,
         mlp_peaks=((4, 3),),
     )
     add(
@@ -409,6 +414,15 @@ def _table() -> tuple[Release, ...]:
         "the budget subtracts the drop in free memory since the worker started: no CUDA context",
         "vllm/worker/worker.py@v0.3.1",
         accounting=Accounting.FREE_DROP,
+    )
+    add(
+        (0, 5, 2),
+        "a GPTQ checkpoint with sym true runs as gptq_marlin from compute capability 8.0, and its zero "
+        "points never reach the GPU: qzeros is created on the meta device (0.5.2), later replaced by an "
+        "empty tensor after loading (MarlinLinearKernel, zero_points=False for GPTQ)",
+        "vllm/model_executor/layers/quantization/gptq_marlin.py@v0.5.2 (is_gptq_marlin_compatible, "
+        "create_weights), quantization/kernels/marlin.py@v0.6.5, quantization/auto_gptq.py@v0.28.0",
+        gptq_marlin=True,
     )
     add(
         (0, 5, 3),
@@ -1107,6 +1121,16 @@ class VllmModel(EngineModel):
         # the smaller, in every V1 release (vllm/engine/arg_utils.py@v0.8.0, v0.8.5, v0.9.1, v0.28.0).
         tokens = (16384 if large else 8192) if self.offline else (8192 if large else 2048)
         return Scheduling(1024 if large else 256, tokens, block)
+
+    def resident_weights(self, gpu: GpuType, weights: WeightFormat) -> WeightFormat:
+        """Symmetric GPTQ on Marlin keeps no zero points: 0.5 bytes per 128 weights fewer at group 128.
+        A GPU known only by its memory keeps them, since older ones run GPTQ's own kernels."""
+        quant = weights.quantization
+        if quant is None or not (self.release.gptq_marlin and quant.method == "gptq" and quant.symmetric):
+            return weights
+        if gpu.name == UNKNOWN_GPU or gpu.compute_capability_major < MARLIN_MIN_COMPUTE_CAPABILITY:
+            return weights
+        return replace(weights, quantization=replace(quant, zero_point_bits=0))
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
         """MXFP4 experts: Blackwell's FlashInfer kernels pad both sizes to 256; Hopper's layout is the
