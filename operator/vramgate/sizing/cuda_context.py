@@ -16,9 +16,10 @@ beyond it: 91 MiB, on an H100 SXM (PyTorch 2.11, CUDA 13: 619 MiB measured by to
 and torch.cuda.mem_get_info, less 132 x 2,048 x 2 KiB = 528 MiB). The other public figures stay below the
 result: an L4's 0.19 GiB used at a vLLM 0.29 start (21.84 of 22.03 GiB free; 265 MiB here), an RTX 3090's
 256 MiB under PyTorch 2.7 (invoke-ai/InvokeAI issue #9413; 337 MiB here), an A100 80GB's 0.41 GiB at a
-vLLM 0.31 start (79.25 GiB total; 523 MiB here) and an L40S's 0.49 GiB at a vLLM tensor-parallel start
-(44.42 GiB total, NCCL included; 517 MiB here). NCCL's buffers and cuBLAS's workspace are not part of it:
-the engines count them as non-torch memory.
+vLLM 0.31 start (79.25 GiB total; 523 MiB here), an L40S's 0.49 GiB at a vLLM tensor-parallel start
+(44.42 GiB total, NCCL included; 517 MiB here) and an H200's 0.51 GiB at a vLLM start (139.29 of 139.8 GiB
+free; 619 MiB here). A start's used memory holds the context and more, so it bounds the context from
+above. NCCL's buffers and cuBLAS's workspace are not part of it: the engines count them as non-torch memory.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ def test_an_unlisted_compute_capability_takes_the_most_resident_threads() -> Non
         ("8.6", 82, 256 * MIB),  # RTX 3090 under PyTorch 2.7, nvidia-smi
         ("8.0", 108, round(0.41 * GIB)),  # A100 80GB, vLLM 0.31: 78.84 of 79.25 GiB free at start
         ("8.9", 142, round(0.49 * GIB)),  # L40S, vLLM at TP 4: 43.93 of 44.42 GiB, NCCL included
+        ("9.0", 132, round(0.51 * GIB)),  # H200, vLLM: 139.29 of 139.8 GiB free at start
         ("12.0", 188, 555 * MIB),  # RTX PRO 6000 Blackwell, bare cudaMemGetInfo
         ("8.9", 34, 107 * MIB),  # RTX 4060 Ti, bare cudaMemGetInfo
     ],
