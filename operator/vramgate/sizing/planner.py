@@ -841,7 +841,7 @@ def _to_plan(
         activation_bytes_per_gpu=chosen.overhead.activation_bytes,
         outside_bytes_per_gpu=chosen.overhead.outside_bytes,
         cuda_graph_bytes_per_gpu=chosen.overhead.cuda_graph_bytes,
-        cuda_graphs_inside_fraction=chosen.engine.cuda_graphs_inside_fraction,
+        cuda_graphs_inside_fraction=chosen.engine.cuda_graphs_inside(arch, evaluator.weights),
         overhead_bytes=chosen.overhead.inside_bytes * gpus,
         overhead_bytes_per_gpu=chosen.overhead.inside_bytes,
         required_bytes=chosen.required_bytes * gpus,

@@ -985,3 +985,16 @@ def test_symmetric_gptq_on_marlin_keeps_no_zero_points() -> None:
     assert _vllm("0.6.5", "T4").resident_weights(t4, gptq) == gptq
     assert _vllm("0.4.0", "A100-80GB").resident_weights(a100, gptq) == gptq
     assert _vllm("0.6.5", "A100-80GB").resident_weights(unknown_gpu(80 * GIB), gptq) == gptq
+
+
+def test_the_v2_model_runner_counts_cuda_graphs_inside_the_fraction_only_from_0_29() -> None:
+    llama = load_model(LLAMA_8B)  # a type the V2 runner serves from 0.23.0
+    bf16 = resolve_weight_format(llama, Precision.BF16)
+    inside = {v: _vllm(v).cuda_graphs_inside(llama, bf16) for v in ("0.19.0", "0.22.0", "0.28.0", "0.29.0")}
+    # before 0.20 no estimate; 0.22 runs V1, which estimates; 0.28's V2 profile_cudagraph_memory returns 0
+    assert inside == {"0.19.0": False, "0.22.0": True, "0.28.0": False, "0.29.0": True}
+    assert _vllm("0.28.0").runs_v2_model_runner(llama, bf16)
+    scheduling = Scheduling(256, 2048, 16)
+    v2, v1 = (_vllm(v).overhead(llama, bf16, 1, scheduling) for v in ("0.28.0", "0.22.0"))
+    # the graphs still need room: outside the fraction, beside the CUDA context
+    assert v2.outside_bytes - v1.outside_bytes == v2.cuda_graph_bytes

@@ -350,6 +350,10 @@ class EngineModel(ABC):
         """NCCL and custom all-reduce buffers on one GPU (none without tensor parallelism)."""
         return self.non_torch_bytes_tensor_parallel if tensor_parallel > 1 else 0
 
+    def cuda_graphs_inside(self, arch: ModelArchitecture, weights: WeightFormat) -> bool:
+        """Whether the profile's CUDA graph estimate for this model counts inside the fraction."""
+        return self.cuda_graphs_inside_fraction
+
     cuda_graphs_inside_fraction: bool = False
     cuda_graphs_follow_batch: bool = False  # the graphs depend on the batch limit (cuda_graph_bytes_for)
     # How the engine groups uneven attention types for its paged cache (KvLayout.larger_group_below).
@@ -453,7 +457,7 @@ class EngineModel(ABC):
 
         follows = self.cuda_graphs_follow_batch and max_num_seqs is None
         graphs = CudaGraphMemory(
-            graphs_at(max_num_seqs), self.cuda_graphs_inside_fraction, graphs_at if follows else None
+            graphs_at(max_num_seqs), self.cuda_graphs_inside(arch, weights), graphs_at if follows else None
         )
         outside = self.cuda_context_bytes
         if self.cuda_context_inside_fraction:

@@ -338,6 +338,7 @@ class Release(ReleaseRow):
     # V2's profile samples its dummy batch with no sampling parameters: the logits in the compute dtype,
     # before 0.26.0 also copied to fp32 (VllmModel.sampler_logit_bytes)
     v2_sampler_copies_fp32: bool
+    v2_estimates_cuda_graphs: bool  # the V2 runner's profile estimates its CUDA graphs (else 0 inside)
     # A cold compile inside the profile benchmarks Inductor's kernels on random copies of their inputs,
     # the embedding table among them (VllmModel.compile_profile_bytes)
     compile_copies_embedding: bool
@@ -383,6 +384,7 @@ def _table() -> tuple[Release, ...]:
         model_runner=ModelRunner.V1,
         v2_model_types=frozenset(),
         v2_sampler_copies_fp32=True,
+        v2_estimates_cuda_graphs=False,
         non_torch_bytes=EngineModel.non_torch_bytes,
         load_max_split_bytes=None,
         gptq_marlin=False,
@@ -701,10 +703,14 @@ def _table() -> tuple[Release, ...]:
         (0, 29, 0),
         "the V2 model runner serves every model by default, on CUDA with Triton, where the config uses "
         "nothing it lacks (the features it lacks are ones the operator refuses: LoRA and most "
-        "speculative methods among them)",
+        "speculative methods among them); its profile now estimates the CUDA graphs, which count inside "
+        "the fraction as V1's do (before, its profile_cudagraph_memory returned 0: "
+        "v1/worker/gpu/model_runner.py@v0.23.0 to @v0.28.0)",
         "vllm/config/vllm.py@v0.29.0 and @v0.33.0 (use_v2_model_runner, "
-        "_get_v2_model_runner_unsupported_features)",
+        "_get_v2_model_runner_unsupported_features), v1/worker/gpu/model_runner.py@v0.29.0 "
+        "(profile_cudagraph_memory, gpu/cudagraph_utils.py)",
         model_runner=ModelRunner.V2,
+        v2_estimates_cuda_graphs=True,
     )
     add(
         (0, 31, 0),
@@ -936,6 +942,14 @@ class VllmModel(EngineModel):
         per_layer = MOE_GRAPH_BYTES_PER_LAYER if arch.is_moe else DENSE_GRAPH_BYTES_PER_LAYER
         steps = max(ceil_div(layers * per_layer, GRAPH_STEP_BYTES), 2)
         return profile.bound_bytes(first_full, forward_bytes_per_token, steps * GRAPH_STEP_BYTES)
+
+    def cuda_graphs_inside(self, arch: ModelArchitecture, weights: WeightFormat) -> bool:
+        """From 0.20.0 the profile's CUDA graph estimate counts inside the fraction, but the V2 model runner
+        estimated nothing before 0.29.0 (v1/worker/gpu/model_runner.py@v0.23.0 to @v0.28.0:
+        profile_cudagraph_memory returns 0): its graphs are captured after the KV cache, outside."""
+        if not self.release.cuda_graphs_inside_fraction:
+            return False
+        return self.release.v2_estimates_cuda_graphs or not self.runs_v2_model_runner(arch, weights)
 
     def runs_v2_model_runner(self, arch: ModelArchitecture, weights: WeightFormat) -> bool:
         """Whether the release serves this model on the V2 model runner by default."""
