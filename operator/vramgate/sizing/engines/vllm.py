@@ -1209,9 +1209,14 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     )
     if release.cuda_graphs_inside_fraction:
         assumptions.append(
-            "CUDA graphs: vLLM estimates their memory while profiling and counts it inside the fraction; "
-            "the plan counts a bound on that estimate (attention buffers and the forward from the source, "
-            "the driver's cost per graph from public logs), not the figure itself"
+            "CUDA graphs: vLLM estimates their memory while profiling and counts it inside the fraction"
+            + (
+                ""
+                if release.v2_estimates_cuda_graphs
+                else " (not on the V2 model runner, which estimates none)"
+            )
+            + "; the plan counts a bound on that estimate (attention buffers and the forward from the "
+            "source, the driver's cost per graph from public logs), not the figure itself"
         )
     if release.flashinfer_sampler and build.flashinfer is None and not flashinfer:
         assumptions.append(
