@@ -51,6 +51,7 @@ from support.apimetrics import api_writes, scrape, webhook_seconds, writes_since
 from support.controlplane import LocalControlPlane  # noqa: E402
 from support.kubectl import kubectl  # noqa: E402
 from support.operator import OperatorProcess, remove_webhook_configuration  # noqa: E402
+from support.wait import wait_for  # noqa: E402
 from vramgate import manifests  # noqa: E402
 from vramgate.crd import CRD_NAME  # noqa: E402
 from vramgate.decision import decide  # noqa: E402
@@ -101,13 +102,9 @@ class Cluster:
         )
         crd = REPOSITORY / "crds" / f"{CRD_NAME}.yaml"
         kubectl("apply", "--server-side", "-f", str(crd), kubeconfig=self.kubeconfig)
-        kubectl(
-            "wait",
-            "--for=condition=Established",
-            f"crd/{CRD_NAME}",
-            "--timeout=60s",
-            kubeconfig=self.kubeconfig,
-        )
+        # `kubectl wait` fails at once, instead of waiting, while the new CRD has no conditions yet.
+        established = ("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+        wait_for(lambda: kubectl(*established, kubeconfig=self.kubeconfig, check=False).returncode == 0, 60)
         self.objects = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         self.folder = Path(tempfile.mkdtemp(prefix="vramgate-scale-"))
