@@ -7,6 +7,7 @@ and, when nothing fits, says why in numbers and what would.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -187,7 +188,7 @@ class _Evaluation:
     target_kv_bytes: int
     fits: bool
     # Per GPU, inside the fraction: weights + runtime overhead + KV cache for the target, with the safety
-    # margin on it (`_Stage.required`).
+    # margin on it (`_Stage.required_bytes`).
     required_bytes: int
     # KV memory the engine is predicted to get at the fraction, after its own profile at launch.
     kv_pool_bytes: int
@@ -213,7 +214,6 @@ class _Evaluator:
         self.request = request
         self._engines: dict[str, EngineModel] = {}
         self._weights_per_gpu: dict[tuple[object, ...], int] = {}
-        self._shapes: dict[tuple[object, ...], _StageShape] = {}
         self._least_kv: dict[tuple[object, ...], tuple[int, KvLayout]] = {}
         self.weights = resolve_weight_format(request.model, request.precision)
         self.kv_element_bytes = kv_element_bytes(request.kv_cache_dtype, self.weights)
@@ -293,22 +293,6 @@ class _Evaluator:
         least, layout = self._least_kv[key]
         return least if engine.free_memory_rule(layout, max_seq_len, 1).kept_per_10k == 10_000 else None
 
-    def layout(self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, block: int) -> KvLayout:
-        """The KV layout on a GPU of `stage`, as `engine` pages it."""
-        arch = self.request.model
-        layout = kv_layout(
-            arch,
-            self.kv_element_bytes,
-            tensor_parallel,
-            block,
-            stage,
-            engine.mla_head_size(arch),
-            engine.larger_group_below,
-        )
-        if engine.sliding_window_paged or not layout.num_sliding_window_layers:
-            return layout
-        return replace(layout, num_sliding_window_layers=0)
-
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""
         arch = self.request.model
@@ -355,6 +339,10 @@ class _Evaluator:
     def _at(stages: list[_Stage], fraction: float) -> _Evaluation:
         return min((stage.at(fraction) for stage in stages), key=lambda e: (e.max_concurrency, e.max_batch))
 
+    def layout(self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, block: int) -> KvLayout:
+        """The KV layout on a GPU of `stage`, as `engine` pages it."""
+        return _paged_layout(engine, self.request.model, self.kv_element_bytes, tensor_parallel, stage, block)
+
     def shape(
         self,
         engine: EngineModel,
@@ -366,13 +354,25 @@ class _Evaluator:
         graph_seqs: int | None,
     ) -> _StageShape:
         """A stage's KV layout and overhead: the same for every GPU type that runs the same engine model
-        with the same batch limits, so computed once for them all."""
-        key = (engine, tensor_parallel, stage.index, stage.count, max_seq_len, block, batched, graph_seqs)
-        if key not in self._shapes:
-            self._shapes[key] = _StageShape.of(
-                self, engine, tensor_parallel, stage, max_seq_len, block, batched, graph_seqs
+        with the same batch limits, and for every later request of the same model and target, so
+        computed once for them all (`_stage_shape`)."""
+        request = self.request
+        return _stage_shape(
+            _ShapeKey(
+                engine,
+                request.model,
+                self.weights,
+                self.kv_element_bytes,
+                request.overhead_bytes_override,
+                request.concurrency,
+                tensor_parallel,
+                stage,
+                max_seq_len,
+                block,
+                batched,
+                graph_seqs,
             )
-        return self._shapes[key]
+        )
 
 
 class _Stage:
@@ -410,16 +410,12 @@ class _Stage:
         self.curve, self.target_overhead = shape.curve, shape.target_overhead
         outside = self.target_overhead.outside_bytes
         self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
-
-    def required(self, num_seqs: int) -> int:
-        """Per GPU, inside the fraction, for `num_seqs` max-length sequences."""
-        kv = KV_SAFETY_MARGIN.pool_for(num_seqs * self.sequence_bytes)
-        return self.weights_per_gpu + self.curve.budget_for(kv, num_seqs)
+        # Per GPU, inside the fraction, for the target's max-length sequences.
+        self.required_bytes = self.weights_per_gpu + shape.target_budget_bytes
 
     def needed_fraction(self) -> float:
         return _ceil_fraction(
-            self.required(self.request.concurrency)
-            / self.engine.usable_bytes(self.total, 1.0, self.tensor_parallel)
+            self.required_bytes / self.engine.usable_bytes(self.total, 1.0, self.tensor_parallel)
         )
 
     def at(self, fraction: float) -> _Evaluation:
@@ -460,7 +456,7 @@ class _Stage:
             max_concurrency=max_concurrency,
             target_kv_bytes=target * self.sequence_bytes,
             fits=fits,
-            required_bytes=self.required(target),
+            required_bytes=self.required_bytes,
             kv_pool_bytes=pool,
         )
 
@@ -473,41 +469,85 @@ class _StageShape:
     sequence_bytes: int
     curve: OverheadCurve
     target_overhead: Overhead  # at the target concurrency
+    # What the target's sequences need besides the weights: overhead and the KV pool that holds them with
+    # the safety margin on it.
+    target_budget_bytes: int
 
-    @staticmethod
-    def of(
-        evaluator: _Evaluator,
-        engine: EngineModel,
-        tensor_parallel: int,
-        stage: PipelineStage,
-        max_seq_len: int,
-        block: int,
-        batched: int,
-        graph_seqs: int | None,
-    ) -> _StageShape:
-        request, arch = evaluator.request, evaluator.request.model
-        layout = evaluator.layout(engine, tensor_parallel, stage, block)
-        if request.overhead_bytes_override is not None:
-            override = request.overhead_bytes_override  # a known figure, all inside the fraction
-            curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
-        else:
-            curve = engine.overhead_curve(
-                arch,
-                evaluator.weights,
-                tensor_parallel,
-                batched,
-                samples=stage.is_last,
-                embeds=stage.is_first,
-                layers=stage.layers,
-                max_num_seqs=graph_seqs,
-                kv_cache_fp8=evaluator.kv_element_bytes == 1,
-            )
-        free_memory = engine.free_memory_rule(layout, max_seq_len, batched)
-        if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
-            curve = replace(curve, free_memory=free_memory)
-        return _StageShape(
-            layout, layout.bytes_per_sequence(max_seq_len, batched), curve, curve.at(request.concurrency)
+
+@dataclass(frozen=True)
+class _ShapeKey:
+    """All a stage's KV layout and overhead depend on: equal keys give equal shapes, whatever the request,
+    GPU type or plan they come from (the engine model is one object per release and GPU)."""
+
+    engine: EngineModel
+    model: ModelArchitecture
+    weights: WeightFormat
+    kv_element_bytes: int
+    overhead_bytes_override: int | None
+    concurrency: int
+    tensor_parallel: int
+    stage: PipelineStage
+    max_seq_len: int
+    block: int
+    batched: int
+    graph_seqs: int | None
+
+
+# Bounded: a whole-field plan builds about 40 shapes, a pinned one one or two, so this keeps the last few
+# dozen distinct requests' (the webhook and the reconciler plan the same specs again and again).
+@functools.lru_cache(maxsize=1024)
+def _stage_shape(key: _ShapeKey) -> _StageShape:
+    engine, arch, stage, batched = key.engine, key.model, key.stage, key.batched
+    layout = _paged_layout(engine, arch, key.kv_element_bytes, key.tensor_parallel, stage, key.block)
+    if key.overhead_bytes_override is not None:
+        override = key.overhead_bytes_override  # a known figure, all inside the fraction
+        curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
+    else:
+        curve = engine.overhead_curve(
+            arch,
+            key.weights,
+            key.tensor_parallel,
+            batched,
+            samples=stage.is_last,
+            embeds=stage.is_first,
+            layers=stage.layers,
+            max_num_seqs=key.graph_seqs,
+            kv_cache_fp8=key.kv_element_bytes == 1,
         )
+    free_memory = engine.free_memory_rule(layout, key.max_seq_len, batched)
+    if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
+        curve = replace(curve, free_memory=free_memory)
+    sequence_bytes = layout.bytes_per_sequence(key.max_seq_len, batched)
+    target_kv = KV_SAFETY_MARGIN.pool_for(key.concurrency * sequence_bytes)
+    return _StageShape(
+        layout,
+        sequence_bytes,
+        curve,
+        curve.at(key.concurrency),
+        curve.budget_for(target_kv, key.concurrency),
+    )
+
+
+def _paged_layout(
+    engine: EngineModel,
+    arch: ModelArchitecture,
+    kv_element_bytes: int,
+    tensor_parallel: int,
+    stage: PipelineStage,
+    block: int,
+) -> KvLayout:
+    layout = kv_layout(
+        arch,
+        kv_element_bytes,
+        tensor_parallel,
+        block,
+        stage,
+        engine.mla_head_size(arch),
+        engine.larger_group_below,
+    )
+    if engine.sliding_window_paged or not layout.num_sliding_window_layers:
+        return layout
+    return replace(layout, num_sliding_window_layers=0)
 
 
 def _ceil_fraction(value: float) -> float:

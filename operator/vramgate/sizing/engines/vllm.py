@@ -300,7 +300,7 @@ def cuda_graph_capture_sizes(
     return sorted(sizes)
 
 
-@functools.cache  # a plan asks for the same few limits on every GPU type
+@functools.lru_cache(maxsize=1024)  # a plan asks for the same few limits on every GPU type
 def _capture_profile(
     rule: CaptureSizes, ceiling: int, max_num_seqs: int | None, max_num_batched_tokens: int
 ) -> CudaGraphProfile:
@@ -827,6 +827,18 @@ def _replay_v0_forward(
     return ForwardReplay(pool.peak_reserved_bytes + skipped, pool.peak_allocated_bytes)
 
 
+@functools.lru_cache(maxsize=1024)  # every GPU type and every plan of a model asks for the same few
+def _weight_rounding_bytes(
+    arch: ModelArchitecture,
+    weights: WeightFormat,
+    tensor_parallel: int,
+    stage: PipelineStage,
+    max_split_bytes: int | None,
+) -> int:
+    sizes = weight_tensor_sizes(arch, weights, tensor_parallel, stage)
+    return sum((held_block_bytes(size, max_split_bytes) - size) * count for size, count in sizes.items())
+
+
 class VllmModel(EngineModel):
     """vLLM: `--gpu-memory-utilization` x CUDA total = weights + profiled peak + non-torch + KV cache.
 
@@ -1090,8 +1102,7 @@ class VllmModel(EngineModel):
         down_proj 42.5 MiB: 0.12 GiB over 40 layers). Blocks a repack reuses can only be larger, up to
         20 MiB (get_free_block), so this is the least the figure counts."""
         max_split = self.release.load_max_split_bytes
-        sizes = weight_tensor_sizes(arch, weights, tensor_parallel, stage)
-        return sum((held_block_bytes(size, max_split) - size) * count for size, count in sizes.items())
+        return _weight_rounding_bytes(arch, weights, tensor_parallel, stage, max_split)
 
     def persistent_workspace_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
