@@ -727,6 +727,22 @@ def test_an_unstated_tgi_release_is_the_default_images() -> None:
     assert _tgi("latest").release_label == "3.3.7"
 
 
+def test_a_release_newer_than_the_newest_read_is_said() -> None:
+    """A newer release runs on the newest read release's rules, and the plan says so; the newest itself
+    and older ones do not."""
+    newer = _vllm("0.40.1", image="vllm/vllm-openai:v0.40.1").assumptions
+    newest = _vllm("0.33.0", image="vllm/vllm-openai:v0.33.0").assumptions
+    assert newer == (
+        "vLLM 0.40.1 is newer than the newest release read (0.33.0): the rules of 0.33.0 apply",
+        *newest,
+    )
+    assert not any("newer" in note for note in newest)
+    assert _tgi("4.0.0").assumptions == (
+        "TGI 4.0.0 is newer than the newest release read (3.3.7): the rules of 3.3.7 apply",
+    )
+    assert _tgi("3.3.7").assumptions == ()
+
+
 @pytest.mark.parametrize("free_memory", [ALL_FREE_MEMORY, FreeMemoryRule(9_500, GIB)])
 @pytest.mark.parametrize("margin", [NO_KV_SAFETY_MARGIN, KvSafetyMargin(150, GIB // 3)])
 @pytest.mark.parametrize("engine", list(Engine))

@@ -112,7 +112,9 @@ def test_an_unstated_or_unread_release_is_said() -> None:
     assert unstated.assumptions == ("SGLang release not stated: the defaults of v0.5.3-cu129 apply",)
     newer = engine_model(Engine.SGLANG, EngineBuild("0.5.23"))
     assert newer.release_label == "0.5.23"
-    assert newer.assumptions == ("SGLang 0.5.23: the defaults of 0.5.10 apply",)
+    assert newer.assumptions == (
+        "SGLang 0.5.23 is newer than the newest release read (0.5.10): the rules of 0.5.10 apply",
+    )
     assert engine_model(Engine.SGLANG, EngineBuild("v0.4.6.post2")).release_label == "0.4.6.post2"
 
 

@@ -651,6 +651,17 @@ def parse_version(version: str | None) -> tuple[int, ...] | None:
     return number
 
 
+def beyond_newest_read(engine: str, label: str, version: tuple[int, ...], newest: str) -> tuple[str, ...]:
+    """The assumption to state when a build is newer than the newest release whose source was read: its
+    rules are that release's, which nobody checked against the newer source."""
+    newest_version = parse_version(newest)
+    assert newest_version is not None
+    if version[:3] <= newest_version:
+        return ()
+    said = f"{engine} {label} is newer than the newest release read ({newest})"
+    return (f"{said}: the rules of {newest} apply",)
+
+
 def format_fraction(value: float) -> str:
     """A memory fraction as the engines take it: two decimals, as the planner rounds it."""
     return f"{value:.2f}"

@@ -20,6 +20,7 @@ from vramgate.sizing.engines.base import (
     ReleaseRow,
     ReleaseTable,
     Scheduling,
+    beyond_newest_read,
     format_fraction,
     parse_version,
 )
@@ -495,8 +496,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         version = release_version(assumed) or RELEASES[-1].first
         said = f" ({stated!r})" if stated else ""
         assumptions.append(f"SGLang release not stated{said}: the defaults of {assumed} apply")
-    if version[:3] > RELEASES[-1].first:
-        assumptions.append(f"SGLang {release_label(version)}: the defaults of {NEWEST_READ_VERSION} apply")
+    assumptions.extend(beyond_newest_read("SGLang", release_label(version), version, NEWEST_READ_VERSION))
     model = SglangModel()
     model.compute_capability_major = compute_capability_major
     model.release = next((row for row in reversed(RELEASES) if row.first <= version), RELEASES[0])

@@ -24,6 +24,7 @@ from vramgate.sizing.engines.base import (
     ReleaseRow,
     ReleaseTable,
     Scheduling,
+    beyond_newest_read,
     format_fraction,
     parse_version,
 )
@@ -497,7 +498,10 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     rows = [row for row in RELEASES if row.first <= version]
     model = TgiModel(rows[-1] if rows else RELEASES[0])
     model.release_label = ".".join(str(part) for part in version)
-    model.assumptions = assumptions
+    model.assumptions = (
+        *assumptions,
+        *beyond_newest_read("TGI", model.release_label, version, NEWEST_READ_VERSION),
+    )
     return model
 
 

@@ -26,6 +26,7 @@ from vramgate.sizing.engines.base import (
     ReleaseRow,
     ReleaseTable,
     Scheduling,
+    beyond_newest_read,
     format_fraction,
     parse_version,
 )
@@ -1237,7 +1238,10 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
     model.release_label = ".".join(str(part) for part in version) + (
         " (V0 engine)" if release.v0_engine else ""
     )
-    model.assumptions = tuple(assumptions)
+    model.assumptions = (
+        *beyond_newest_read("vLLM", model.release_label, version, NEWEST_READ_VERSION),
+        *assumptions,
+    )
     return model
 
 
