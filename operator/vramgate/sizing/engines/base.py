@@ -12,7 +12,6 @@ each constant says what it stands for.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -449,11 +448,16 @@ class EngineModel(ABC):
             non_torch += self.tensor_parallel_buffer_bytes(tensor_parallel)
         stage_layers = arch.num_layers if layers is None else layers
 
-        @functools.cache  # the planner asks again for the batch limits it compares
+        # The planner asks again for the batch limits it compares. A dict, not functools.cache: a plan
+        # builds a curve per GPU type and count, and decorating each closure cost more than it saved.
+        graphs_by_seqs: dict[int | None, int] = {}
+
         def graphs_at(num_seqs: int | None) -> int:
-            return self.cuda_graph_bytes_for(
-                arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs, kv_cache_fp8
-            )
+            if num_seqs not in graphs_by_seqs:
+                graphs_by_seqs[num_seqs] = self.cuda_graph_bytes_for(
+                    arch, tensor_parallel, stage_layers, element * widest, tokens, num_seqs, kv_cache_fp8
+                )
+            return graphs_by_seqs[num_seqs]
 
         follows = self.cuda_graphs_follow_batch and max_num_seqs is None
         graphs = CudaGraphMemory(
