@@ -24,6 +24,7 @@ from vramgate.sizing.engines import (
     OverheadCurve,
     engine_model,
 )
+from vramgate.sizing.engines.base import NO_PROGRAM_BUFFER
 from vramgate.sizing.errors import SizingError
 from vramgate.sizing.memory import (
     KvLayout,
@@ -497,35 +498,116 @@ class _ShapeKey:
 # dozen distinct requests' (the webhook and the reconciler plan the same specs again and again).
 @functools.lru_cache(maxsize=1024)
 def _stage_shape(key: _ShapeKey) -> _StageShape:
-    engine, arch, stage, batched = key.engine, key.model, key.stage, key.batched
-    layout = _paged_layout(engine, arch, key.kv_element_bytes, key.tensor_parallel, stage, key.block)
-    if key.overhead_bytes_override is not None:
-        override = key.overhead_bytes_override  # a known figure, all inside the fraction
-        curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
-    else:
-        curve = engine.overhead_curve(
-            arch,
-            key.weights,
-            key.tensor_parallel,
-            batched,
-            samples=stage.is_last,
-            embeds=stage.is_first,
-            layers=stage.layers,
-            max_num_seqs=key.graph_seqs,
-            kv_cache_fp8=key.kv_element_bytes == 1,
-        )
-    free_memory = engine.free_memory_rule(layout, key.max_seq_len, batched)
-    if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
-        curve = replace(curve, free_memory=free_memory)
-    sequence_bytes = layout.bytes_per_sequence(key.max_seq_len, batched)
-    target_kv = KV_SAFETY_MARGIN.pool_for(key.concurrency * sequence_bytes)
+    """The shape on the key's GPU: the curve of GPU types whose engine behaves alike and of any target
+    concurrency (`_shared_shape`), with this GPU's own terms and the target's figures put in."""
+    engine = key.engine
+    shared = _shared_shape(
+        _alike(engine),
+        key.model,
+        key.weights,
+        key.kv_element_bytes,
+        key.overhead_bytes_override,
+        key.tensor_parallel,
+        key.stage,
+        key.max_seq_len,
+        key.block,
+        key.batched,
+        key.graph_seqs,
+    )
+    curve = shared.curve
+    if key.overhead_bytes_override is None:
+        curve = _on_gpu(curve, shared.engine, engine, key.model, key.weights, key.stage.is_last)
+    target_kv = KV_SAFETY_MARGIN.pool_for(key.concurrency * shared.sequence_bytes)
     return _StageShape(
-        layout,
-        sequence_bytes,
+        shared.layout,
+        shared.sequence_bytes,
         curve,
         curve.at(key.concurrency),
         curve.budget_for(target_kv, key.concurrency),
     )
+
+
+# What `engine_model` sets per GPU type on engine models that are otherwise alike. A stage's KV layout and
+# overhead curve read them only in the curve's CUDA context terms and its sampler's per-program buffer
+# (`_on_gpu`), so GPU types that run the same release the same way share the rest, the costly part.
+_GPU_TERMS = frozenset({"cuda_context_bytes", "sm_count"})
+# The first engine model seen of each behaviour; as many as the release tables' rows and builds.
+_FIRST_ALIKE: dict[tuple[object, ...], EngineModel] = {}
+
+
+@functools.lru_cache(maxsize=1024)
+def _alike(engine: EngineModel) -> EngineModel:
+    """The engine model that computes the shared shapes of those that differ from `engine` only in
+    their GPU terms (engine models are immutable once made, see engine_model)."""
+    behaviour = (type(engine), *sorted((n, v) for n, v in vars(engine).items() if n not in _GPU_TERMS))
+    return _FIRST_ALIKE.setdefault(behaviour, engine)
+
+
+@dataclass(frozen=True)
+class _SharedShape:
+    engine: EngineModel  # the one that computed the curve
+    layout: KvLayout
+    sequence_bytes: int
+    curve: OverheadCurve
+
+
+# As bounded as the shapes, of which a whole-field plan has over twice as many (32 to 14).
+@functools.lru_cache(maxsize=1024)
+def _shared_shape(
+    engine: EngineModel,
+    arch: ModelArchitecture,
+    weights: WeightFormat,
+    kv_element_bytes: int,
+    overhead_bytes_override: int | None,
+    tensor_parallel: int,
+    stage: PipelineStage,
+    max_seq_len: int,
+    block: int,
+    batched: int,
+    graph_seqs: int | None,
+) -> _SharedShape:
+    """What of a shape holds for any target concurrency and, as `engine` is `_alike`'s, for every GPU type
+    alike: its key's fields but those two, as arguments (cheaper to key on than a copied key)."""
+    layout = _paged_layout(engine, arch, kv_element_bytes, tensor_parallel, stage, block)
+    if overhead_bytes_override is not None:
+        override = overhead_bytes_override  # a known figure, all inside the fraction
+        curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
+    else:
+        curve = engine.overhead_curve(
+            arch,
+            weights,
+            tensor_parallel,
+            batched,
+            samples=stage.is_last,
+            embeds=stage.is_first,
+            layers=stage.layers,
+            max_num_seqs=graph_seqs,
+            kv_cache_fp8=kv_element_bytes == 1,
+        )
+    free_memory = engine.free_memory_rule(layout, max_seq_len, batched)
+    if free_memory != curve.free_memory:  # most engines keep all of it: no copy per stage
+        curve = replace(curve, free_memory=free_memory)
+    return _SharedShape(engine, layout, layout.bytes_per_sequence(max_seq_len, batched), curve)
+
+
+def _on_gpu(
+    curve: OverheadCurve,
+    computed_on: EngineModel,
+    engine: EngineModel,
+    arch: ModelArchitecture,
+    weights: WeightFormat,
+    samples: bool,
+) -> OverheadCurve:
+    """`curve`, computed by `computed_on`, as `engine` (alike but for its GPU terms) computes it: the CUDA
+    context counts inside or beside the fraction (EngineModel.overhead_curve), the sampler's buffer is
+    per streaming multiprocessor."""
+    if computed_on is engine:
+        return curve
+    sampler = engine.sampler_program_buffer(arch, weights) if samples else NO_PROGRAM_BUFFER
+    if engine.cuda_context_inside_fraction:
+        non_torch = curve.non_torch_bytes - computed_on.cuda_context_bytes + engine.cuda_context_bytes
+        return replace(curve, non_torch_bytes=non_torch, sampler_buffer=sampler)
+    return replace(curve, outside_bytes=engine.cuda_context_bytes, sampler_buffer=sampler)
 
 
 def _paged_layout(

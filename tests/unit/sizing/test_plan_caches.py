@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from vramgate.sizing import Plan, PlanRequest, find_gpu, model_catalog, plan
+from vramgate.sizing import Plan, PlanRequest, find_gpu, gpu_catalog, model_catalog, plan
 from vramgate.sizing.engines import Engine
 from vramgate.sizing.engines import vllm as vllm_engine
-from vramgate.sizing.planner import _stage_shape
+from vramgate.sizing.planner import _FIRST_ALIKE, _alike, _shared_shape, _stage_shape
 from vramgate.sizing.precision import KvCacheDtype, Precision
 
 
@@ -42,11 +42,14 @@ def _requests() -> list[PlanRequest]:
     return requests
 
 
-def _afresh(request: PlanRequest) -> Plan:
+def _afresh(request: PlanRequest, alternatives: bool = True) -> Plan:
     _stage_shape.cache_clear()
+    _shared_shape.cache_clear()
+    _alike.cache_clear()
+    _FIRST_ALIKE.clear()
     vllm_engine._weight_rounding_bytes.cache_clear()
     vllm_engine._capture_profile.cache_clear()
-    return plan(request)
+    return plan(request, alternatives=alternatives)
 
 
 def test_a_plan_is_the_same_whatever_was_planned_before() -> None:
@@ -55,4 +58,19 @@ def test_a_plan_is_the_same_whatever_was_planned_before() -> None:
     # Planned again in the opposite order, each after every other request has filled the caches.
     kept = [plan(request) for request in reversed(requests)][::-1]
     for request, computed, reused in zip(requests, afresh, kept, strict=True):
+        assert reused == computed, request
+
+
+def test_gpu_types_that_share_a_shape_get_their_own_context_and_sampler_buffer() -> None:
+    """GPU types running an engine alike share one stage shape, computed on the first of them; each one's
+    CUDA context and SM count must still be its own, as computing its shape alone gives."""
+    base = _requests()[0]
+    requests = [
+        replace(base, gpu=gpu, gpu_count=1, **changes)
+        for changes in ({}, {"engine": Engine.SGLANG}, {"engine": Engine.TGI}, {"engine_version": "0.19.0"})
+        for gpu in gpu_catalog().values()
+    ]
+    alone = [_afresh(request, alternatives=False) for request in requests]
+    shared = [plan(request, alternatives=False) for request in reversed(requests)][::-1]
+    for request, computed, reused in zip(requests, alone, shared, strict=True):
         assert reused == computed, request
