@@ -19,6 +19,7 @@ from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPol
 from vramgate.sizing import Plan, SizingError, Suggestion
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
+    MAX_QUOTED_INPUT,
     NAME_RULE,
     LLMDeploymentSpec,
     SpecError,
@@ -62,17 +63,28 @@ class Decision:
 
 def resource_name(resource: Mapping[str, Any]) -> str:
     """`namespace/name` as kubectl users say it (just the name outside a namespace)."""
-    metadata = resource.get("metadata") or {}
+    metadata = _metadata(resource)
     name = metadata.get("name") or f"{metadata.get('generateName', '')}<generated>"
     namespace = metadata.get("namespace")
     return f"{namespace}/{name}" if namespace else str(name)
+
+
+def _metadata(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The resource's metadata; empty when it is missing or not an object (`_check_metadata` refuses
+    the latter), so a message can still name the resource."""
+    metadata = resource.get("metadata")
+    return metadata if isinstance(metadata, Mapping) else {}
 
 
 def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) -> Decision:
     """Validate, size and place an LLMDeployment (a dict as the API server or a YAML file holds it)."""
     context = context or DecisionContext()
     subject = f"{resource.get('kind') or 'LLMDeployment'} {resource_name(resource)}"
-    metadata = resource.get("metadata") or {}
+    try:
+        _check_metadata(resource.get("metadata"))
+    except SpecError as error:
+        return _invalid(subject, error)
+    metadata = _metadata(resource)
     namespace = str(metadata.get("namespace") or "")
     skip = (metadata.get("annotations") or {}).get(SKIP_MEMORY_CHECK_ANNOTATION) == "true"
     if skip and not _skip_permitted(namespace, context):
@@ -197,6 +209,32 @@ def _cluster_shortfall(sized: Plan, placement: Placement, spec: LLMDeploymentSpe
         f"{text} Or add {nodes}{extra.tensor_parallel} x {extra.gpu_type} (memory fraction "
         f"{extra.memory_fraction:.2f}, max batch {extra.max_batch})."
     )
+
+
+def _check_metadata(metadata: object) -> None:
+    """What the API server guarantees of metadata, checked for a file or a hand-made review too: an
+    object whose names are strings and whose labels and annotations map strings to strings."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, Mapping):
+        raise SpecError("metadata", f"must be an object with name and namespace (got {_quoted(metadata)})")
+    for key in ("name", "generateName", "namespace"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], str):
+            raise SpecError(f"metadata.{key}", f"must be a string (got {_quoted(metadata[key])})")
+    for key in ("labels", "annotations"):
+        entries = metadata.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, Mapping):
+            raise SpecError(f"metadata.{key}", f"must be an object of strings (got {_quoted(entries)})")
+        for name, value in entries.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise SpecError(f"metadata.{key}[{name}]", f"must be a string (got {_quoted(value)})")
+
+
+def _quoted(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= MAX_QUOTED_INPUT else f"{shown[:MAX_QUOTED_INPUT]}..."
 
 
 def _check_name(metadata: object) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from vramgate.decision import DecisionContext, decide
@@ -100,3 +101,24 @@ def test_a_name_that_cannot_name_a_service_is_refused() -> None:
         decision = decide(resource)
         assert (decision.allowed, decision.field) == (False, "metadata.name"), name
         assert "DNS-1035" in decision.message
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ([1], "metadata"),
+        ("falcon", "metadata"),
+        ({"name": "falcon", "annotations": ["a"]}, "metadata.annotations"),
+        ({"name": "falcon", "labels": {"team": 5}}, "metadata.labels[team]"),
+        ({"name": "falcon", "namespace": ["team-a"]}, "metadata.namespace"),
+        ({"generateName": {"a": 1}}, "metadata.generateName"),
+    ],
+)
+def test_metadata_that_is_not_what_the_api_server_stores_is_refused_with_its_path(
+    metadata: object, field: str
+) -> None:
+    """A file (`vramgate check`) or a hand-made review can hold any shape; the verdict names it."""
+    resource = {**load("falcon-7b-a10g.yaml"), "metadata": metadata}
+    decision = decide(resource)
+    assert not decision.allowed and decision.field == field
+    assert f"refused: {field}: must be" in decision.message
