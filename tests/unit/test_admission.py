@@ -18,7 +18,13 @@ from support.controlplane import free_loopback_ports
 from support.pki import CertificateAuthority
 from vramgate.decision import Decision, DecisionContext, decide
 from vramgate.handlers import admission
-from vramgate.handlers.admission import REFUSAL_CODE, WEBHOOK_PATH, MalformedReviewError, review
+from vramgate.handlers.admission import (
+    REFUSAL_CODE,
+    WEBHOOK_PATH,
+    MalformedReviewError,
+    parse_review,
+    review,
+)
 from vramgate.handlers.webhook import AdmissionServer, ServingFiles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -74,6 +80,22 @@ def test_the_decision_warnings_go_back_as_admission_warnings(monkeypatch: pytest
 def test_a_body_that_is_no_admission_review_is_a_bad_request(body: dict[str, Any]) -> None:
     with pytest.raises(MalformedReviewError):
         review(body)
+
+
+@pytest.mark.parametrize(
+    "body", [b"[]", b'"review"', b"7", b"not json", b"\xff\xfe", b"[" * 100_000, b'{"a": ' * 100_000]
+)
+def test_a_body_that_is_not_a_json_object_is_a_bad_request(body: bytes) -> None:
+    """Whatever reaches the port (a list, a string, bytes, nesting past the parser's recursion limit)
+    is answered 400 by the server, never 500 with a traceback."""
+    with pytest.raises(MalformedReviewError):
+        review(parse_review(body))
+
+
+def test_an_update_from_metadata_of_the_wrong_shape_is_decided_not_raised() -> None:
+    resource = example("falcon-7b-a10g.yaml")
+    broken = {**resource, "metadata": ["falcon"]}
+    assert review(admission_review(resource, "UPDATE", oldObject=broken))["response"]["allowed"] is True
 
 
 async def _post(port: int, ca: ssl.SSLContext, body: bytes) -> tuple[int, dict[str, Any], int]:

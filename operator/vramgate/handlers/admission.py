@@ -7,6 +7,7 @@ the standbys alike) answers it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,18 @@ REFUSAL_CODE = 422
 
 class MalformedReviewError(ValueError):
     """A body that is not an AdmissionReview with a request (the caller is not an API server)."""
+
+
+def parse_review(body: bytes) -> Mapping[str, Any]:
+    """The JSON object a request body holds; MalformedReviewError for anything else (not JSON, not an
+    object, or nested past the parser's recursion limit), so the server answers 400, never 500."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise MalformedReviewError(f"not a JSON AdmissionReview: {str(error)[:200]}") from None
+    if not isinstance(parsed, Mapping):
+        raise MalformedReviewError(f"expected an AdmissionReview object, got a JSON {type(parsed).__name__}")
+    return parsed
 
 
 def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,5 +77,7 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
 
 def _judged(resource: Mapping[str, Any]) -> tuple[object, object]:
     """What admission judges: the spec, and the escape-hatch annotation."""
-    annotations = (resource.get("metadata") or {}).get("annotations") or {}
-    return resource.get("spec"), annotations.get(SKIP_MEMORY_CHECK_ANNOTATION)
+    metadata = resource.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    skip = annotations.get(SKIP_MEMORY_CHECK_ANNOTATION) if isinstance(annotations, Mapping) else None
+    return resource.get("spec"), skip

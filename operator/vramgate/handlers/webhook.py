@@ -15,7 +15,6 @@ import base64
 import datetime
 import hashlib
 import ipaddress
-import json
 import logging
 import ssl
 from collections.abc import Mapping
@@ -123,10 +122,10 @@ class AdmissionServer:
 
     async def _validate(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.read())
+            body = admission.parse_review(await request.read())
             loop = asyncio.get_running_loop()
             answer = await loop.run_in_executor(self._executor, admission.review, body)
-        except (ValueError, admission.MalformedReviewError) as error:
+        except admission.MalformedReviewError as error:
             raise web.HTTPBadRequest(reason=str(error)) from error
         return web.json_response(answer)
 
