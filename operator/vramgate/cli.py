@@ -122,9 +122,7 @@ def _cluster_objects(nodes_file: str | None, kubeconfig: str | None) -> list[dic
         found: list[dict[str, Any]] = []
         for doc in _documents(nodes_file):
             if isinstance(doc, dict):
-                found += (
-                    [i for i in doc.get("items") or [] if isinstance(i, dict)] if "items" in doc else [doc]
-                )
+                found += [i for i in _items(doc) if isinstance(i, dict)] if "items" in doc else [doc]
         if not any(item.get("kind") == "Node" for item in found):
             raise click.ClickException(
                 f"{nodes_file}: no Node objects (expected `kubectl get nodes -o yaml`)"
@@ -179,7 +177,7 @@ def _parse_params(value: str | None) -> int | None:
     number = text[:-1] if factor != 1 else text
     try:
         count = round(float(number) * factor)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, NaN, or infinite
         raise SizingError(
             "--params", f"{value!r} is not a parameter count (like 7B, 350M or 6921720704)"
         ) from None
@@ -608,24 +606,40 @@ def _documents(path: str) -> list[Any]:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise click.ClickException(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
     import yaml
 
     try:
         return [doc for doc in yaml.load_all(text, Loader=_kubectl_yaml_loader()) if doc is not None]
     except yaml.YAMLError as exc:
         raise click.ClickException(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise click.ClickException(f"{path}: not valid YAML: nested too deeply") from None
+
+
+def _items(document: dict[str, Any]) -> list[Any]:
+    """A `kind: List` document's items; none when `items` is not a list."""
+    items = document.get("items")
+    return items if isinstance(items, list) else []
 
 
 def _llm_deployments(documents: list[Any]) -> list[dict[str, Any]]:
-    """LLMDeployments among the documents, also inside `kind: List` items."""
+    """LLMDeployments among the documents, also inside `kind: List` items (a List of itself, which a
+    YAML alias can write, is read once)."""
     from vramgate.spec import GROUP
 
     found: list[dict[str, Any]] = []
-    for doc in documents:
-        if not isinstance(doc, dict):
+    pending, seen = list(documents), set()
+    while pending:
+        doc = pending.pop(0)
+        if not isinstance(doc, dict) or id(doc) in seen:
             continue
+        seen.add(id(doc))
         if doc.get("kind") == "List":
-            found += _llm_deployments(doc.get("items") or [])
+            pending[:0] = _items(doc)
         elif doc.get("kind") == "LLMDeployment" and str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
             found.append(doc)
     return found

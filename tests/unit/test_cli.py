@@ -167,6 +167,8 @@ def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]
         (falcon("--gpu", "A11G"), "did you mean A10G"),
         (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
         (falcon("--layers", "5000"), "num_layers: Input should be less than or equal to 1024"),
+        (falcon("--params", "inf"), "--params"),
+        (falcon("--params", "1e400B"), "--params"),
         (["plan", "--max-seq-len", "10", "--concurrency", "1"], "give a catalog id or config.json"),
         (
             [
@@ -203,6 +205,17 @@ def test_broken_config_json_is_bad_input(tmp_path: Path, capsys: pytest.CaptureF
         ["plan", "--model", str(config), "--max-seq-len", "10", "--concurrency", "1"], capsys
     )
     assert status == 2 and "missing 'num_attention_heads'" in err
+
+
+def test_a_config_json_that_is_not_text_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_bytes(b'{"hidden_size": 64, "\xf7": 1}')
+    status, _, err = run(
+        ["plan", "--model", str(config), "--max-seq-len", "10", "--concurrency", "1"], capsys
+    )
+    assert status == 2 and "not UTF-8 text (byte 0xf7 at offset 21)" in err and err.count("\n") == 1
 
 
 def test_catalog_listings(capsys: pytest.CaptureFixture[str]) -> None:
@@ -292,13 +305,20 @@ def test_a_hostile_config_json_is_bad_input_naming_its_key(
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("kind: ConfigMap\n", "no vramgate.dev LLMDeployment"), ("a: [b\n", "not valid YAML")],
+    [
+        ("kind: ConfigMap\n", "no vramgate.dev LLMDeployment"),
+        ("a: [b\n", "not valid YAML"),
+        (b"\xff\xfe\x00k\x00i\x00n\x00d".decode("latin-1"), "not UTF-8 text (byte 0xff at offset 0)"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("kind: List\nitems: 5\n", "no vramgate.dev LLMDeployment"),
+        ("--- &list {kind: List, items: [*list, {kind: List, items: x}]}\n", "no vramgate.dev LLMDeployment"),
+    ],
 )
 def test_check_bad_files_exit_2(
     content: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = tmp_path / "x.yaml"
-    manifest.write_text(content)
+    manifest.write_bytes(content.encode("latin-1" if "\xff" in content else "utf-8"))
     status, _, err = run(["check", "-f", str(manifest)], capsys)
     assert status == 2 and message in err and err.count("\n") == 1
 

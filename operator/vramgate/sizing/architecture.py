@@ -288,8 +288,13 @@ def load_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SizingError(field, f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise SizingError(field, f"not UTF-8 text (byte 0x{byte:02x} at offset {exc.start})") from None
     try:
         config = json.loads(text)
+    except RecursionError:
+        raise SizingError(field, "not valid JSON (nested too deeply)") from None
     except json.JSONDecodeError as exc:
         raise SizingError(
             field, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
