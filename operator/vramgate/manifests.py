@@ -170,6 +170,10 @@ def _pod_spec(containers: list[dict[str, Any]], spec: LLMDeploymentSpec, plan: P
         "containers": containers,
         "securityContext": _pod_security_context(spec),
         **_service_account(spec),
+        # No {SERVICE}_PORT=tcp://... variables: a Service named vllm (this resource's own, or another in
+        # the namespace) sets VLLM_PORT, which vLLM refuses at start (get_vllm_port, envs.py@v0.11.0); one
+        # named master sets TGI's MASTER_PORT. The server is reached by name, never by these variables.
+        "enableServiceLinks": False,
         "nodeSelector": {GPU_PRODUCT_LABEL: plan.gpu_product},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
     }

@@ -183,6 +183,18 @@ def test_the_server_runs_without_privileges_or_a_service_account_token() -> None
     assert server["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
+def test_a_resource_named_like_an_engine_variable_gets_no_service_link_variables() -> None:
+    """Service links would put VLLM_PORT=tcp://10.0.0.1:8000 into every pod of the namespace once a
+    Service named vllm exists, the resource's own included: vLLM then stops at start."""
+    owner = {**resource(FALCON), "metadata": {"name": "vllm", "namespace": "team-a", "uid": OWNER_UID}}
+    decision = decide(owner)
+    assert decision.spec is not None and decision.plan is not None
+    assert (
+        deployment(owner, decision.spec, decision.plan)["spec"]["template"]["spec"]["enableServiceLinks"]
+        is False
+    )
+
+
 def test_a_named_service_account_gets_its_token_and_non_root_is_enforced_when_declared() -> None:
     runtime = {"serviceAccountName": "model-reader", "runAsNonRoot": True}
     made, _, _ = generate({**FALCON, "runtime": runtime})
