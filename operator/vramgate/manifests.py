@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
@@ -214,12 +213,15 @@ def leader_worker_set(
     server, each worker joins the leader's Ray cluster. One group per replica."""
     name = owner["metadata"]["name"]
     leader = _container(spec, plan, placement)
-    server = shlex.join([*leader.pop("command", []), *leader.pop("args")])
+    server = [*leader.pop("command", []), *leader.pop("args")]
     # $(LWS_...) are expanded by the kubelet from the variables LeaderWorkerSet sets in every container.
+    # The server's own arguments stay arguments ("$@"), never shell text: the kubelet expands $(VAR) in
+    # them too, and an expanded value with a quote in it would otherwise rewrite the shell command.
     leader["command"] = [
         "sh",
         "-c",
-        f"bash {VLLM_MULTI_NODE_SCRIPT} leader --ray_cluster_size=$(LWS_GROUP_SIZE); exec {server}",
+        f'bash {VLLM_MULTI_NODE_SCRIPT} leader --ray_cluster_size=$(LWS_GROUP_SIZE); exec "$@"',
+        "sh",
     ]
     worker = {
         key: value
@@ -231,6 +233,7 @@ def leader_worker_set(
         "-c",
         f"bash {VLLM_MULTI_NODE_SCRIPT} worker --ray_address=$(LWS_LEADER_ADDRESS)",
     ]
+    leader["args"] = server
     return _stamped(
         {
             "apiVersion": LWS_API_VERSION,

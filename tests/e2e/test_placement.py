@@ -282,7 +282,7 @@ def test_a_model_larger_than_a_node_becomes_a_leaderworkerset(cluster: Cluster, 
     assert template["size"] == 2
     leader = template["leaderTemplate"]["spec"]["containers"][0]
     assert leader["resources"]["limits"]["nvidia.com/gpu"] in (8, "8")
-    assert "--pipeline-parallel-size=2" in leader["command"][2]
+    assert "--pipeline-parallel-size=2" in leader["args"]
     assert template["workerTemplate"]["spec"]["nodeSelector"] == {
         "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"
     }

@@ -131,11 +131,24 @@ def test_a_model_larger_than_a_node_becomes_a_leaderworkerset() -> None:
         == worker["resources"]["limits"]["nvidia.com/gpu"]
     )
     assert "--ray_cluster_size=$(LWS_GROUP_SIZE)" in leader["command"][2]
-    assert (
-        "--tensor-parallel-size=8" in leader["command"][2]
-        and "--pipeline-parallel-size=2" in leader["command"][2]
-    )
+    assert leader["command"][2].endswith('; exec "$@"') and leader["command"][3:] == ["sh"]
+    assert "--tensor-parallel-size=8" in leader["args"] and "--pipeline-parallel-size=2" in leader["args"]
     assert "--ray_address=$(LWS_LEADER_ADDRESS)" in worker["command"][2] and "readinessProbe" not in worker
+    assert "args" not in worker
+
+
+def test_a_leaders_extra_arguments_reach_the_server_as_arguments_not_shell_text() -> None:
+    """The kubelet expands $(VAR) in a container's command and arguments; had an argument been part of
+    the `sh -c` text, a variable holding a quote could have ended it and run a command of its own."""
+    owner = deepseek()
+    owner["spec"]["runtime"] = {"extraArgs": ["--served-model-name=$(NAME)", "--api-key=it's"]}
+    decision = decide(owner, h100_nodes(lws=True))
+    assert decision.allowed and decision.spec and decision.plan and decision.placement
+    lws = leader_worker_set(owner, decision.spec, decision.plan, decision.placement)
+    leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+    assert "$(NAME)" not in leader["command"][2] and "it's" not in leader["command"][2]
+    assert leader["args"][-2:] == ["--served-model-name=$(NAME)", "--api-key=it's"]
+    assert leader["args"][:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     assert service(owner, decision.spec, leader_only=True)["spec"]["selector"]["role"] == "leader"
 
 
