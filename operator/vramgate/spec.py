@@ -1017,6 +1017,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
     cluster), with the planner's flags from extraArgs; an unknown model, and extraArgs or env that would
     contradict the plan, raise SpecError with their path."""
     check_environment(spec)
+    check_process_strings(spec)
     planner_inputs: Mapping[str, Any] = extra_arguments(spec).planner_inputs  # PlanRequest fields
     try:
         architecture = (
@@ -1116,6 +1117,44 @@ def _planner_value(
         shown = "nothing" if value is None else repr(value[:MAX_QUOTED_INPUT])
         raise SpecError(path, f"{spelling} of {_engine_name(spec)} takes {allowed}, not {shown}")
     return number
+
+
+def check_process_strings(spec: LLMDeploymentSpec) -> None:
+    """Refuse what would reach the server's process in a form it cannot take or that evades the flag
+    checks: a NUL (no argument or variable can hold one, so the container never starts), and a variable
+    reference the kubelet expands where it would write an option (`$(FLAG)`, `--gpu-$(REST)`)."""
+    strings = [(f"spec.runtime.extraArgs[{i}]", arg) for i, arg in enumerate(spec.runtime.extra_args)]
+    strings += [(f"spec.runtime.env[{i}].value", env.value or "") for i, env in enumerate(spec.runtime.env)]
+    strings.append(("spec.model.source", spec.model_source))
+    for path, text in strings:
+        if "\x00" in text:
+            raise SpecError(path, "contains a NUL character, which no process argument or variable can hold")
+    for index, argument in enumerate(spec.runtime.extra_args):
+        if (reference := _option_forming_reference(argument)) is not None:
+            raise SpecError(
+                f"spec.runtime.extraArgs[{index}]",
+                f"{argument[:MAX_QUOTED_INPUT]!r}: the kubelet replaces {reference} with a variable's value "
+                "where it would be part of an option's name, which no check here can see; write the option "
+                "itself (a reference may stand after '=', as a value), or $$( for a literal $(",
+            )
+
+
+def _option_forming_reference(argument: str) -> str | None:
+    """The first `$(NAME)` the kubelet would expand (its rules: `$$` is a literal `$`, an unclosed `$(`
+    stays as written) that starts the argument or stands in an option's name before its first `=`."""
+    index = 0
+    while (index := argument.find("$", index)) != -1:
+        if argument.startswith("$$", index):
+            index += 2
+            continue
+        end = argument.find(")", index)
+        if argument.startswith("$(", index) and end != -1:
+            name_part = argument.startswith("-") and "=" not in argument[:index]
+            if index == 0 or name_part:
+                return argument[index : end + 1]
+            return None  # every later reference is in the value too
+        index += 1
+    return None
 
 
 def check_environment(spec: LLMDeploymentSpec) -> None:

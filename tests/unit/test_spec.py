@@ -149,6 +149,54 @@ def test_the_planner_reads_its_flags_from_extra_args_and_writes_them_itself() ->
     assert extra_arguments(parsed).passthrough == ("--enforce-eager",)
 
 
+@pytest.mark.parametrize(
+    ("field", "runtime", "model"),
+    [
+        ("spec.runtime.extraArgs[1]", {"extraArgs": ["--seed=1", "--api-key=a\x00b"]}, {}),
+        ("spec.runtime.env[0].value", {"env": [{"name": "A", "value": "\x00"}]}, {}),
+        ("spec.model.source", {}, {"source": "org/model\x00"}),
+    ],
+)
+def test_a_nul_that_no_process_can_take_is_refused(
+    field: str, runtime: dict[str, Any], model: dict[str, Any]
+) -> None:
+    """exec refuses an argument or variable with a NUL in it: the pod would never start."""
+    parsed = parse_spec(spec(runtime=runtime, model={"name": "tiiuae/falcon-7b", **model}))
+    with pytest.raises(SpecError, match="NUL character") as error:
+        to_plan_request(parsed)
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("argument", "refused"),
+    [
+        ("$(FLAG)", "$(FLAG)"),
+        ("--gpu-$(REST)", "$(REST)"),
+        ("-$(FLAG)=0.99", "$(FLAG)"),
+        ("--served-model-name=$(NAME)", None),
+        ("--served-model-name=$(A)$(B)", None),
+        ("$$(FLAG)", None),
+        ("$(unclosed", None),
+        ("model-$(NAME)", None),
+    ],
+)
+def test_a_variable_reference_may_be_a_value_but_never_part_of_an_option(
+    argument: str, refused: str | None
+) -> None:
+    """The kubelet expands $(NAME) in arguments from the container's variables; where the value would
+    become (part of) an option, the flag checks could not see it: `$(FLAG)` with FLAG=--gpu-memory-..."""
+    runtime = {"extraArgs": ["--seed=1", argument], "env": [{"name": "FLAG", "value": "--dtype=float32"}]}
+    parsed = parse_spec(spec(runtime=runtime))
+    if refused is None:
+        assert argument in extra_arguments(parsed).passthrough and to_plan_request(parsed)
+        return
+    with pytest.raises(SpecError) as error:
+        to_plan_request(parsed)
+    assert (
+        error.value.field == "spec.runtime.extraArgs[1]" and f"replaces {refused} with" in error.value.message
+    )
+
+
 def test_a_batch_limit_below_the_concurrency_is_refused() -> None:
     with pytest.raises(SpecError, match=r"batch limit of 50 cannot hold spec\.workload\.concurrency 100"):
         to_plan_request(parse_spec(spec(runtime={"extraArgs": ["--max-num-seqs", "50"]})))
