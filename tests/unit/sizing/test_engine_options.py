@@ -37,6 +37,13 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
             "--max-cudagraph-capture-size",
         ),  # more graphs than planned
         (["--cudagraph_capture_sizes=[1,2,4,8]"], "--cudagraph-capture-sizes"),
+        (["-O3"], "-O"),  # FlexibleArgumentParser's shorthand for the compilation config
+        (["-O.cudagraph_capture_sizes=[1,512]"], "-O"),
+        (["--compilation-config", '{"max_capture_size": 1024}'], "--compilation-config"),
+        (["--hf-overrides.num_hidden_layers=200"], "--hf-overrides"),  # another model shape
+        (["-dpl", "2"], "-dpl"),
+        (["--hel"], "--help"),  # prints and exits: a crash loop
+        (["--help=serve"], "--help"),
     ],
 )
 def test_every_vllm_spelling_of_a_governed_flag_is_found(arguments: list[str], spelling: str) -> None:
@@ -58,6 +65,8 @@ def test_planned_flags_carry_their_value_from_either_form() -> None:
 
 def test_sglang_is_plain_argparse() -> None:
     assert found(Engine.SGLANG, "--tp", "2")[0][0] == "--tp-size"
+    assert found(Engine.SGLANG, "--cuda-graph-bs", "1", "512")[0][0] == "--cuda-graph-bs"
+    assert found(Engine.SGLANG, "--json-model-override", "{}")[0][0] == "--json-model-override-args"
     assert found(Engine.SGLANG, "--model=x")[0][0] == "--model-path"  # an alias of the same flag
     assert found(Engine.SGLANG, "--mem_fraction_static=0.9") == [], "SGLang does not read _ as -"
 
@@ -69,6 +78,12 @@ def test_tgi_takes_long_options_whole_clusters_shorts_and_reads_the_environment(
     variables = definition(Engine.TGI).command_line.environment_variables()
     assert variables["CUDA_MEMORY_FRACTION"].spellings == ("--cuda-memory-fraction",)
     assert "MAX_BATCH_PREFILL_TOKENS" in variables and "PORT" in variables
+    assert "SPECULATE" in variables and not {"HELP", "VERSION"} & variables.keys(), "clap's own: no env"
+    assert [found(Engine.TGI, option)[0][0] for option in ("-h", "-eV", "--version")] == [
+        "-h",
+        "-V",
+        "--version",
+    ]
     assert definition(Engine.VLLM).command_line.environment_variables() == {}
 
 

@@ -38,6 +38,8 @@ GPU_VISIBILITY_VARIABLES = frozenset(
 LORA = "LoRA adapters' memory is not planned; serve a checkpoint with the adapter merged instead"
 SPECULATIVE = "a draft model's memory is not planned; serve without speculative decoding instead"
 KV_CONNECTOR = "a KV connector's buffers are not planned; serve without --kv-transfer-config instead"
+# What every parser does with its help and version options: print, exit 0, and the container restarts.
+EXITS = "the server would print and exit at once, and restart for ever; run the image by hand to read it"
 # Each of them in words, for reports of runs that used one (`vramgate calibrate`).
 UNSIZED_FEATURES = {
     LORA: "LoRA adapters",
@@ -64,6 +66,7 @@ class GovernedFlag:
 
     spellings: tuple[str, ...]
     instead: str
+    from_environment: bool = True  # clap reads it from a variable too (its help and version: no)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class CommandLine:
             spelling[2:].upper().replace("-", "_"): flag
             for flag in self.flags()
             for spelling in flag.spellings
-            if spelling.startswith("--")
+            if spelling.startswith("--") and (isinstance(flag, PlannedFlag) or flag.from_environment)
         }
 
     def recognise(self, arguments: Sequence[str]) -> list[Argument]:

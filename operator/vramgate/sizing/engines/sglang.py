@@ -25,6 +25,7 @@ from vramgate.sizing.engines.base import (
     parse_version,
 )
 from vramgate.sizing.engines.options import (
+    EXITS,
     LORA,
     SPECULATIVE,
     CommandLine,
@@ -71,7 +72,12 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--nnodes",), "set spec.gpu.count instead (one pod, one node)"),
         GovernedFlag(("--quantization",), "set spec.model.precision instead"),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
-        GovernedFlag(("--cuda-graph-max-bs",), "set spec.workload.concurrency instead"),
+        GovernedFlag(("--cuda-graph-max-bs", "--cuda-graph-bs"), "set spec.workload.concurrency instead"),
+        GovernedFlag(
+            ("--json-model-override-args",),
+            "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
+        ),
+        GovernedFlag(("--help", "-h"), EXITS),
         GovernedFlag(("--enable-lora", "--lora-paths", "--max-loras-per-batch"), LORA),
         GovernedFlag(("--speculative-algorithm", "--speculative-draft-model-path"), SPECULATIVE),
         GovernedFlag(("--port",), "set spec.runtime.port instead"),

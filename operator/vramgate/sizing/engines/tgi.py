@@ -28,7 +28,15 @@ from vramgate.sizing.engines.base import (
     format_fraction,
     parse_version,
 )
-from vramgate.sizing.engines.options import LORA, CommandLine, GovernedFlag, OptionSyntax, PlannedFlag
+from vramgate.sizing.engines.options import (
+    EXITS,
+    LORA,
+    SPECULATIVE,
+    CommandLine,
+    GovernedFlag,
+    OptionSyntax,
+    PlannedFlag,
+)
 from vramgate.sizing.memory import KvLayout, WeightFormat
 from vramgate.sizing.units import MIB, ceil_div
 
@@ -67,6 +75,8 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
         GovernedFlag(("--cuda-graphs",), "the plan sizes the default CUDA graphs"),
         GovernedFlag(("--lora-adapters",), LORA),
+        GovernedFlag(("--speculate",), SPECULATIVE),
+        GovernedFlag(("--help", "-h", "--version", "-V"), EXITS, from_environment=False),
         GovernedFlag(("--port", "-p"), "set spec.runtime.port instead"),
         GovernedFlag(("--hostname",), "probes and the Service reach the server on every interface"),
     ),

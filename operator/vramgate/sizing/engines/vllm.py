@@ -31,6 +31,7 @@ from vramgate.sizing.engines.base import (
     parse_version,
 )
 from vramgate.sizing.engines.options import (
+    EXITS,
     KV_CONNECTOR,
     LORA,
     SPECULATIVE,
@@ -64,8 +65,9 @@ FLAGS = PlanFlags(
     block_size="--block-size",
 )
 # Read from vllm/engine/arg_utils.py (EngineArgs.add_cli_args), vllm/entrypoints/openai/cli_args.py and
-# FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines. The CUDA
-# graph capture flags of later releases are governed too.
+# FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines (its -O3
+# and -O.key=value are --compilation-config). The CUDA graph capture flags of later releases are
+# governed too.
 COMMAND_LINE = CommandLine(
     syntax=OptionSyntax.ARGPARSE,
     source="vLLM v0.11.0: engine/arg_utils.py, entrypoints/openai/cli_args.py, utils FlexibleArgumentParser",
@@ -83,7 +85,9 @@ COMMAND_LINE = CommandLine(
         ),
         GovernedFlag(("--tensor-parallel-size", "-tp"), "set spec.gpu.count instead"),
         GovernedFlag(("--pipeline-parallel-size", "-pp"), "set spec.gpu.count instead"),
-        GovernedFlag(("--data-parallel-size", "-dp"), "set spec.replicas instead"),
+        GovernedFlag(
+            ("--data-parallel-size", "-dp", "--data-parallel-size-local", "-dpl"), "set spec.replicas instead"
+        ),
         GovernedFlag(("--decode-context-parallel-size", "-dcp"), "set spec.gpu.count instead"),
         GovernedFlag(("--enable-expert-parallel",), "set spec.gpu.count instead"),
         GovernedFlag(("--quantization", "-q"), "set spec.model.precision instead"),
@@ -105,6 +109,16 @@ COMMAND_LINE = CommandLine(
             "leave the CUDA graph capture sizes at their defaults (the plan sizes the graphs for them), "
             "or set max_num_seqs through runtime.extraArgs --max-num-seqs",
         ),
+        GovernedFlag(
+            ("--compilation-config", "-O"),
+            "leave the compilation config at its defaults: it sets the CUDA graphs and their capture sizes, "
+            "which the plan sizes (--enforce-eager turns the graphs off)",
+        ),
+        GovernedFlag(
+            ("--hf-overrides", "--hf-config-path"),
+            "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
+        ),
+        GovernedFlag(("--help", "-h"), EXITS),
         GovernedFlag(
             ("--no-enable-chunked-prefill",),
             "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
