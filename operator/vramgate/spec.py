@@ -1075,7 +1075,8 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
     command_line = definition(spec.runtime.engine).command_line
     inputs: dict[str, int] = {}
     consumed: set[int] = set()
-    for argument in command_line.recognise(spec.runtime.extra_args):
+    recognised = command_line.recognise(spec.runtime.extra_args)
+    for argument in recognised:
         path = f"spec.runtime.extraArgs[{argument.indices[0]}]"
         written = spec.runtime.extra_args[argument.indices[0]][:MAX_QUOTED_INPUT]
         if isinstance(argument.flag, GovernedFlag):
@@ -1084,10 +1085,15 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
                 f"{written!r} is {argument.spelling} to {_engine_name(spec)}, which the plan owns: "
                 f"{argument.flag.instead}",
             )
+        if re.search(r"[.+]", written.partition("=")[0]):  # vLLM would pass it a JSON object or list
+            raise SpecError(
+                path, f"{written!r}: write {argument.spelling}=N, a number, not a JSON field of it"
+            )
         inputs[argument.flag.field] = _planner_value(
             spec, argument.flag, argument.spelling, argument.value, path
         )
         consumed.update(argument.indices)
+    _check_no_positional(spec, {argument.indices[-1] for argument in recognised if len(argument.indices) > 1})
     limit = inputs.get("max_num_seqs")
     if limit is not None and limit < spec.workload.concurrency:
         raise SpecError(
@@ -1097,6 +1103,24 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
         )
     passthrough = tuple(arg for index, arg in enumerate(spec.runtime.extra_args) if index not in consumed)
     return ExtraArguments(inputs, passthrough)
+
+
+def _check_no_positional(spec: LLMDeploymentSpec, planned_values: set[int]) -> None:
+    """Refuse an argument the engine can only read as a positional one: a word first in extraArgs, or
+    after an option whose value is attached (`--seed=1 x`) or after a planned flag's value, and anything
+    after `--`. The plan's own arguments all carry their values attached, so nothing before extraArgs
+    takes one. vLLM's server reads one such word as a model name it ignores; SGLang and TGI stop."""
+    follows_complete_option = True
+    for index, argument in enumerate(spec.runtime.extra_args):
+        bare = not argument.startswith("-") or argument == "-"
+        if argument == "--" or (bare and follows_complete_option):
+            raise SpecError(
+                f"spec.runtime.extraArgs[{index}]",
+                f"{argument[:MAX_QUOTED_INPUT]!r} is neither an option nor the value of the option before "
+                f"it, so {_engine_name(spec)} would read it as a positional argument; write options as "
+                "--option=value (the model is spec.model's)",
+            )
+        follows_complete_option = index in planned_values or (not bare and "=" in argument)
 
 
 def _engine_name(spec: LLMDeploymentSpec) -> str:

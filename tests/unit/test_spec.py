@@ -185,7 +185,10 @@ def test_a_variable_reference_may_be_a_value_but_never_part_of_an_option(
 ) -> None:
     """The kubelet expands $(NAME) in arguments from the container's variables; where the value would
     become (part of) an option, the flag checks could not see it: `$(FLAG)` with FLAG=--gpu-memory-..."""
-    runtime = {"extraArgs": ["--seed=1", argument], "env": [{"name": "FLAG", "value": "--dtype=float32"}]}
+    runtime = {
+        "extraArgs": ["--served-model-name", argument],
+        "env": [{"name": "FLAG", "value": "--dtype=float32"}],
+    }
     parsed = parse_spec(spec(runtime=runtime))
     if refused is None:
         assert argument in extra_arguments(parsed).passthrough and to_plan_request(parsed)
