@@ -43,7 +43,12 @@ from vramgate.sizing import (
 )
 from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
-from vramgate.sizing.engines.options import GPU_VISIBILITY_VARIABLES, GovernedFlag, PlannedFlag
+from vramgate.sizing.engines.options import (
+    GPU_VISIBILITY_VARIABLES,
+    MEMORY_VARIABLES,
+    GovernedFlag,
+    PlannedFlag,
+)
 from vramgate.sizing.errors import OutOfBoundsError
 from vramgate.sizing.planner import (
     DEFAULT_MAX_MEMORY_FRACTION,
@@ -1183,13 +1188,17 @@ def _option_forming_reference(argument: str) -> str | None:
 
 def check_environment(spec: LLMDeploymentSpec) -> None:
     """Refuse env that would choose the GPUs or set a flag the plan owns behind its back."""
-    governed_variables = definition(spec.runtime.engine).command_line.environment_variables()
+    command_line = definition(spec.runtime.engine).command_line
+    governed_variables = command_line.environment_variables()
+    memory_variables = dict((*MEMORY_VARIABLES, *command_line.governed_variables))
     for index, variable in enumerate(spec.runtime.env):
         path = f"spec.runtime.env[{index}].name"
         if variable.name in GPU_VISIBILITY_VARIABLES:
             raise SpecError(
                 path, f"{variable.name} chooses the GPUs the server sees; set spec.gpu.count instead"
             )
+        if (why := memory_variables.get(variable.name)) is not None:
+            raise SpecError(path, f"{variable.name} {why}: leave it unset")
         if (flag := governed_variables.get(variable.name)) is not None:
             instead = flag.instead if isinstance(flag, GovernedFlag) else "set it in extraArgs instead"
             raise SpecError(

@@ -33,6 +33,22 @@ GPU_VISIBILITY_VARIABLES = frozenset(
     }
 )
 
+# Variables that change how memory is allocated under every engine, against what the plan replays: PyTorch's
+# caching allocator at its default settings (sizing/allocator.py; PYTORCH_ALLOC_CONF is the name from
+# PyTorch 2.9), and CUDA's lazy module loading (sizing/cuda_context.py).
+MEMORY_VARIABLES = (
+    (
+        "PYTORCH_CUDA_ALLOC_CONF",
+        "configures PyTorch's caching allocator, which the plan replays at its defaults",
+    ),
+    (
+        "PYTORCH_ALLOC_CONF",
+        "configures PyTorch's caching allocator, which the plan replays at its defaults",
+    ),
+    ("PYTORCH_NO_CUDA_MEMORY_CACHING", "turns off PyTorch's caching allocator, which the plan replays"),
+    ("CUDA_MODULE_LOADING", "sets when CUDA loads kernels; the plan sizes the context of lazy loading"),
+)
+
 
 # Features that take GPU memory the plan does not size: refused, so that what admission accepts fits.
 LORA = "LoRA adapters' memory is not planned; serve a checkpoint with the adapter merged instead"
@@ -99,6 +115,8 @@ class CommandLine:
     governed: tuple[GovernedFlag, ...]
     planned: tuple[PlannedFlag, ...] = ()
     underscores_are_dashes: bool = False  # vLLM's FlexibleArgumentParser
+    # Variables the engine reads (not as an option) that change what the plan sizes: (name, why refused).
+    governed_variables: tuple[tuple[str, str], ...] = ()
 
     def flags(self) -> Iterator[GovernedFlag | PlannedFlag]:
         yield from self.governed

@@ -81,6 +81,14 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--hostname",), "probes and the Service reach the server on every interface"),
     ),
     planned=(PlannedFlag(("--max-batch-prefill-tokens",), "max_num_batched_tokens"),),
+    # launcher/src/main.rs@v3.3.5 (resolve_attention) and server/text_generation_server/models/globals.py.
+    governed_variables=(
+        ("ATTENTION", "chooses the attention kernel, and with it the KV block size the plan sizes"),
+        (
+            "TGI_WIGGLE_ROOM",
+            "sets the share of free memory the warm-up leaves to KV blocks, which the plan takes",
+        ),
+    ),
 )
 RUNTIME = EngineRuntime(
     image="ghcr.io/huggingface/text-generation-inference:3.3.5",

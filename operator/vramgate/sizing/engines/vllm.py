@@ -129,6 +129,22 @@ COMMAND_LINE = CommandLine(
         PlannedFlag(("--block-size",), "block_size", choices=(1, 8, 16, 32, 64, 128)),  # config/cache.py
         PlannedFlag(("--max-num-seqs",), "max_num_seqs"),
     ),
+    # vllm/envs.py@v0.11.0, and @v0.20.0 for the profiler's graph estimate and FlashInfer's workspace,
+    # @v0.32.0 for the model runner: each changes memory the plan sizes at the variable's default.
+    governed_variables=(
+        ("VLLM_USE_V1", "chooses the engine generation, which the plan takes from the release"),
+        ("VLLM_USE_V2_MODEL_RUNNER", "chooses the model runner, which the plan takes from the release"),
+        ("VLLM_ATTENTION_BACKEND", "chooses the attention backend, whose KV cache layout the plan sizes"),
+        ("VLLM_KV_CACHE_LAYOUT", "changes the KV cache layout the plan sizes"),
+        ("VLLM_USE_FLASHINFER_SAMPLER", "chooses the sampler, whose buffers the plan counts"),
+        (
+            "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS",
+            "decides whether the profile counts the CUDA graphs inside the fraction, as the plan does",
+        ),
+        ("VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE", "sizes FlashInfer's workspace, counted at its default"),
+        ("VLLM_FUSED_MOE_CHUNK_SIZE", "sizes the MoE activations, counted at its default"),
+        ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "loads LoRA adapters at run time, whose memory is not planned"),
+    ),
 )
 # The module path, not `vllm serve`: it takes --model in every release.
 RUNTIME = EngineRuntime(
