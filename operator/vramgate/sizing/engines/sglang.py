@@ -90,6 +90,10 @@ COMMAND_LINE = CommandLine(
         PlannedFlag(("--chunked-prefill-size",), "max_num_batched_tokens"),
         PlannedFlag(("--max-running-requests",), "max_num_seqs"),
     ),
+    # srt/model_executor/model_runner.py@v0.5.3 (init_memory_pool): it replaces the profiled token count.
+    governed_variables=(
+        ("SGLANG_CI_SMALL_KV_SIZE", "sets the KV cache's token count, which the plan sizes"),
+    ),
 )
 # SGLang listens on 127.0.0.1 unless told otherwise.
 RUNTIME = EngineRuntime(
