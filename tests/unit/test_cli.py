@@ -304,6 +304,47 @@ def test_a_hostile_config_json_is_bad_input_naming_its_key(
 
 
 @pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('"torch_dtype": 16', "torch_dtype: 16 is not a name such as bfloat16"),
+        ('"num_local_experts": 8, "mlp_only_layers": 3', "mlp_only_layers: 3 is not a list of integers"),
+        ('"num_local_experts": 8, "mlp_only_layers": [{}]', "mlp_only_layers: {} is not an integer"),
+        (
+            '"model_type": "gemma3", "sliding_window": 512, "sliding_window_pattern": 0',
+            "sliding_window_pattern: 0 is not an integer from 1 to",
+        ),
+        (
+            '"model_type": "qwen2", "use_sliding_window": true, "sliding_window": 512, '
+            '"max_window_layers": 99',
+            "max_window_layers: 99 is not an integer from 0 to 32",
+        ),
+        (
+            '"quantization_config": {"quant_method": "gptq", "bits": -4}',
+            "bits: -4 is not an integer from 1 to 16",
+        ),
+        ('"quantization_config": {"quant_method": "awq", "bits": "x"}', "bits: 'x' is not an integer"),
+        (
+            '"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": 5}}',
+            "config_groups: 5 is not an object",
+        ),
+    ],
+)
+def test_a_config_json_value_of_the_wrong_kind_is_bad_input_not_a_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, message: str
+) -> None:
+    """Each once raised (a division by zero, a type error) or planned negative bits per weight as a fit."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, '
+        f'"vocab_size": 32000, "intermediate_size": 11008, {extra}}}'
+    )
+    status, _, err = run(
+        ["plan", "--model", str(config), "--max-seq-len", "100", "--concurrency", "1"], capsys
+    )
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         ("kind: ConfigMap\n", "no vramgate.dev LLMDeployment"),

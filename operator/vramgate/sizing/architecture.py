@@ -322,9 +322,14 @@ class _ConfigReader:
         return keys[0], None
 
     def integer(
-        self, *keys: str, default: int | None = None, required: bool = True, limit: str | int = 1 << 30
+        self,
+        *keys: str,
+        default: int | None = None,
+        required: bool = True,
+        limit: str | int = 1 << 30,
+        lowest: int = 0,
     ) -> int:
-        """An integer under any of `keys`, at most `limit` (a `SHAPE_LIMITS` field, or a number)."""
+        """An integer under any of `keys`, from `lowest` to `limit` (a `SHAPE_LIMITS` field, or a number)."""
         key, value = self.found(*keys)
         if value is None:
             if default is not None:
@@ -333,10 +338,36 @@ class _ConfigReader:
                 names = " or ".join(f"'{key}'" for key in keys)
                 raise SizingError(self.source, f"missing {names}, needed to size the model")
             return 0
+        return self._whole(key, value, limit, lowest)
+
+    def integers(self, key: str, *, limit: str | int) -> set[int]:
+        """A list of integers under `key` (layer indices), each from 0 to `limit`; empty when unset."""
+        values = self.get(key)
+        if values is None:
+            return set()
+        if not isinstance(values, list):
+            raise SizingError(f"{self.source}: {key}", f"{values!r} is not a list of integers")
+        return {self._whole(key, value, limit, 0) for value in values}
+
+    def text(self, *keys: str) -> str | None:
+        """A string under any of `keys` (a dtype name); None when unset."""
+        key, value = self.found(*keys)
+        if value is not None and not isinstance(value, str):
+            raise SizingError(f"{self.source}: {key}", f"{value!r} is not a name such as bfloat16")
+        return value
+
+    def _whole(self, key: str, value: object, limit: str | int, lowest: int) -> int:
         highest = SHAPE_LIMITS[limit] if isinstance(limit, str) else limit
-        whole = isinstance(value, int | float) and math.isfinite(value) and value == int(value)
-        if isinstance(value, bool) or not whole or not 0 <= value <= highest:
-            raise SizingError(f"{self.source}: {key}", f"{value!r} is not an integer from 0 to {highest:,}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value != int(value)
+            or not lowest <= value <= highest
+        ):
+            raise SizingError(
+                f"{self.source}: {key}", f"{value!r} is not an integer from {lowest} to {highest:,}"
+            )
         return int(value)
 
 
@@ -383,7 +414,7 @@ def architecture_from_config(
     )
     moe = _moe_shape(read, family, layers, num_experts, intermediate) if num_experts else _NO_MOE
     window, sliding_layers = _sliding_window(read, family, layers)
-    native_dtype = normalize_torch_dtype(read.get("torch_dtype", "dtype"))
+    native_dtype = normalize_torch_dtype(read.text("torch_dtype", "dtype"))
     max_position = read.integer(
         "max_position_embeddings",
         "n_positions",
@@ -469,7 +500,7 @@ def _moe_shape(
     )
     first_dense = read.integer("first_k_dense_replace", required=False, limit="num_layers")
     step = read.integer("decoder_sparse_step", "moe_layer_freq", default=1) or 1
-    dense_only = set(read.get("mlp_only_layers") or [])
+    dense_only = read.integers("mlp_only_layers", limit="num_layers")
     moe_layers = sum(
         1
         for index in range(layers)
@@ -596,17 +627,20 @@ def _sliding_window(read: _ConfigReader, family: str, layers: int) -> tuple[int 
     elif family == "gemma2":
         sliding = (layers + 1) // 2  # even layers slide, odd layers attend globally
     elif family in ("gemma3", "gemma3_text"):
-        pattern = read.integer("sliding_window_pattern", default=6)
+        pattern = read.integer("sliding_window_pattern", default=6, lowest=1)
         sliding = sum(1 for index in range(layers) if (index + 1) % pattern != 0)
     elif family in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
         if not read.get("use_sliding_window"):
             return None, 0
-        sliding = layers - read.integer("max_window_layers", default=layers)
+        sliding = layers - read.integer("max_window_layers", default=layers, limit=layers)
     elif family in _ALL_LAYERS_SLIDING_FAMILIES:
         sliding = layers
     else:
         return None, 0
     return (window, sliding) if sliding else (None, 0)
+
+
+MAX_WEIGHT_BITS = 16  # no quantized format stores a weight in more
 
 
 def quantization_from_config(raw: Any, source: str = "config.json") -> Quantization | None:
@@ -615,9 +649,10 @@ def quantization_from_config(raw: Any, source: str = "config.json") -> Quantizat
         return None
     method = str(raw.get("quant_method") or raw.get("quantization_method") or "").lower()
     field = f"{source}: quantization_config"
+    read = _ConfigReader(raw, field)
     if method in ("gptq", "awq", "gptq_marlin", "awq_marlin", "auto-round", "autoround"):
-        bits = int(raw.get("bits") or raw.get("w_bit") or 4)
-        group = int(raw.get("group_size") or raw.get("q_group_size") or 128)
+        bits = read.integer("bits", "w_bit", default=4, limit=MAX_WEIGHT_BITS, lowest=1)
+        group = read.integer("group_size", "q_group_size", default=128, limit=1 << 20, lowest=-1)
         # GPTQ stores packed zero points even when symmetric; AWQ always does.
         return Quantization(
             method=method.split("_")[0],
@@ -650,15 +685,21 @@ def _compressed_tensors(raw: Mapping[str, Any], field: str) -> Quantization:
     groups = raw.get("config_groups")
     if not isinstance(groups, Mapping) or not groups:
         raise SizingError(field, "compressed-tensors without config_groups")
-    weights = next(iter(groups.values())).get("weights") or {}
-    bits = int(weights.get("num_bits") or 8)
+    first = next(iter(groups.values()))
+    if not isinstance(first, Mapping):
+        raise SizingError(f"{field}: config_groups", f"{first!r} is not an object of a group's settings")
+    weights = first.get("weights") or {}
+    if not isinstance(weights, Mapping):
+        raise SizingError(f"{field}: config_groups", f"{weights!r} is not an object of weight settings")
+    read = _ConfigReader(weights, f"{field}: config_groups: weights")
+    bits = read.integer("num_bits", default=8, limit=MAX_WEIGHT_BITS, lowest=1)
     kind = str(weights.get("type") or "int")
-    group = weights.get("group_size")
+    group = read.integer("group_size", required=False, limit=1 << 20, lowest=-1)
     method = "fp8" if kind == "float" and bits == 8 else "compressed-tensors"
     asymmetric = weights.get("symmetric") is False
     return Quantization(
         method=method,
         bits=bits,
-        group_size=int(group) if group else None,
+        group_size=group if group > 0 else None,
         zero_point_bits=bits if asymmetric else 0,
     )
