@@ -8,6 +8,7 @@ Nothing here talks to Kubernetes: the operator and `vramgate plan --nodes` feed 
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vramgate.sizing import GpuType, gpu_catalog
 from vramgate.sizing.catalog import catalog_entries
+from vramgate.sizing.errors import OutOfBoundsError
 from vramgate.sizing.units import GIB, MIB
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -252,14 +254,17 @@ def _whole_gpu_type(node: NodeGpus) -> tuple[GpuType, bool, str] | None:
         f"{node.product} is not in the catalog: sized from its {MEMORY_LABEL} label ({node.memory_mib} MiB)"
         + ("" if major and minor else f", compute capability taken as {capability}")
     )
-    gpu = GpuType(
-        name=node.product,
-        product=node.product,
-        compute_capability=capability,
-        memory_mib=node.memory_mib,
-        price_per_hour=round(node.memory_mib * _price_per_mib(), 4),
-        note=note,
-    )
+    try:
+        gpu = GpuType(
+            name=node.product,
+            product=node.product,
+            compute_capability=capability,
+            memory_mib=node.memory_mib,
+            price_per_hour=round(node.memory_mib * _price_per_mib(), 4),
+            note=note,
+        )
+    except OutOfBoundsError:  # labels no GPU has (-1 MiB, capability x.y): the node is left out
+        return None
     return gpu, False, note
 
 
@@ -285,17 +290,25 @@ def _mig_type(
         )
     else:
         return None
-    slices = entry.slices if entry is not None else int(profile.split("g.", 1)[0] or 1)
-    gpu = GpuType(
-        name=name,
-        product=product,
-        compute_capability=parent.compute_capability,
-        sm_count=label_sms or parent.sm_count,
-        memory_mib=memory_mib,
-        cuda_total_mib=memory_mib,
-        price_per_hour=round(parent.price_per_hour * slices / 7, 4),
-        note=note or f"MIG instance {profile} of {parent.name}",
-    )
+    if entry is not None:
+        slices = entry.slices
+    elif (compute_slices := re.match(r"(\d+)g\.", profile)) is not None:
+        slices = int(compute_slices[1])
+    else:  # not a MIG profile name (<slices>g.<memory>gb): nothing to size it by
+        return None
+    try:
+        gpu = GpuType(
+            name=name,
+            product=product,
+            compute_capability=parent.compute_capability,
+            sm_count=label_sms or parent.sm_count,
+            memory_mib=memory_mib,
+            cuda_total_mib=memory_mib,
+            price_per_hour=round(parent.price_per_hour * slices / 7, 4),
+            note=note or f"MIG instance {profile} of {parent.name}",
+        )
+    except OutOfBoundsError:  # labels no MIG instance has (0 slices, -1 multiprocessors): left out
+        return None
     return gpu, note
 
 

@@ -67,6 +67,29 @@ def test_unknown_product_is_sized_from_its_memory_label_and_says_so() -> None:
     assert "not in the catalog: sized from its nvidia.com/gpu.memory label (49140 MiB)" in target.note
 
 
+@pytest.mark.parametrize(
+    ("labels", "allocatable"),
+    [
+        ({"nvidia.com/gpu.memory": "-1"}, {}),
+        ({"nvidia.com/gpu.memory": "1"}, {}),  # priced at 0 per hour
+        ({"nvidia.com/gpu.compute.major": "x", "nvidia.com/gpu.compute.minor": "y"}, {}),
+        ({"nvidia.com/mig-foo.memory": "5000"}, {"nvidia.com/mig-foo": "1"}),
+        ({"nvidia.com/mig-0g.5gb.memory": "5000"}, {"nvidia.com/mig-0g.5gb": "1"}),
+        ({"nvidia.com/mig-1g.5gb.memory": "5000", "nvidia.com/mig-1g.5gb.multiprocessors": "-1"},
+         {"nvidia.com/mig-1g.5gb": "1"}),
+    ],
+)  # fmt: skip
+def test_a_node_with_labels_no_gpu_has_is_left_out_and_the_others_still_place(
+    labels: dict[str, str], allocatable: dict[str, str]
+) -> None:
+    """One node's odd labels once made every placement fail (a GpuType out of bounds, or int('foo'))."""
+    odd = gpu_node("odd", "NVIDIA-RTX-A6000", 49140, 1, **allocatable)
+    odd["metadata"]["labels"].update(labels)
+    targets = Inventory.from_objects([gpu_node("good", "NVIDIA-L4", 23034, 1), odd]).targets()
+    assert "L4" in [target.name for target in targets]
+    assert all(target.gpu.memory_mib > 1 and target.gpu.price_per_hour > 0 for target in targets)
+
+
 def test_unready_cordoned_and_gpu_less_nodes_are_left_out() -> None:
     cordoned = gpu_node("a", "NVIDIA-L4", 23034, 1) | {"spec": {"unschedulable": True}}
     unready = gpu_node("b", "NVIDIA-L4", 23034, 1)
