@@ -140,50 +140,60 @@ class PodGpus:
     requests: Mapping[str, int]
 
 
+def _field(parent: object, key: str) -> Mapping[str, Any]:
+    """An object field of a node or pod; empty when absent or of another shape (a hand-edited dump
+    given to the CLI can hold anything; the API server's objects always have the right one)."""
+    value = parent.get(key) if isinstance(parent, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(parent: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The objects of a list field (conditions, containers); empty when it is not a list."""
+    value = parent.get(key)
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
 def parse_node(node: Mapping[str, Any]) -> NodeGpus | None:
     """A node's GPUs, or None for a node without a GPU product label or GPU resources."""
-    metadata = node.get("metadata") or {}
-    labels = {str(k): str(v) for k, v in (metadata.get("labels") or {}).items()}
-    status = node.get("status") or {}
+    metadata, status = _field(node, "metadata"), _field(node, "status")
+    labels = {str(k): str(v) for k, v in _field(metadata, "labels").items()}
     allocatable = {
         str(name): _quantity(value)
-        for name, value in (status.get("allocatable") or {}).items()
+        for name, value in _field(status, "allocatable").items()
         if str(name).startswith("nvidia.com/")
     }
     if PRODUCT_LABEL not in labels or not any(allocatable.values()):
         return None
-    ready = any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
-    )
-    unschedulable = bool((node.get("spec") or {}).get("unschedulable"))
-    hami = HAMI_NODE_ANNOTATION in (metadata.get("annotations") or {}) or HAMI_MEMORY_RESOURCE in allocatable
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in _items(status, "conditions"))
+    unschedulable = bool(_field(node, "spec").get("unschedulable"))
+    hami = HAMI_NODE_ANNOTATION in _field(metadata, "annotations") or HAMI_MEMORY_RESOURCE in allocatable
     return NodeGpus(str(metadata.get("name", "")), labels, allocatable, ready and not unschedulable, hami)
 
 
 def _container_requests(container: Mapping[str, Any]) -> dict[str, int]:
-    resources_ = container.get("resources") or {}
+    resources_ = _field(container, "resources")
     # Extended resources cannot be overcommitted: a limit alone is also the request.
-    merged = {**(resources_.get("limits") or {}), **(resources_.get("requests") or {})}
+    merged = {**_field(resources_, "limits"), **_field(resources_, "requests")}
     return {str(k): _quantity(v) for k, v in merged.items() if str(k).startswith("nvidia.com/")}
 
 
 def parse_pod(pod: Mapping[str, Any]) -> PodGpus | None:
     """The GPU resources a pod holds on its node, or None when it holds none (unbound, finished)."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    spec, status = _field(pod, "spec"), _field(pod, "status")
     node = spec.get("nodeName")
     if not node or status.get("phase") in _FINISHED_PHASES:
         return None
     total: dict[str, int] = {}
-    for container in spec.get("containers") or []:
+    for container in _items(spec, "containers"):
         for name, amount in _container_requests(container).items():
             total[name] = total.get(name, 0) + amount
-    for container in spec.get("initContainers") or []:  # init containers run one at a time, first
+    for container in _items(spec, "initContainers"):  # init containers run one at a time, first
         for name, amount in _container_requests(container).items():
             total[name] = max(total.get(name, 0), amount)
     if not any(total.values()):
         return None
-    metadata = pod.get("metadata") or {}
-    owner = (metadata.get("labels") or {}).get(OWNER_LABEL)
+    metadata = _field(pod, "metadata")
+    owner = _field(metadata, "labels").get(OWNER_LABEL)
     return PodGpus(str(node), str(metadata.get("namespace", "")), owner, total)
 
 

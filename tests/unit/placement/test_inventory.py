@@ -90,6 +90,23 @@ def test_a_node_with_labels_no_gpu_has_is_left_out_and_the_others_still_place(
     assert all(target.gpu.memory_mib > 1 and target.gpu.price_per_hour > 0 for target in targets)
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"metadata": [1]},
+        {"metadata": {"labels": ["nvidia.com/gpu.product"]}},
+        {"status": {"allocatable": ["nvidia.com/gpu"]}},
+        {"status": {"conditions": 5}},
+        {"status": [1], "spec": [1]},
+    ],
+)
+def test_objects_of_the_wrong_shape_in_a_dump_are_left_out(odd: dict[str, Any]) -> None:
+    """`vramgate plan --nodes` reads a file anyone may have edited; each of these once raised."""
+    pod = gpu_pod("good", 1) | {"spec": {"nodeName": "good", "containers": 5, "initContainers": [7]}}
+    inventory = Inventory.from_objects([odd, gpu_node("good", "NVIDIA-L4", 23034, 2)], [pod, odd])
+    assert [target.name for target in inventory.targets()] == ["L4"]
+
+
 def test_unready_cordoned_and_gpu_less_nodes_are_left_out() -> None:
     cordoned = gpu_node("a", "NVIDIA-L4", 23034, 1) | {"spec": {"unschedulable": True}}
     unready = gpu_node("b", "NVIDIA-L4", 23034, 1)
