@@ -4,6 +4,7 @@ with its certificate rotated underneath while requests keep coming."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import ssl
 from pathlib import Path
@@ -25,7 +26,7 @@ from vramgate.handlers.admission import (
     parse_review,
     review,
 )
-from vramgate.handlers.webhook import AdmissionServer, ServingFiles
+from vramgate.handlers.webhook import MAX_REVIEW_BYTES, AdmissionServer, ServingFiles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -114,7 +115,38 @@ async def _post(port: int, ca: ssl.SSLContext, body: bytes) -> tuple[int, dict[s
     finally:
         writer.close()
     head, _, payload = response.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(payload or b"{}"), serial
+    status = int(head.split()[1])
+    return status, json.loads(payload) if status == 200 else {}, serial
+
+
+def test_the_server_answers_a_large_update_and_refuses_bodies_that_are_not_reviews(tmp_path: Path) -> None:
+    """An update of a resource with 1.2 MiB of env values (as the schema allows) is a 2.4 MiB review:
+    decided, where aiohttp's 1 MiB default answered 413; a body that is no JSON object is a 400 and one
+    past the limit a 413, neither a 500."""
+    ca = CertificateAuthority.create("webhook-ca")
+    mount_serving_certificate(tmp_path, ca, "127.0.0.1")
+    (port,) = free_loopback_ports(1)
+    client = ssl.create_default_context(cadata=ca.certificate_pem.decode())
+    resource = example("falcon-7b-a10g.yaml")
+    resource["spec"]["runtime"] = {"env": [{"name": f"V{i}", "value": "x" * 32000} for i in range(40)]}
+    previous = copy.deepcopy(resource)
+    previous["spec"]["runtime"]["env"][0]["value"] = "y"
+    large = json.dumps(admission_review(resource, "UPDATE", oldObject=previous)).encode()
+    bodies = [large, b"[" * 100_000, b" " * (MAX_REVIEW_BYTES + 1)]
+
+    async def scenario() -> list[tuple[int, dict[str, Any], int]]:
+        server = AdmissionServer(
+            host="127.0.0.1", port=port, files=ServingFiles(tmp_path / "tls.crt", tmp_path / "tls.key")
+        )
+        await server.start()
+        try:
+            return [await _post(port, client, body) for body in bodies]
+        finally:
+            await server.stop()
+
+    (large_status, answer, _), (nested_status, _, _), (huge_status, _, _) = asyncio.run(scenario())
+    assert len(large) > 2 * 1024 * 1024 and large_status == 200 and answer["response"]["allowed"] is True
+    assert (nested_status, huge_status) == (400, 413)
 
 
 def test_rotating_the_certificate_files_under_load_drops_no_request(tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ CERTIFICATE_DAYS = 365
 CERTIFICATE_CHECK_SECONDS = 2.0  # files are tiny; the kubelet refreshes a mounted Secret within ~1 min
 ADMISSION_WORKERS = 2
 TIMEOUT_SECONDS = 10
+# The largest review body served (aiohttp's default is 1 MiB): the API server takes an object of up to
+# 3 MiB in a request, and an UPDATE's review carries it twice, as object and oldObject. Larger is 413.
+MAX_REVIEW_BYTES = 8 * 1024 * 1024
 # Never validated, whatever the watched namespaces: the control plane's own.
 EXCLUDED_NAMESPACES = ("kube-system",)
 
@@ -83,7 +86,7 @@ class AdmissionServer:
         return self._runner is not None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REVIEW_BYTES)
         app.router.add_post(admission.WEBHOOK_PATH, self._validate)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
