@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -168,6 +169,16 @@ _ARCHITECTURE_FLAGS = {
 _POSITIVE = click.IntRange(min=1, max=10_000_000)
 
 
+class _FiniteRange(click.FloatRange):
+    """click's FloatRange, without NaN: it compares false with both bounds, so the range let it in."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
 def _parse_params(value: str | None) -> int | None:
     """`7B`, `70b`, `1.5T`, `350M` or a plain count."""
     if value is None:
@@ -262,14 +273,14 @@ def _gib_to_bytes(value: float | None) -> int | None:
 )
 @click.option(
     "--max-memory-fraction",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=_FiniteRange(0, 1, min_open=True),
     default=DEFAULT_MAX_MEMORY_FRACTION,
     show_default=True,
     help="Cap on the fraction of each GPU the engine may take.",
 )
 @click.option(
     "--memory-fraction",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=_FiniteRange(0, 1, min_open=True),
     help="Fix the fraction (as an engine started with it) and report what the engine gets.",
 )
 @click.option("--params", help="Parameter count (7B, 350M, ...).")
@@ -282,13 +293,11 @@ def _gib_to_bytes(value: float | None) -> int | None:
 @click.option("--head-dim", type=_POSITIVE)
 @click.option("--vocab-size", type=_POSITIVE)
 @click.option("--intermediate-size", type=_POSITIVE)
-@click.option("--weights-gib", type=click.FloatRange(0, MAX_GIB), help="Known weights size (whole model).")
+@click.option("--weights-gib", type=_FiniteRange(0, MAX_GIB), help="Known weights size (whole model).")
 @click.option(
-    "--gpu-memory-gib", type=click.FloatRange(0, MAX_GIB, min_open=True), help="GPU memory the runtime sees."
+    "--gpu-memory-gib", type=_FiniteRange(0, MAX_GIB, min_open=True), help="GPU memory the runtime sees."
 )
-@click.option(
-    "--overhead-gib", type=click.FloatRange(0, MAX_GIB), help="Replace the modelled runtime overhead."
-)
+@click.option("--overhead-gib", type=_FiniteRange(0, MAX_GIB), help="Replace the modelled runtime overhead.")
 @click.option("--max-num-batched-tokens", type=click.IntRange(1, MAX_SEQUENCE_TOKENS))
 @click.option(
     "--max-num-seqs",

@@ -168,6 +168,9 @@ def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]
         (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
         (falcon("--layers", "5000"), "num_layers: Input should be less than or equal to 1024"),
         (falcon("--params", "inf"), "--params"),
+        (falcon("--gpu-memory-gib", "nan"), "Invalid value for '--gpu-memory-gib': 'nan' is not a number"),
+        (falcon("--max-memory-fraction", "NaN"), "'--max-memory-fraction': 'NaN' is not a number"),
+        (falcon("--weights-gib", "inf"), "--weights-gib"),
         (falcon("--params", "1e400B"), "--params"),
         (["plan", "--max-seq-len", "10", "--concurrency", "1"], "give a catalog id or config.json"),
         (
