@@ -1023,6 +1023,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
     contradict the plan, raise SpecError with their path."""
     check_environment(spec)
     check_process_strings(spec)
+    _check_port(spec)
     planner_inputs: Mapping[str, Any] = extra_arguments(spec).planner_inputs  # PlanRequest fields
     try:
         architecture = (
@@ -1165,6 +1166,16 @@ def check_process_strings(spec: LLMDeploymentSpec) -> None:
                 f"{argument[:MAX_QUOTED_INPUT]!r}: the kubelet replaces {reference} with a variable's value "
                 "where it would be part of an option's name, which no check here can see; write the option "
                 "itself (a reference may stand after '=', as a value), or $$( for a literal $(",
+            )
+
+
+def _check_port(spec: LLMDeploymentSpec) -> None:
+    """Refuse an HTTP port the server already binds for something else: it would stop at start."""
+    for port, purpose in definition(spec.runtime.engine).runtime.other_ports:
+        if spec.runtime.port == port:
+            raise SpecError(
+                "spec.runtime.port",
+                f"{_engine_name(spec)} listens on {port} for {purpose}; choose another port",
             )
 
 

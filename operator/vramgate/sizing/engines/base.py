@@ -616,6 +616,8 @@ class EngineRuntime:
     port_flag: str
     host_flag: str | None  # only where the default does not listen on all interfaces
     health_path: str = "/health"
+    # Ports the server binds besides its HTTP port, on the same interfaces: (port, what listens there).
+    other_ports: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,9 @@ RUNTIME = EngineRuntime(
     port=80,
     port_flag="--port",
     host_flag=None,
+    # The router serves its metrics on the HTTP address at --prometheus-port (launcher/src/main.rs and
+    # router/src/server.rs@v3.3.5): the same port for both stops the router at start.
+    other_ports=((9000, "its Prometheus metrics (--prometheus-port)"),),
 )
 
 
