@@ -43,6 +43,7 @@ from vramgate.sizing import (
 )
 from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
+from vramgate.sizing.engines.base import parse_version
 from vramgate.sizing.engines.options import (
     GPU_VISIBILITY_VARIABLES,
     MEMORY_VARIABLES,
@@ -801,10 +802,12 @@ class RuntimeSpec(_Schema):
         return self.image or definition(self.engine).runtime.image
 
     def engine_version_or_tag(self) -> str | None:
-        """The explicit engine version, else the image tag (digests and registry ports are no tags); None
-        when neither says it: the plan then reports the release it assumed."""
-        if self.engine_version:
-            return self.engine_version
+        """The explicit engine version, else the image tag; None when neither says it: the plan then
+        reports the release it assumed."""
+        return self.engine_version or self.image_tag()
+
+    def image_tag(self) -> str | None:
+        """The image's tag (digests and registry ports are no tags)."""
         reference = self.image_or_default().split("@", 1)[0]
         repository, _, tag = reference.rpartition(":")
         return tag if repository and "/" not in tag else None
@@ -1024,6 +1027,7 @@ def to_plan_request(spec: LLMDeploymentSpec) -> PlanRequest:
     check_environment(spec)
     check_process_strings(spec)
     _check_port(spec)
+    _check_engine_version(spec)
     planner_inputs: Mapping[str, Any] = extra_arguments(spec).planner_inputs  # PlanRequest fields
     try:
         architecture = (
@@ -1167,6 +1171,19 @@ def check_process_strings(spec: LLMDeploymentSpec) -> None:
                 "where it would be part of an option's name, which no check here can see; write the option "
                 "itself (a reference may stand after '=', as a value), or $$( for a literal $(",
             )
+
+
+def _check_engine_version(spec: LLMDeploymentSpec) -> None:
+    """Refuse an engineVersion that contradicts a release the image tag names: the tag's release is the
+    one that runs, so a plan for another would size memory by the wrong rules."""
+    stated, tag = spec.runtime.engine_version, spec.runtime.image_tag()
+    tagged = parse_version(tag)
+    if stated is not None and tagged is not None and parse_version(stated) != tagged:
+        raise SpecError(
+            "spec.runtime.engineVersion",
+            f"{stated!r} contradicts the image tag {tag!r}, the release that runs; leave engineVersion out, "
+            "or set it only for an image whose tag names no release (a digest, latest)",
+        )
 
 
 def _check_port(spec: LLMDeploymentSpec) -> None:
