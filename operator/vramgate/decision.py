@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vramgate.images import ImagePolicy
+from vramgate.images import ImagePolicy, official_engine
 from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPolicy, Preference, place
 from vramgate.sizing import Plan, SizingError, Suggestion
+from vramgate.sizing.engines import definition
 from vramgate.sizing.units import format_gib
 from vramgate.spec import (
     MAX_QUOTED_INPUT,
@@ -104,6 +105,13 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
         image = spec.runtime.image_or_default()
         if (refusal := context.image_policy.refusal(image)) is not None:
             raise SpecError("spec.runtime.image", refusal)
+        if (owner := official_engine(image)) not in (None, spec.runtime.engine):
+            raise SpecError(
+                "spec.runtime.image",
+                f"{image!r} is {definition(owner).display_name}'s image, and spec.runtime.engine is "
+                f"{spec.runtime.engine.value}: set the engine to {owner.value}, or use an image of "
+                f"{definition(spec.runtime.engine).display_name}",
+            )
         placed = place(
             to_plan_request(spec),
             preferences=_preferences(spec),

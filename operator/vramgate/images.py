@@ -49,6 +49,15 @@ def official_repositories() -> tuple[str, ...]:
     return tuple(repository(definition(engine).runtime.image) for engine in Engine)
 
 
+def official_engine(reference: str) -> Engine | None:
+    """The engine whose official image `reference` is; None for any other repository."""
+    name = repository(reference)
+    for engine in Engine:
+        if name in (repository(official) for official in definition(engine).runtime.repositories):
+            return engine
+    return None
+
+
 @dataclass(frozen=True)
 class ImagePolicy:
     """Allowed repository prefixes: `docker.io/vllm/vllm-openai` allows that repository (any tag or
