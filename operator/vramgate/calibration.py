@@ -398,11 +398,33 @@ def _skip(row: CalibrationRow, why: str) -> CalibrationRow:
     return CalibrationRow(**{**row.__dict__, "skipped": why})
 
 
+# The columns a row is read by without a default (the others may be missing or empty).
+REQUIRED_COLUMNS = (
+    "row_id",
+    "engine",
+    "model_id",
+    "gpu_model",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "weights_gib_profile",
+    "kv_cache_tokens",
+)
+
+
 def calibrate(csv_path: Path, configs_dir: Path | None = None) -> list[CalibrationRow]:
     """Re-plan every row of a start-up log CSV; configs live beside it under configs/ by default."""
     configs = configs_dir or csv_path.parent / "configs"
-    with csv_path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with csv_path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows, columns = list(reader), reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise SizingError(str(csv_path), f"not a UTF-8 CSV file ({error})") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+    if missing:
+        raise SizingError(str(csv_path), f"missing the column(s) {', '.join(missing)}")
+    rows = [{key: value or "" for key, value in row.items() if key is not None} for row in rows]
     fitted = frozenset(
         source_key(r.get("source_url", "")) for r in rows if r["row_id"] in FITTED_BEFORE_SPLIT
     )

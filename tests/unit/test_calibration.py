@@ -318,3 +318,30 @@ def test_the_0_19_starts_that_log_their_cuda_graph_estimate_are_not_over_promise
             errors[row["row_id"]] = checked.kv_error
     assert len(errors) >= 28
     assert all(error is not None and error <= KV_OVER_PROMISE_TOLERANCE for error in errors.values()), errors
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xe5\x00\xff", "not a UTF-8 CSV file"),
+        (b"", "missing the column(s) row_id, engine"),
+        (b"a,b\n1,2\n", "missing the column(s) row_id"),
+    ],
+)
+def test_a_file_that_is_not_a_log_csv_is_bad_input(tmp_path: Path, content: bytes, message: str) -> None:
+    """`vramgate calibrate` prints one line for these (each was a traceback: a decode error, a KeyError)."""
+    logs = tmp_path / "logs.csv"
+    logs.write_bytes(content)
+    with pytest.raises(SizingError) as error:
+        calibrate(logs)
+    assert message in str(error.value)
+
+
+def test_short_and_long_rows_are_read_with_empty_and_dropped_cells(tmp_path: Path) -> None:
+    """csv gives None for a cell a short row lacks (and keys a long row's extras by None): each row is
+    then skipped with its reason, not a TypeError."""
+    header = LOGS.read_text(encoding="utf-8").splitlines()[0]
+    logs = tmp_path / "logs.csv"
+    logs.write_text(f"{header}\nR900,vLLM,0.11.0,tiiuae/falcon-7b\nR901{',x' * 60}\n", encoding="utf-8")
+    rows = calibrate(logs, LOGS.parent / "configs")
+    assert [row.row_id for row in rows] == ["R900", "R901"] and all(row.skipped for row in rows)
