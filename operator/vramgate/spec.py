@@ -1119,10 +1119,12 @@ def _check_no_positional(spec: LLMDeploymentSpec, planned_values: set[int]) -> N
     """Refuse an argument the engine can only read as a positional one: a word first in extraArgs, or
     after an option whose value is attached (`--seed=1 x`) or after a planned flag's value, and anything
     after `--`. The plan's own arguments all carry their values attached, so nothing before extraArgs
-    takes one. vLLM's server reads one such word as a model name it ignores; SGLang and TGI stop."""
+    takes one. vLLM's server reads one such word as a model name it ignores; SGLang and TGI stop.
+    argparse takes `--option value` written as one entry (a space in the option's name) for a word too."""
     follows_complete_option = True
     for index, argument in enumerate(spec.runtime.extra_args):
-        bare = not argument.startswith("-") or argument == "-"
+        spaced = any(character.isspace() for character in argument.partition("=")[0])
+        bare = not argument.startswith("-") or argument == "-" or spaced
         if argument == "--" or (bare and follows_complete_option):
             raise SpecError(
                 f"spec.runtime.extraArgs[{index}]",
