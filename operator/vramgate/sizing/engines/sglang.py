@@ -62,6 +62,11 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--max-total-tokens",), "set spec.workload.concurrency instead"),
         GovernedFlag(("--max-prefill-tokens",), "set runtime.extraArgs --chunked-prefill-size instead"),
         GovernedFlag(("--page-size",), "the plan sizes token pages of 1"),
+        GovernedFlag(
+            ("--attention-backend", "--prefill-attention-backend", "--decode-attention-backend"),
+            "leave the attention backend to SGLang: a backend sets the KV page size and the workspace "
+            "the plan sizes",
+        ),
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
         GovernedFlag(("--cpu-offload-gb",), "set spec.gpu instead (the plan keeps every weight on the GPUs)"),
         GovernedFlag(("--tensor-parallel-size", "--tp-size"), "set spec.gpu.count instead"),

@@ -89,7 +89,10 @@ COMMAND_LINE = CommandLine(
             ("--data-parallel-size", "-dp", "--data-parallel-size-local", "-dpl"), "set spec.replicas instead"
         ),
         GovernedFlag(("--decode-context-parallel-size", "-dcp"), "set spec.gpu.count instead"),
-        GovernedFlag(("--enable-expert-parallel",), "set spec.gpu.count instead"),
+        GovernedFlag(
+            ("--enable-expert-parallel", "--enable-eplb", "--num-redundant-experts", "--eplb-config"),
+            "set spec.gpu.count instead (redundant experts are weights the plan does not size)",
+        ),
         GovernedFlag(("--quantization", "-q"), "set spec.model.precision instead"),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--port",), "set spec.runtime.port instead"),
@@ -115,7 +118,12 @@ COMMAND_LINE = CommandLine(
             "which the plan sizes (--enforce-eager turns the graphs off)",
         ),
         GovernedFlag(
-            ("--hf-overrides", "--hf-config-path"),
+            ("--disable-sliding-window", "--disable-hybrid-kv-cache-manager"),
+            "leave the KV cache layout to the model: the plan sizes its sliding-window layers' bounded "
+            "cache, and these give every layer a cache of the full length",
+        ),
+        GovernedFlag(
+            ("--hf-overrides", "--hf-config-path", "--rope-scaling"),
             "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
         ),
         GovernedFlag(("--help", "-h"), EXITS),
