@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from vramgate.calibration import CalibrationRow, Summary
 
 MAX_GIB = 1_000_000.0  # a million GiB per GPU: past any hardware, still no overflow
+CLUSTER_TIMEOUT = (10, 60)  # seconds to connect to, and to read nodes or pods from, a live cluster
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
@@ -129,13 +130,27 @@ def _cluster_objects(nodes_file: str | None, kubeconfig: str | None) -> list[dic
                 f"{nodes_file}: no Node objects (expected `kubectl get nodes -o yaml`)"
             )
         return found
+    import urllib3
+    import yaml
     from kubernetes import client, config  # only the live-cluster path needs the client
 
-    api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    with api:
-        core = client.CoreV1Api(api)
-        nodes = api.sanitize_for_serialization(core.list_node().items)
-        pods = api.sanitize_for_serialization(core.list_pod_for_all_namespaces().items)
+    try:
+        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        with api:
+            core = client.CoreV1Api(api)
+            nodes = api.sanitize_for_serialization(core.list_node(_request_timeout=CLUSTER_TIMEOUT).items)
+            pods = api.sanitize_for_serialization(
+                core.list_pod_for_all_namespaces(_request_timeout=CLUSTER_TIMEOUT).items
+            )
+    except (config.ConfigException, yaml.YAMLError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+        raise click.ClickException(
+            f"{kubeconfig}: not a usable kubeconfig: {str(exc).splitlines()[0]}"
+        ) from None
+    except client.ApiException as exc:
+        raise click.ClickException(f"{kubeconfig}: the cluster answered {exc.status} {exc.reason}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = str(getattr(exc, "reason", None) or exc).splitlines()[0]
+        raise click.ClickException(f"{kubeconfig}: cannot reach the cluster: {reason}") from None
     return [{**node, "kind": "Node"} for node in nodes] + [{**pod, "kind": "Pod"} for pod in pods]
 
 

@@ -371,6 +371,31 @@ def test_check_bad_files_exit_2(
     assert status == 2 and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("kubeconfig", "message"),
+    [
+        (b"\xf7\x00", "not a usable kubeconfig"),
+        (b"", "not a usable kubeconfig"),
+        (b"clusters: 5\n", "not a usable kubeconfig"),
+        (
+            b"clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\ncurrent-context: c\n"
+            b"contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {token: t}}]\n",
+            "cannot reach the cluster",
+        ),
+    ],
+)
+def test_a_kubeconfig_that_gives_no_cluster_is_bad_input(
+    kubeconfig: bytes, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each was a traceback from the client (a decode error, a ConfigException, a MaxRetryError)."""
+    config = tmp_path / "kubeconfig"
+    config.write_bytes(kubeconfig)
+    status, _, err = run(
+        ["check", "-f", str(EXAMPLES / "falcon-7b-a10g.yaml"), "--kubeconfig", str(config)], capsys
+    )
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
 def test_crd_command_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(["crd"], capsys)
     assert status == 0
