@@ -168,6 +168,7 @@ def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]
         (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
         (falcon("--layers", "5000"), "num_layers: Input should be less than or equal to 1024"),
         (falcon("--params", "inf"), "--params"),
+        (falcon("--pipeline-parallel", "64"), "64 pipeline stages cannot split tiiuae/falcon-7b's 32 layers"),
         (falcon("--gpu-memory-gib", "nan"), "Invalid value for '--gpu-memory-gib': 'nan' is not a number"),
         (falcon("--max-memory-fraction", "NaN"), "'--max-memory-fraction': 'NaN' is not a number"),
         (falcon("--weights-gib", "inf"), "--weights-gib"),

@@ -693,8 +693,14 @@ def plan(
     plan lists no field and, for a pinned GPU type that fits, evaluates only that type (at the pinned
     count, if any): what a request path needs. A refusal still weighs more of the same GPUs and the
     other types for its suggestions, asking each only whether it fits (`_Evaluator.fitting`)."""
-    evaluator = _Evaluator(request)
     arch = request.model
+    if request.pipeline_parallel > arch.num_layers:  # a stage without layers: nothing to size it by
+        raise SizingError(
+            "pipeline-parallel",
+            f"{request.pipeline_parallel} pipeline stages cannot split {arch.name}'s "
+            f"{arch.num_layers} layers (at most {arch.num_layers} stages)",
+        )
+    evaluator = _Evaluator(request)
     if arch.max_position_embeddings and request.max_seq_len > arch.max_position_embeddings:
         raise SizingError(
             "max-seq-len",
