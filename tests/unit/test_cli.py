@@ -168,6 +168,7 @@ def falcon(*extra: str, length: str = "10", concurrency: str = "1") -> list[str]
         (falcon("--max-memory-fraction", "1.5"), "--max-memory-fraction"),
         (falcon("--layers", "5000"), "num_layers: Input should be less than or equal to 1024"),
         (falcon("--params", "inf"), "--params"),
+        (falcon("--kv-heads", "7"), "7 KV heads do not divide 71 attention heads"),
         (falcon("--pipeline-parallel", "64"), "64 pipeline stages cannot split tiiuae/falcon-7b's 32 layers"),
         (falcon("--gpu-memory-gib", "nan"), "Invalid value for '--gpu-memory-gib': 'nan' is not a number"),
         (falcon("--max-memory-fraction", "NaN"), "'--max-memory-fraction': 'NaN' is not a number"),
@@ -311,6 +312,7 @@ def test_a_hostile_config_json_is_bad_input_naming_its_key(
     ("extra", "message"),
     [
         ('"torch_dtype": 16', "torch_dtype: 16 is not a name such as bfloat16"),
+        ('"num_key_value_heads": 5', "num_kv_heads: 5 KV heads do not divide 32 attention heads"),
         ('"num_local_experts": 8, "mlp_only_layers": 3', "mlp_only_layers: 3 is not a list of integers"),
         ('"num_local_experts": 8, "mlp_only_layers": [{}]', "mlp_only_layers: {} is not an integer"),
         (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vramgate.sizing.errors import SizingError
+from vramgate.sizing.errors import OutOfBoundsError, SizingError
 from vramgate.sizing.precision import Quantization, normalize_torch_dtype
 from vramgate.sizing.records import bounded, check
 
@@ -172,6 +172,12 @@ class ModelArchitecture:
 
     def __post_init__(self) -> None:
         check(self)
+        if self.num_attention_heads % self.num_kv_heads:  # no attention kernel takes a partial group
+            raise OutOfBoundsError(
+                "num_kv_heads",
+                f"{self.num_kv_heads} KV heads do not divide {self.num_attention_heads} attention heads "
+                "(each KV head serves a whole group of query heads)",
+            )
 
     @property
     def is_mla(self) -> bool:
