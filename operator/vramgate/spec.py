@@ -1085,6 +1085,12 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
     command_line = definition(spec.runtime.engine).command_line
     inputs: dict[str, int] = {}
     consumed: set[int] = set()
+    if (repeat := command_line.repeated(spec.runtime.extra_args)) is not None:
+        raise SpecError(
+            f"spec.runtime.extraArgs[{repeat[0]}]",
+            f"{repeat[1]} is given a second time, which {_engine_name(spec)}'s parser refuses at start; "
+            "give it once",
+        )
     recognised = command_line.recognise(spec.runtime.extra_args)
     for argument in recognised:
         path = f"spec.runtime.extraArgs[{argument.indices[0]}]"

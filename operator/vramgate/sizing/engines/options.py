@@ -117,6 +117,22 @@ class CommandLine:
     underscores_are_dashes: bool = False  # vLLM's FlexibleArgumentParser
     # Variables the engine reads (not as an option) that change what the plan sizes: (name, why refused).
     governed_variables: tuple[tuple[str, str], ...] = ()
+    repeatable: tuple[str, ...] = ()  # clap's options that take a list; any other may appear once
+
+    def repeated(self, arguments: Sequence[str]) -> tuple[int, str] | None:
+        """Under clap, the first long option written a second time and its index: clap stops at start
+        on it (argparse takes the last); None when there is none."""
+        if self.syntax is not OptionSyntax.CLAP:
+            return None
+        seen: set[str] = set()
+        for index, argument in enumerate(arguments):
+            option = argument.partition("=")[0]
+            if not option.startswith("--") or option == "--" or option in self.repeatable:
+                continue
+            if option in seen:
+                return index, option
+            seen.add(option)
+        return None
 
     def flags(self) -> Iterator[GovernedFlag | PlannedFlag]:
         yield from self.governed

@@ -81,6 +81,7 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--hostname",), "probes and the Service reach the server on every interface"),
     ),
     planned=(PlannedFlag(("--max-batch-prefill-tokens",), "max_num_batched_tokens"),),
+    repeatable=("--cors-allow-origin",),  # Vec<String>: the launcher's only list option not governed
     # launcher/src/main.rs@v3.3.5 (resolve_attention) and server/text_generation_server/models/globals.py.
     governed_variables=(
         ("ATTENTION", "chooses the attention kernel, and with it the KV block size the plan sizes"),
