@@ -98,3 +98,14 @@ def test_every_flag_the_plan_writes_is_governed_or_planned(engine: Engine) -> No
     assert written <= spellings
     for flag in engine_definition.command_line.flags():
         assert isinstance(flag, GovernedFlag | PlannedFlag) and flag.spellings
+
+
+def test_clap_refuses_a_repeated_option_where_the_plan_absorbs_a_planned_one() -> None:
+    command_line = definition(Engine.TGI).command_line
+    repeat = ["--json-output", "--max-waiting-tokens=1", "--max-waiting-tokens", "2"]
+    assert command_line.repeated(repeat) == (2, "--max-waiting-tokens")
+    allowed = ["--max-batch-prefill-tokens=1", "--max-batch-prefill-tokens=2", "--cors-allow-origin=a"] * 2
+    assert command_line.repeated(allowed) is None
+    assert definition(Engine.VLLM).command_line.repeated(["--seed=1", "--seed=2"]) is None, (
+        "argparse: last wins"
+    )

@@ -121,13 +121,15 @@ class CommandLine:
 
     def repeated(self, arguments: Sequence[str]) -> tuple[int, str] | None:
         """Under clap, the first long option written a second time and its index: clap stops at start
-        on it (argparse takes the last); None when there is none."""
+        on it (argparse takes the last); None when there is none. A planned flag may repeat: the plan
+        takes the last and writes it once."""
         if self.syntax is not OptionSyntax.CLAP:
             return None
+        planned = {spelling for flag in self.planned for spelling in flag.spellings}
         seen: set[str] = set()
         for index, argument in enumerate(arguments):
             option = argument.partition("=")[0]
-            if not option.startswith("--") or option == "--" or option in self.repeatable:
+            if not option.startswith("--") or option == "--" or option in (*self.repeatable, *planned):
                 continue
             if option in seen:
                 return index, option
