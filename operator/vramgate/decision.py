@@ -65,9 +65,16 @@ class Decision:
 def resource_name(resource: Mapping[str, Any]) -> str:
     """`namespace/name` as kubectl users say it (just the name outside a namespace)."""
     metadata = _metadata(resource)
-    name = metadata.get("name") or f"{metadata.get('generateName', '')}<generated>"
+    name = _printable(metadata.get("name") or f"{metadata.get('generateName', '')}<generated>")
     namespace = metadata.get("namespace")
-    return f"{namespace}/{name}" if namespace else str(name)
+    return f"{_printable(namespace)}/{name}" if namespace else name
+
+
+def _printable(value: object) -> str:
+    """A name as it may be printed: quoted when it holds a control character (an escape sequence or a
+    carriage return would rewrite the terminal that shows the verdict)."""
+    text = str(value)
+    return text if text.isprintable() else repr(text)[:MAX_QUOTED_INPUT]
 
 
 def _metadata(resource: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -122,3 +122,13 @@ def test_metadata_that_is_not_what_the_api_server_stores_is_refused_with_its_pat
     decision = decide(resource)
     assert not decision.allowed and decision.field == field
     assert f"refused: {field}: must be" in decision.message
+
+
+def test_a_name_with_control_characters_is_quoted_in_the_verdict() -> None:
+    """`vramgate check` prints the verdict to a terminal: an escape sequence in a file's name must not
+    reach it raw."""
+    resource = load("falcon-7b-a10g.yaml", namespace="team\ra")
+    resource["metadata"]["name"] = "x\x1b[2Jy"
+    message = decide(resource).message
+    assert message.startswith("LLMDeployment 'team\\ra'/'x\\x1b[2Jy' refused: metadata.name")
+    assert "\x1b" not in message and "\r" not in message
