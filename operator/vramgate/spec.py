@@ -990,13 +990,24 @@ def parse_spec(raw: object) -> LLMDeploymentSpec:
     if not isinstance(raw, Mapping):
         raise SpecError("spec", "required: an object with model and workload")
     try:
-        return LLMDeploymentSpec.model_validate(raw)
+        return LLMDeploymentSpec.model_validate(without_nulls(raw))
     except ValidationError as error:
         problems = [(_path(problem["loc"]), _wording(problem)) for problem in error.errors()]
         field = problems[0][0]
         raise SpecError(
             field, "; ".join(f"{path}: {text}" for path, text in problems)[len(field) + 2 :]
         ) from None
+
+
+def without_nulls(value: Any) -> Any:
+    """The value with every null field of an object left out, as the API server prunes them from a
+    custom resource before admission (no field of the schema is nullable): `gpu: null` in a file means
+    what it means to kubectl, the field unset. Null items of a list stay, and are refused."""
+    if isinstance(value, Mapping):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
 
 
 def _path(location: tuple[int | str, ...]) -> str:
