@@ -614,24 +614,7 @@ def _kubectl_yaml_loader() -> type[yaml.SafeLoader]:
     import yaml
 
     class KubectlYamlLoader(yaml.SafeLoader):
-        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-            """kubectl refuses a key written twice in one mapping (go-yaml: "already defined"), where
-            PyYAML keeps the last; a merge key (`<<`) may still override what it merges."""
-            seen: set[tuple[str, str]] = set()
-            for key_node, _ in node.value:
-                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"mapping key {key_node.value!r} already defined "
-                        f"(line {key_node.start_mark.line + 1})",
-                        key_node.start_mark,
-                    )
-                seen.add(key)
-            return super().construct_mapping(node, deep)
+        pass
 
     KubectlYamlLoader.add_implicit_resolver(
         "tag:yaml.org,2002:float",

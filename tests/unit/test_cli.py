@@ -358,10 +358,6 @@ def test_a_config_json_value_of_the_wrong_kind_is_bad_input_not_a_plan(
         (b"\xff\xfe\x00k\x00i\x00n\x00d".decode("latin-1"), "not UTF-8 text (byte 0xff at offset 0)"),
         ("[" * 5000 + "]" * 5000, "nested too deeply"),
         ("kind: List\nitems: 5\n", "no vramgate.dev LLMDeployment"),
-        (
-            "kind: LLMDeployment\nspec:\n  workload: {concurrency: 1}\n  workload: {concurrency: 500}\n",
-            "mapping key 'workload' already defined (line 4)",
-        ),
         ("--- &list {kind: List, items: [*list, {kind: List, items: x}]}\n", "no vramgate.dev LLMDeployment"),
     ],
 )
