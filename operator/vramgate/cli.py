@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
@@ -609,18 +609,37 @@ def gpus_command(output: str) -> int:
 
 @cache
 def _kubectl_yaml_loader() -> type[yaml.SafeLoader]:
-    """YAML read as kubectl reads it: `1e3` is a number there (go-yaml), a string to PyYAML, which wants a
-    dot in a float. A manifest must mean the same to `vramgate check` as to the API server."""
+    """YAML read as kubectl reads it (sigs.k8s.io/yaml over go-yaml v2), where PyYAML reads it otherwise:
+    `1e3` is a number (PyYAML wants a dot in a float), `y` and `n` are booleans, `2024-01-01` is text
+    (go-yaml keeps timestamps as strings), and so is `1:40` (no base-60 numbers). A manifest must mean
+    the same to `vramgate check` as to the API server."""
     import yaml
 
     class KubectlYamlLoader(yaml.SafeLoader):
-        pass
+        bool_values: ClassVar[dict[str, bool]] = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
 
-    KubectlYamlLoader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-        list("-+.0123456789"),
-    )
+    # go-yaml's own forms, matched before PyYAML's; the ones go-yaml lacks are left out of PyYAML's.
+    replaced = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+    resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, pattern, first in (
+        ("tag:yaml.org,2002:bool", r"^(?:y|Y|n|N)$", "yYnN"),
+        (
+            "tag:yaml.org,2002:int",
+            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$",
+            "-+0123456789",
+        ),
+        (
+            "tag:yaml.org,2002:float",
+            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+            r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+            "-+.0123456789",
+        ),
+    ):
+        for character in first:
+            resolvers.setdefault(character, []).append((tag, re.compile(pattern)))
+    for character, known in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        resolvers.setdefault(character, []).extend(entry for entry in known if entry[0] not in replaced)
+    KubectlYamlLoader.yaml_implicit_resolvers = resolvers
     return KubectlYamlLoader
 
 
