@@ -48,6 +48,7 @@ from vramgate.sizing.engines.options import (
     GPU_VISIBILITY_VARIABLES,
     MEMORY_VARIABLES,
     GovernedFlag,
+    OptionSyntax,
     PlannedFlag,
 )
 from vramgate.sizing.errors import OutOfBoundsError
@@ -1206,13 +1207,35 @@ def _check_engine_version(spec: LLMDeploymentSpec) -> None:
 
 
 def _check_port(spec: LLMDeploymentSpec) -> None:
-    """Refuse an HTTP port the server already binds for something else: it would stop at start."""
-    for port, purpose in definition(spec.runtime.engine).runtime.other_ports:
-        if spec.runtime.port == port:
+    """Refuse an HTTP port the server also binds for something else, at its default or where extraArgs
+    or env move it: the server would stop at start."""
+    engine = definition(spec.runtime.engine)
+    http_port = spec.runtime.port or engine.runtime.port
+    for other in engine.runtime.other_ports:
+        path, moved = _option_value(spec, other.option)
+        port = int(moved) if moved is not None and moved.isascii() and moved.isdigit() else other.default
+        if port == http_port:
             raise SpecError(
-                "spec.runtime.port",
-                f"{_engine_name(spec)} listens on {port} for {purpose}; choose another port",
+                path or "spec.runtime.port",
+                f"{_engine_name(spec)} would listen on {port} for {other.purpose} ({other.option}) and for "
+                "HTTP alike; choose another port for one of them",
             )
+
+
+def _option_value(spec: LLMDeploymentSpec, option: str) -> tuple[str | None, str | None]:
+    """Where extraArgs (`--option=N`, `--option N`) or, under clap, env set `option`, and its value."""
+    arguments = spec.runtime.extra_args
+    for index, argument in enumerate(arguments):
+        if argument.startswith(f"{option}="):
+            return f"spec.runtime.extraArgs[{index}]", argument.partition("=")[2]
+        if argument == option and index + 1 < len(arguments):
+            return f"spec.runtime.extraArgs[{index}]", arguments[index + 1]
+    if definition(spec.runtime.engine).command_line.syntax is OptionSyntax.CLAP:
+        variable = option[2:].upper().replace("-", "_")
+        for index, env in enumerate(spec.runtime.env):
+            if env.name == variable and env.value is not None:
+                return f"spec.runtime.env[{index}].value", env.value
+    return None, None
 
 
 def _option_forming_reference(argument: str) -> str | None:

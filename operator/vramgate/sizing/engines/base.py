@@ -606,6 +606,16 @@ class PlanFlags:
 
 
 @dataclass(frozen=True)
+class OtherPort:
+    """A port the server binds besides its HTTP port: its default, the option (and, under clap, the
+    variable of the same name) that moves it, and what listens there."""
+
+    default: int
+    option: str
+    purpose: str
+
+
+@dataclass(frozen=True)
 class EngineRuntime:
     """How one engine's official image is started and probed."""
 
@@ -616,8 +626,7 @@ class EngineRuntime:
     port_flag: str
     host_flag: str | None  # only where the default does not listen on all interfaces
     health_path: str = "/health"
-    # Ports the server binds besides its HTTP port, on the same interfaces: (port, what listens there).
-    other_ports: tuple[tuple[int, str], ...] = ()
+    other_ports: tuple[OtherPort, ...] = ()  # what else the server binds on its HTTP interfaces
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from vramgate.sizing.engines.base import (
     EngineRuntime,
     FreeMemoryRule,
     Launch,
+    OtherPort,
     PlanFlags,
     ReleaseRow,
     ReleaseTable,
@@ -100,7 +101,7 @@ RUNTIME = EngineRuntime(
     host_flag=None,
     # The router serves its metrics on the HTTP address at --prometheus-port (launcher/src/main.rs and
     # router/src/server.rs@v3.3.5): the same port for both stops the router at start.
-    other_ports=((9000, "its Prometheus metrics (--prometheus-port)"),),
+    other_ports=(OtherPort(9000, "--prometheus-port", "its Prometheus metrics"),),
 )
 
 
