@@ -2,9 +2,9 @@
 
 Method: a local control plane (tests/support) and the operator as users run it (`python -m
 vramgate.operator`, webhook in local mode). A probe is a server-side dry-run create of an
-LLMDeployment (the API server calls the webhook, stores nothing, so probing adds no load); probes
-alternate between one that fits (examples/falcon-7b-a10g.yaml) and one refused (examples/
-llama-3.1-70b-too-big.yaml). Two phases in one run:
+LLMDeployment (the API server calls the webhook, stores nothing, so probing adds no load), sent from a
+process of its own (`prober.py`); probes alternate between one that fits (examples/falcon-7b-a10g.yaml)
+and one refused (examples/llama-3.1-70b-too-big.yaml). Two phases in one run:
 
 * idle: `--probes` probes, nothing else happening;
 * converging: `--load` resources are created as fast as one client thread can, and the operator
@@ -44,9 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the local control plane and operator harness
 
 from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from prober import Prober, Target  # noqa: E402
 from support.apimetrics import scrape  # noqa: E402
 from support.controlplane import LocalControlPlane  # noqa: E402
 from support.kubectl import kubectl  # noqa: E402
@@ -115,37 +115,34 @@ def _percentile(values: Sequence[float], fraction: float) -> float:
 
 def admission_latency(
     kubeconfig: Path,
-    api: client.ApiClient,
     namespace: str,
     *,
     probes: int | None = None,
     until: Callable[[], bool] | None = None,
     operator_metrics: str | None = None,
 ) -> AdmissionLatency:
-    """Probe admission with dry-run creates (a fitting and a refused resource, alternately) until
-    `probes` were sent or `until()` holds; what the API server, the probes and (given the URL of its
-    /metrics) the operator measured meanwhile."""
-    resources = [_resource(FITS, namespace, "probe-fits"), _resource(REFUSED, namespace, "probe-refused")]
-    objects = client.CustomObjectsApi(api)
+    """Probe admission with dry-run creates (a fitting and a refused resource, alternately, from a
+    process of their own: `prober.py`) until `probes` were sent or `until()` holds; what the API
+    server, the probes and (given the URL of its /metrics) the operator measured meanwhile."""
+    targets = [
+        Target("fits", _resource(FITS, namespace, "probe-fits")),
+        Target("refused", _resource(REFUSED, namespace, "probe-refused"), refused=True),
+    ]
     before = webhook_time(kubeconfig)
     decisions_before = _decision_time(operator_metrics) if operator_metrics else None
-    round_trips: list[float] = []
-    while (probes is None or len(round_trips) < probes) and not (until is not None and until()):
-        started = time.perf_counter()
-        try:
-            objects.create_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, resources[len(round_trips) % 2], dry_run="All"
-            )
-        except ApiException as error:
-            if "denied the request" not in str(error.body):  # only the webhook's refusal is expected
-                raise
-        round_trips.append((time.perf_counter() - started) * 1000)
+    with Prober(kubeconfig, targets, count=probes) as prober:
+        while until is not None and not until():
+            time.sleep(0.5)
     spent = webhook_time(kubeconfig).since(before)
     decided = (
         _decision_time(operator_metrics).since(decisions_before)
         if operator_metrics and decisions_before
         else None
     )
+    failures = sum(prober.failures.values())
+    if failures:
+        raise RuntimeError(f"{failures} probes were not answered as expected: {prober.failures}")
+    round_trips = [latency * 1000 for found in prober.latencies.values() for latency in found]
     return AdmissionLatency(
         webhook_mean_ms_allowed=1000 * spent.allowed_seconds / max(spent.allowed_calls, 1),
         webhook_mean_ms_rejected=1000 * spent.rejected_seconds / max(spent.rejected_calls, 1),
@@ -202,10 +199,9 @@ def run(probes: int, load: int) -> dict[str, Any]:
         operator.start()
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         try:
-            admission_latency(kubeconfig, api, "bench", probes=20)  # warm-up, not reported
-            idle = admission_latency(
-                kubeconfig, api, "bench", probes=probes, operator_metrics=operator.metrics_url
-            )
+            admission_latency(kubeconfig, "bench", probes=20)  # warm-up, not reported
+            metrics = operator.metrics_url
+            idle = admission_latency(kubeconfig, "bench", probes=probes, operator_metrics=metrics)
 
             def create_load() -> None:
                 objects = client.CustomObjectsApi(api)
@@ -221,9 +217,7 @@ def run(probes: int, load: int) -> dict[str, Any]:
             def converged() -> bool:
                 return not creator.is_alive() and _deployed(api, "bench", load)
 
-            converging = admission_latency(
-                kubeconfig, api, "bench", until=converged, operator_metrics=operator.metrics_url
-            )
+            converging = admission_latency(kubeconfig, "bench", until=converged, operator_metrics=metrics)
             creator.join()
             convergence_seconds = time.monotonic() - started
         finally:

@@ -14,8 +14,10 @@ Method (each size on a fresh control plane, so no run inherits another's objects
   starts and the time runs until every new generation is observed. The floor loop re-applies the same
   changes itself.
 * **admission latency**: a server-side dry-run create of a fitting resource, every 0.25 s, timed by
-  the client: idle with the webhook on and off, and while the resources converge. The API server's own
-  timing of the webhook comes from `apiserver_admission_webhook_admission_duration_seconds`.
+  a client process of its own (`prober.py`): idle with the webhook on and off, and while the resources
+  converge, when the same probe in kube-system (no webhook) at the same instants gives the API
+  server's own latency at that load. The API server's own timing of the webhook comes from
+  `apiserver_admission_webhook_admission_duration_seconds`.
 * **writes per object**: `apiserver_request_total` by verb and resource, before and after.
 * **operator RSS and CPU**: /proc of the operator process (resident set, its peak, user+system time);
   API server CPU the same way.
@@ -31,12 +33,11 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,8 +46,8 @@ sys.path.insert(0, str(REPOSITORY / "tests"))
 
 import yaml  # noqa: E402
 from kubernetes import client, config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
 
+from prober import Prober, Target  # noqa: E402
 from support.apimetrics import api_writes, scrape, webhook_seconds, writes_since  # noqa: E402
 from support.controlplane import LocalControlPlane  # noqa: E402
 from support.kubectl import kubectl  # noqa: E402
@@ -60,6 +61,7 @@ from vramgate.spec import GROUP, PLURAL, VERSION  # noqa: E402
 
 FALCON = yaml.safe_load((REPOSITORY / "examples" / "falcon-7b-a10g.yaml").read_text())
 PROBE_INTERVAL_SECONDS = 0.25
+WEBHOOK_PROBE, NO_WEBHOOK_PROBE = "webhook", "no webhook"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OPERATOR_OBJECTS = {
     ("deployments", ""),
@@ -150,55 +152,20 @@ class Cluster:
         return time.monotonic() - started
 
 
-class Prober:
-    """Dry-run creates on a loop, in a thread: admission latency as a client sees it."""
-
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
-        self.cluster, self.namespace = cluster, namespace
-        self.latencies: list[float] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        probe = resource(self.namespace, "probe")
-        while not self._stop.is_set():
-            started = time.monotonic()
-            try:
-                self.cluster.objects.create_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, probe, dry_run="All"
-                )
-                self.latencies.append(time.monotonic() - started)
-            except ApiException:
-                self.failures += 1
-            self._stop.wait(PROBE_INTERVAL_SECONDS)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Prober]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            self._thread.join()
-
-    def summary(self) -> dict[str, Any]:
-        if not self.latencies:
-            return {"calls": 0, "failures": self.failures}
-        ordered = sorted(self.latencies)
-        return {
-            "calls": len(ordered),
-            "failures": self.failures,
-            "p50_ms": round(1000 * statistics.median(ordered), 1),
-            "p99_ms": round(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 1),
-        }
+def probes(cluster: Cluster, namespace: str) -> Prober:
+    """Admission probes through the webhook (`namespace`) and, interleaved, past it (kube-system): the
+    API server's own latency at the same instants. One probe of each every 0.25 s."""
+    targets = [
+        Target(WEBHOOK_PROBE, resource(namespace, "probe")),
+        Target(NO_WEBHOOK_PROBE, resource("kube-system", "probe")),
+    ]
+    return Prober(cluster.kubeconfig, targets, interval=PROBE_INTERVAL_SECONDS / 2)
 
 
 def probe_for(cluster: Cluster, namespace: str, seconds: float) -> dict[str, Any]:
-    prober = Prober(cluster, namespace)
-    with prober.running():
+    with probes(cluster, namespace) as prober:
         time.sleep(seconds)
-    return prober.summary()
+    return prober.summary(WEBHOOK_PROBE)
 
 
 def floor_write(cluster: Cluster, body: dict[str, Any]) -> None:
@@ -265,7 +232,6 @@ def size_run(count: int) -> dict[str, Any]:
         result["admission_webhook_on_idle"] = probe_for(cluster, probe_ns, 10)
         webhook_before = webhook_seconds(scrape(cluster.kubeconfig))
         operator_cpu = cpu_seconds(pid)
-        prober = Prober(cluster, probe_ns)
 
         def operator_create() -> None:
             for index in range(count):
@@ -274,9 +240,10 @@ def size_run(count: int) -> dict[str, Any]:
                 )
             cluster.wait_converged([op_ns], count)
 
-        with prober.running():
+        with probes(cluster, probe_ns) as prober:
             result["operator"] = measured(cluster, operator_create)
-        result["admission_under_load"] = prober.summary()
+        result["admission_under_load"] = prober.summary(WEBHOOK_PROBE)
+        result["api_server_under_load"] = prober.summary(NO_WEBHOOK_PROBE)
         result["operator"]["busy_after_convergence_s"] = round(wait_idle(pid), 1)
         result["operator"]["cpu_s"] = round(cpu_seconds(pid) - operator_cpu, 1)
         result["operator"]["memory"] = memory_mib(pid)
@@ -401,6 +368,7 @@ def report(sizes: list[dict[str, Any]], shards: list[dict[str, Any]]) -> None:
             f"admission, idle        webhook off {run['admission_webhook_off_idle']}",
             f"                       webhook on  {run['admission_webhook_on_idle']}",
             f"admission, under load  {run['admission_under_load']}",
+            f"  same instants, no webhook (kube-system) {run['api_server_under_load']}",
             f"webhook time (API server's measure): mean {run['webhook_mean_ms_apiserver']} ms",
         ]
         print("\n".join(lines))
