@@ -304,8 +304,14 @@ def main(config: OperatorConfig) -> None:
 
 
 def run() -> None:
-    """Run the operator with everything taken from the environment (the image's and the demo's way)."""
-    main(OperatorConfig.from_environ())
+    """Run the operator with everything taken from the environment (the image's and the demo's way);
+    a setting it cannot use stops it with one line naming the variable, and exit status 2."""
+    try:
+        config = OperatorConfig.from_environ()
+    except SettingsError as error:
+        print(f"vramgate: {error}", file=sys.stderr)
+        sys.exit(2)
+    main(config)
 
 
 if __name__ == "__main__":

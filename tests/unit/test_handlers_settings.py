@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,17 @@ def test_leader_election_settings() -> None:
     assert (in_pod.lease_namespace, in_pod.identity, in_pod.leader_election) == ("ops", "vramgate-0", False)
     with pytest.raises(SettingsError, match="VRAMGATE_LEASE_SECONDS must be a whole number \\(3-300\\)"):
         OperatorConfig.from_environ({"VRAMGATE_LEASE_SECONDS": "1"})
+
+
+def test_a_bad_setting_stops_the_operator_with_one_line_and_no_traceback() -> None:
+    # What Kubernetes injects for a Service named vramgate-webhook where service links are on.
+    env = {**os.environ, "VRAMGATE_WEBHOOK_PORT": "tcp://10.0.72.239:443"}
+    command = [sys.executable, "-m", "vramgate.operator"]
+    started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert started.returncode == 2
+    assert started.stderr.strip().splitlines() == [
+        "vramgate: VRAMGATE_WEBHOOK_PORT must be a port number (1-65535), not 'tcp://10.0.72.239:443'"
+    ]
 
 
 def test_the_self_signed_certificate_loads_as_a_server_certificate(tmp_path: Path) -> None:
