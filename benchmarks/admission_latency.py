@@ -1,7 +1,8 @@
 """Admission latency as the API server measures it, idle and while resources converge.
 
 Method: a local control plane (tests/support) and the operator as users run it (`python -m
-vramgate.operator`, webhook in local mode). A probe is a server-side dry-run create of an
+vramgate.operator`, webhook in local mode), in two processes as the chart's pod runs it: one serves
+admission, the other reconciles. A probe is a server-side dry-run create of an
 LLMDeployment (the API server calls the webhook, stores nothing, so probing adds no load), sent from a
 process of its own (`prober.py`); probes alternate between one that fits (examples/falcon-7b-a10g.yaml)
 and one refused (examples/llama-3.1-70b-too-big.yaml). Two phases in one run:
@@ -50,7 +51,7 @@ from prober import Prober, Target  # noqa: E402
 from support.apimetrics import scrape  # noqa: E402
 from support.controlplane import LocalControlPlane  # noqa: E402
 from support.kubectl import kubectl  # noqa: E402
-from support.operator import OperatorProcess  # noqa: E402
+from support.operator import OperatorPod  # noqa: E402
 from support.wait import wait_for  # noqa: E402
 from vramgate.handlers.admission import WEBHOOK_NAME  # noqa: E402
 from vramgate.spec import GROUP, PLURAL, VERSION  # noqa: E402
@@ -195,7 +196,7 @@ def run(probes: int, load: int) -> dict[str, Any]:
         established = ("wait", "--for=condition=Established", "crd/llmdeployments.vramgate.dev")
         wait_for(lambda: kubectl(*established, kubeconfig=kubeconfig, check=False).returncode == 0)
         kubectl("create", "namespace", "bench", kubeconfig=kubeconfig)
-        operator = OperatorProcess(kubeconfig, Path(scratch) / "operator.log")
+        operator = OperatorPod(kubeconfig, Path(scratch))  # as the chart runs it
         operator.start()
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         try:

@@ -19,7 +19,10 @@ Method (each size on a fresh control plane, so no run inherits another's objects
   server's own latency at that load. The API server's own timing of the webhook comes from
   `apiserver_admission_webhook_admission_duration_seconds`.
 * **writes per object**: `apiserver_request_total` by verb and resource, before and after.
-* **operator RSS and CPU**: /proc of the operator process (resident set, its peak, user+system time);
+* **the operator** runs as the chart runs it: a process that serves admission and never reconciles,
+  and one that reconciles and serves no webhook (`OperatorPod`).
+* **operator RSS and CPU**: /proc of the operator processes (resident set, its peak, user+system time
+  of the reconciling one; the webhook process's resident set apart);
   API server CPU the same way.
 * **sharding**: N resources in four namespaces, created while no operator runs; then one instance, or
   two with disjoint namespace selectors (one serving the webhook), catch up; time until all Deployed.
@@ -51,7 +54,7 @@ from prober import Prober, Target  # noqa: E402
 from support.apimetrics import api_writes, scrape, webhook_seconds, writes_since  # noqa: E402
 from support.controlplane import LocalControlPlane  # noqa: E402
 from support.kubectl import kubectl  # noqa: E402
-from support.operator import OperatorProcess, remove_webhook_configuration  # noqa: E402
+from support.operator import OperatorPod, OperatorProcess, remove_webhook_configuration  # noqa: E402
 from support.wait import wait_for  # noqa: E402
 from vramgate import manifests  # noqa: E402
 from vramgate.crd import CRD_NAME  # noqa: E402
@@ -121,8 +124,11 @@ class Cluster:
     def writes(self) -> dict[tuple[str, str, str], float]:
         return api_writes(self.kubeconfig, OPERATOR_OBJECTS)
 
-    def operator(self, name: str, **env: str) -> OperatorProcess:
+    def operator(self, name: str, **env: str) -> OperatorProcess:  # a process that does both
         return OperatorProcess(self.kubeconfig, self.folder / f"{name}.log", env=env)
+
+    def operator_pod(self, namespaces: str) -> OperatorPod:
+        return OperatorPod(self.kubeconfig, self.folder, env={"VRAMGATE_NAMESPACES": namespaces})
 
     def items(self, namespace: str) -> list[dict[str, Any]]:
         found = cast(
@@ -191,6 +197,11 @@ def measured(cluster: Cluster, run: Callable[[], None]) -> dict[str, Any]:
     }
 
 
+def pod_cpu_seconds(pod: OperatorPod) -> float:
+    """Both processes' CPU time since they started."""
+    return cpu_seconds(pod.admission.pid) + cpu_seconds(pod.reconciler.pid)
+
+
 def wait_idle(pid: int, quiet_seconds: float = 3.0, timeout: float = 1800) -> float:
     """Seconds until the process's CPU time stops rising (less than 2% of a core over `quiet_seconds`)."""
     started = time.monotonic()
@@ -225,13 +236,13 @@ def size_run(count: int) -> dict[str, Any]:
         result["floor"] = measured(cluster, floor_create)
 
         # Only its own namespace (and the probes'): the floor's resources are not the operator's business.
-        operator = cluster.operator("operator", VRAMGATE_NAMESPACES=f"{op_ns},{probe_ns}")
+        operator = cluster.operator_pod(f"{op_ns},{probe_ns}")
         operator.start()
-        pid = operator.pid
+        pid = operator.reconciler.pid
         wait_idle(pid)
         result["admission_webhook_on_idle"] = probe_for(cluster, probe_ns, 10)
         webhook_before = webhook_seconds(scrape(cluster.kubeconfig))
-        operator_cpu = cpu_seconds(pid)
+        operator_cpu = pod_cpu_seconds(operator)
 
         def operator_create() -> None:
             for index in range(count):
@@ -245,8 +256,9 @@ def size_run(count: int) -> dict[str, Any]:
         result["admission_under_load"] = prober.summary(WEBHOOK_PROBE)
         result["api_server_under_load"] = prober.summary(NO_WEBHOOK_PROBE)
         result["operator"]["busy_after_convergence_s"] = round(wait_idle(pid), 1)
-        result["operator"]["cpu_s"] = round(cpu_seconds(pid) - operator_cpu, 1)
+        result["operator"]["cpu_s"] = round(pod_cpu_seconds(operator) - operator_cpu, 1)
         result["operator"]["memory"] = memory_mib(pid)
+        result["operator"]["webhook_memory"] = memory_mib(operator.admission.pid)
         webhook_after = webhook_seconds(scrape(cluster.kubeconfig))
         calls = webhook_after[1] - webhook_before[1]
         result["webhook_mean_ms_apiserver"] = round(1000 * (webhook_after[0] - webhook_before[0]) / calls, 2)
@@ -255,12 +267,12 @@ def size_run(count: int) -> dict[str, Any]:
         operator.stop()
         writes = cluster.writes()
         operator.start()
-        pid = operator.pid
+        pid = operator.reconciler.pid
         busy = wait_idle(pid)
         result["restart_unchanged"] = {
             "busy_s": round(busy, 1),
             "writes": writes_since(writes, cluster.writes()),
-            "cpu_s": round(cpu_seconds(pid), 1),
+            "cpu_s": round(pod_cpu_seconds(operator), 1),
             "memory": memory_mib(pid),
         }
 
@@ -286,7 +298,8 @@ def size_run(count: int) -> dict[str, Any]:
             cluster.wait_converged([op_ns], count)
 
         result["operator_catch_up"] = measured(cluster, operator_catch_up)
-        result["operator_catch_up"]["memory"] = memory_mib(operator.pid)
+        result["operator_catch_up"]["memory"] = memory_mib(operator.reconciler.pid)
+        result["operator_catch_up"]["webhook_memory"] = memory_mib(operator.admission.pid)
         operator.stop()
     return result
 
@@ -361,8 +374,11 @@ def report(sizes: list[dict[str, Any]], shards: list[dict[str, Any]]) -> None:
             f"                       floor    {floor['writes']}",
             f"writes, catch-up       operator {catch['writes']}",
             f"                       floor    {floor_catch['writes']}",
-            f"busy after convergence {op['busy_after_convergence_s']} s; operator CPU {op['cpu_s']} s",
+            f"busy after convergence {op['busy_after_convergence_s']} s; "
+            f"operator CPU (both processes) {op['cpu_s']} s",
             f"operator memory        converged {op['memory']}; after catch-up {catch['memory']}",
+            f"webhook memory         converged {op['webhook_memory']}; "
+            f"after catch-up {catch['webhook_memory']}",
             f"restart, no change     busy {restart['busy_s']} s, writes {restart['writes'] or 'none'}, "
             f"memory {restart['memory']}",
             f"admission, idle        webhook off {run['admission_webhook_off_idle']}",

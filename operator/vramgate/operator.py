@@ -215,7 +215,10 @@ class Operator:
                 )
                 await self.server.start()
             freeze_start_up_objects()
-            if self.config.leader_election:
+            if not self.config.reconcile:  # admission only: no Lease, no kopf
+                await self._register_webhook()
+                await self.stopping.wait()
+            elif self.config.leader_election:
                 identity = self.config.identity or default_identity()
                 elector = LeaseElector(
                     self.api,
@@ -244,11 +247,7 @@ class Operator:
     async def _lead(self, lost: asyncio.Event) -> None:
         """Reconcile until the Lease is lost or the process stops. If kopf does not stop within the
         margin between the renew deadline and the lease duration, exit: another replica may lead."""
-        if self.config.webhook_configuration and self.files is not None:
-            configuration = webhook.webhook_configuration(
-                self.config, webhook.client_config(self.config, self.files), os.environ.get("POD_NAMESPACE")
-            )
-            await asyncio.to_thread(webhook.register, self.api, configuration)
+        await self._register_webhook()
         self.reconciler = Reconciler(self.config)
         self.reconciler.start()
         waits = [
@@ -269,6 +268,15 @@ class Operator:
             os._exit(1)
         logger.info(f"Reconciliation stopped in {time.monotonic() - started:.1f} s")
         self.reconciler = None
+
+    async def _register_webhook(self) -> None:
+        """Point the webhook configuration at this process, where the operator manages it (local
+        mode); in cluster the chart owns it."""
+        if self.config.webhook_configuration and self.files is not None:
+            configuration = webhook.webhook_configuration(
+                self.config, webhook.client_config(self.config, self.files), os.environ.get("POD_NAMESPACE")
+            )
+            await asyncio.to_thread(webhook.register, self.api, configuration)
 
     async def _serve_probes(self) -> web.AppRunner:
         """/healthz: the loop answers and, when leading, kopf runs; /readyz: admission is served."""

@@ -48,6 +48,9 @@ class OperatorConfig:
     metrics_port: int = 9090  # 0: no metrics endpoint
     liveness_port: int = 8080  # `python -m vramgate.operator` only (kopf run takes --liveness); 0: none
     log_format: str = "plain"  # `python -m vramgate.operator` only: plain, full or json
+    # False: this process serves admission and nothing else, never reconciling (the chart's webhook
+    # container, beside the reconciling one): no reconciliation holds up a review, not even for the GIL.
+    reconcile: bool = True
     # Reconciliation runs in one replica at a time, the holder of this Lease (every replica serves
     # admission); off: this process always reconciles (one instance, or namespace shards).
     leader_election: bool = True
@@ -77,6 +80,12 @@ class OperatorConfig:
                 get("WEBHOOK_MODE", defaults.webhook_mode.value).lower(), "WEBHOOK_MODE", list(WebhookMode)
             )
         )
+        reconcile = _choice(get("RECONCILE", "true").lower(), "RECONCILE", ("true", "false")) == "true"
+        if not reconcile and mode is WebhookMode.NONE:
+            raise SettingsError(
+                f"{ENV_PREFIX}RECONCILE=false serves admission only, so {ENV_PREFIX}WEBHOOK_MODE must be "
+                f"local or service; not none"
+            )
         return cls(
             namespaces=tuple(name.strip() for name in get("NAMESPACES", "").split(",") if name.strip()),
             namespace_selector=get("NAMESPACE_SELECTOR", ""),
@@ -99,6 +108,7 @@ class OperatorConfig:
                 get("LIVENESS_PORT", str(defaults.liveness_port)), "LIVENESS_PORT", allow_zero=True
             ),
             log_format=_choice(get("LOG_FORMAT", defaults.log_format).lower(), "LOG_FORMAT", LOG_FORMATS),
+            reconcile=reconcile,
             leader_election=_choice(
                 get("LEADER_ELECTION", "true").lower(), "LEADER_ELECTION", ("true", "false")
             )

@@ -120,15 +120,19 @@ def test_chart_installs_the_operator_and_its_webhook(kubeconfig: Path, release: 
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == RELEASE
     assert pod["securityContext"]["runAsNonRoot"] is True
-    (operator,) = pod["containers"]
+    webhook, operator = pod["containers"]
+    assert (webhook["name"], operator["name"]) == ("webhook", "operator")
     # The API server drops empty values; the container still gets the variable, set to "".
-    env = {item["name"]: item.get("value", "") for item in operator["env"] if "valueFrom" not in item}
-    assert env["VRAMGATE_NAMESPACES"] == release.watched
+    env = {item["name"]: item.get("value", "") for item in webhook["env"] if "valueFrom" not in item}
+    reconciling = {item["name"]: item.get("value", "") for item in operator["env"] if "valueFrom" not in item}
+    assert env["VRAMGATE_NAMESPACES"] == reconciling["VRAMGATE_NAMESPACES"] == release.watched
+    assert (env["VRAMGATE_RECONCILE"], reconciling["VRAMGATE_WEBHOOK_MODE"]) == ("false", "none")
     assert env["VRAMGATE_WEBHOOK_MODE"] == "service"
     assert env["VRAMGATE_WEBHOOK_SERVICE"] == f"{RELEASE}-webhook"
     assert env["VRAMGATE_WEBHOOK_SERVICE_NAMESPACE"] == release.namespace
     assert env["VRAMGATE_WEBHOOK_CONFIGURATION"] == ""
     assert env["VRAMGATE_LOG_FORMAT"] == "json"
+    assert webhook["securityContext"]["readOnlyRootFilesystem"] is True
     assert operator["securityContext"]["readOnlyRootFilesystem"] is True
 
     get_json(kubeconfig, "serviceaccount", RELEASE, "-n", release.namespace)

@@ -99,6 +99,12 @@ def leader_pod(cluster: Cluster) -> dict[str, Any]:
     return next(p for p in operator_pods(cluster) if p["metadata"]["name"] == name)
 
 
+def reconciling(pod: dict[str, Any]) -> dict[str, Any]:
+    """The status of the pod's reconciling container (the other serves the webhook)."""
+    statuses: list[dict[str, Any]] = pod["status"]["containerStatuses"]
+    return next(status for status in statuses if status["name"] == "operator")
+
+
 def pod_ready(pod: dict[str, Any]) -> bool:
     statuses = pod.get("status", {}).get("containerStatuses") or []
     return pod["status"].get("phase") == "Running" and bool(statuses) and all(s["ready"] for s in statuses)
@@ -122,9 +128,11 @@ def test_helm_install_runs_the_operator_pod_ready(cluster: Cluster) -> None:
     pods = operator_pods(cluster)
     assert len(pods) == replicas and all(pod_ready(p) for p in pods)
     assert all(p["spec"]["nodeName"] == cluster.node.name for p in pods)
-    assert all(p["spec"]["containers"][0]["image"] == cluster.built.operator.reference for p in pods)
+    images = {c["image"] for p in pods for c in p["spec"]["containers"]}
+    assert images == {cluster.built.operator.reference}
     listing = cluster.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE).splitlines()[1:]
-    assert len(listing) == replicas and all(" 1/1 " in line and "Running" in line for line in listing)
+    # Two containers each: the webhook and the reconciler.
+    assert len(listing) == replicas and all(" 2/2 " in line and "Running" in line for line in listing)
     cluster.kubectl("create", "namespace", NAMESPACE)
     wait_for(
         lambda: "default" in cluster.kubectl("get", "serviceaccounts", "-n", NAMESPACE, check=False),
@@ -291,15 +299,15 @@ def test_a_killed_operator_is_restarted_by_the_kubelet_and_nothing_is_lost_or_do
     before = settled(world, quiet_seconds=5, message="the generated objects")
     pod = wait_for(lambda: leader_pod(cluster), message="a leader")
     name = pod["metadata"]["name"]
-    restarts = pod["status"]["containerStatuses"][0]["restartCount"]
-    container_id = pod["status"]["containerStatuses"][0]["containerID"].split("//")[-1]
+    restarts = reconciling(pod)["restartCount"]
+    container_id = reconciling(pod)["containerID"].split("//")[-1]
     pid = int(cluster.node.ctr("tasks", "list").split(container_id)[1].split()[0])
-    os.kill(pid, signal.SIGKILL)  # the leader's operator process, from the host: PID 1 of its container
+    os.kill(pid, signal.SIGKILL)  # the leader's reconciling process, from the host: PID 1 of its container
 
     def restarted() -> bool:
         again = next((p for p in operator_pods(cluster) if p["metadata"]["name"] == name), None)
         # The same pod, its container restarted: the kubelet's doing, not the Deployment controller's.
-        return again is not None and again["status"]["containerStatuses"][0]["restartCount"] > restarts
+        return again is not None and reconciling(again)["restartCount"] > restarts
 
     wait_for(restarted, timeout=120, message="the operator container restarted")
     wait_for(lambda: all(pod_ready(p) for p in operator_pods(cluster)), timeout=120, message="Ready again")

@@ -1,4 +1,6 @@
-"""Two operator instances shard the namespaces by label selector; one of them serves the webhook for all."""
+"""Operator processes that split the work: two instances shard the namespaces by label selector, one of
+them serving the webhook for all; and admission served by a process that never reconciles (the chart's
+webhook container) beside one that reconciles and serves no webhook (its operator container)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from support.kubectl import kubectl
-from support.operator import OperatorProcess, remove_webhook_configuration
+from support.operator import OperatorPod, OperatorProcess, remove_webhook_configuration
 from support.wait import stays, wait_for
 from vramgate.crd import CRD_NAME
 
@@ -84,6 +86,41 @@ def test_instances_with_disjoint_selectors_each_serve_their_namespaces_behind_on
         first.stop()
         remove_webhook_configuration(kubeconfig)
         print(f"--- shard a log ---\n{first.log_tail()}\n--- shard b log ---\n{second.log_tail()}")
+
+
+def lease_exists(kubeconfig: Path, name: str) -> bool:
+    return kubectl("get", "lease", name, "-n", "default", kubeconfig=kubeconfig, check=False).returncode == 0
+
+
+def test_admission_served_apart_from_reconciliation(
+    kubeconfig: Path, shards: dict[str, str], tmp_path: Path
+) -> None:
+    lease = f"vramgate-split-{secrets.token_hex(3)}"
+    pod = OperatorPod(kubeconfig, tmp_path, env={"VRAMGATE_LEASE_NAME": lease})
+    admission, reconciler = pod.admission, pod.reconciler
+    namespace = shards["a"]
+    admission.start()  # serving, and the webhook configuration points at it
+    try:
+        kubectl("apply", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig)
+        refused = kubectl("apply", "-n", namespace, "-f", str(LLAMA_70B), kubeconfig=kubeconfig, check=False)
+        assert "denied the request" in refused.stderr
+        stays(
+            lambda: not deployment_exists(kubeconfig, namespace) and not lease_exists(kubeconfig, lease),
+            seconds=3,
+            message="the admission-only process neither reconciles nor takes the Lease",
+        )
+        reconciler.start(leading=False)
+        wait_for(lambda: deployment_exists(kubeconfig, namespace), timeout=60, message="deployed")
+        assert lease_exists(kubeconfig, lease)
+        refused = kubectl("apply", "-n", namespace, "-f", str(LLAMA_70B), kubeconfig=kubeconfig, check=False)
+        assert "denied the request" in refused.stderr, "admission is still the first process's"
+        assert "llama" not in reconciler.log_path.read_text().lower()
+    finally:
+        reconciler.stop()
+        admission.stop()
+        remove_webhook_configuration(kubeconfig)
+        print(f"--- admission log ---\n{admission.log_tail()}")
+        print(f"--- reconciler log ---\n{reconciler.log_tail()}")
 
 
 def test_a_selector_the_api_server_cannot_parse_stops_start_up(kubeconfig: Path, tmp_path: Path) -> None:

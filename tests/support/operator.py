@@ -1,7 +1,8 @@
 """The operator as a child process, as users run it (`python -m vramgate.operator`), webhook in local mode.
 
 Restartable, stoppable by any signal, its log kept for failures. Several can run at once (each on its
-own ports, sharing a Lease): that is how the fault tests run replicas against one API server.
+own ports, sharing a Lease): that is how the fault tests run replicas against one API server. A pod's
+two processes as the chart runs them (admission apart from reconciliation): `OperatorPod`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,30 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class OperatorPod:
+    """The operator as the chart runs it, a pod's two containers: one process serves admission and never
+    reconciles, the other reconciles and serves no webhook. Started and stopped together, as a pod is."""
+
+    def __init__(self, kubeconfig: Path, folder: Path, env: dict[str, str] | None = None) -> None:
+        only_admission = {**(env or {}), "VRAMGATE_RECONCILE": "false"}
+        no_webhook = {**(env or {}), "VRAMGATE_WEBHOOK_MODE": "none", "VRAMGATE_WEBHOOK_CONFIGURATION": ""}
+        self.admission = OperatorProcess(kubeconfig, folder / "webhook.log", env=only_admission)
+        self.reconciler = OperatorProcess(kubeconfig, folder / "operator.log", env=no_webhook)
+
+    @property
+    def metrics_url(self) -> str:
+        """Where admission's metrics are served."""
+        return self.admission.metrics_url
+
+    def start(self) -> None:
+        self.admission.start()  # serving, and the webhook configuration points at it
+        self.reconciler.start(leading=False)  # no webhook of its own to point at
+
+    def stop(self) -> None:
+        self.reconciler.stop()
+        self.admission.stop()
 
 
 def _signs(ca_pem: bytes, certificate: x509.Certificate) -> bool:

@@ -89,16 +89,22 @@ def one(manifests: Manifests, kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def container(manifests: Manifests) -> dict[str, Any]:
-    operator: dict[str, Any]
-    (operator,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return operator
+def containers(manifests: Manifests) -> dict[str, dict[str, Any]]:
+    """The operator pod's containers by name."""
+    found = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return {item["name"]: item for item in found}
 
 
-def plain_env(manifests: Manifests) -> dict[str, str]:
-    """The container's literal environment, with POD_NAMESPACE as the downward API fills it."""
+def container(manifests: Manifests, name: str = "operator") -> dict[str, Any]:
+    return containers(manifests)[name]
+
+
+def plain_env(manifests: Manifests, name: str = "operator") -> dict[str, str]:
+    """A container's literal environment, with POD_NAMESPACE as the downward API fills it."""
     env = {
-        item["name"]: item.get("value", "") for item in container(manifests)["env"] if "valueFrom" not in item
+        item["name"]: item.get("value", "")
+        for item in container(manifests, name)["env"]
+        if "valueFrom" not in item
     }
     env["POD_NAMESPACE"] = NAMESPACE
     return env
@@ -111,19 +117,26 @@ def test_helm_lint_passes(helm_binary: str) -> None:
 
 def test_the_operator_reads_the_rendered_environment(helm_template: Callable[..., Manifests]) -> None:
     manifests = helm_template("namespaces={team-a,team-b}", "logFormat=json")
-    config = OperatorConfig.from_environ(plain_env(manifests))
+    reconciling = OperatorConfig.from_environ(plain_env(manifests))
+    config = OperatorConfig.from_environ(plain_env(manifests, "webhook"))
     webhook_service = one(manifests, "ValidatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
 
-    assert config.namespaces == ("team-a", "team-b")
-    assert config.log_format == "json"
+    # Two processes: one serves admission and never reconciles, the other reconciles and serves none.
+    assert set(containers(manifests)) == {"webhook", "operator"}
+    assert not config.reconcile and reconciling.reconcile
+    assert reconciling.webhook_mode is WebhookMode.NONE
+    for either in (config, reconciling):
+        assert either.namespaces == ("team-a", "team-b")
+        assert either.log_format == "json"
     assert config.webhook_mode is WebhookMode.SERVICE
     assert config.webhook_configuration == "", "the chart owns the webhook configuration"
     assert config.webhook_service == webhook_service["service"]["name"]
     assert config.webhook_service_namespace == NAMESPACE
     assert config.webhook_service_port == webhook_service["service"]["port"]
-    mounts = {mount["name"]: mount for mount in container(manifests)["volumeMounts"]}
+    mounts = {mount["name"]: mount for mount in container(manifests, "webhook")["volumeMounts"]}
     assert mounts["webhook-tls"]["mountPath"] == str(config.webhook_cert_dir)
     assert mounts["webhook-tls"]["readOnly"] is True
+    assert "webhook-tls" not in {mount["name"] for mount in container(manifests)["volumeMounts"]}
 
 
 def test_placement_values_reach_the_operator(helm_template: Callable[..., Manifests]) -> None:
@@ -133,9 +146,10 @@ def test_placement_values_reach_the_operator(helm_template: Callable[..., Manife
         "placement.hami=true",
         "placement.skipMemoryCheckNamespaces={research}",
     )
-    config = OperatorConfig.from_environ(plain_env(manifests))
-    assert (config.placement_mode, config.placement_catalog_types) == ("catalog", ("L4", "A10G"))
-    assert config.hami and config.skip_memory_check_namespaces == ("research",)
+    for name in containers(manifests):  # admission decides as the reconciler generates
+        config = OperatorConfig.from_environ(plain_env(manifests, name))
+        assert (config.placement_mode, config.placement_catalog_types) == ("catalog", ("L4", "A10G"))
+        assert config.hami and config.skip_memory_check_namespaces == ("research",)
 
 
 def test_default_environment_watches_every_namespace(default: Manifests) -> None:
@@ -148,20 +162,29 @@ def test_container_ports_match_the_settings_and_probes(default: Manifests) -> No
     config = OperatorConfig.from_environ(plain_env(default))
     operator = container(default)
     ports = {port["name"]: port["containerPort"] for port in operator["ports"]}
-    assert ports == {
-        "webhook": config.webhook_port,
-        "metrics": config.metrics_port,
-        "liveness": config.liveness_port,
-    }
+    assert ports == {"metrics": config.metrics_port, "liveness": config.liveness_port}
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    admission = OperatorConfig.from_environ(plain_env(default, "webhook"))
+    webhook = container(default, "webhook")
+    assert {port["name"]: port["containerPort"] for port in webhook["ports"]} == {
+        "webhook": admission.webhook_port,
+        "webhook-metrics": admission.metrics_port,
+        "webhook-live": admission.liveness_port,
+    }
+    assert webhook["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook-live"}
+    named = [port["name"] for item in containers(default).values() for port in item["ports"]]
+    assert len(named) == len(set(named)), "port names are the pod's, unique across its containers"
     services = {name: doc for (kind, name), doc in default.items() if kind == "Service"}
     selector = one(default, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for service in services.values():
         assert service["spec"]["selector"].items() <= selector.items()
     (webhook_port,) = services[f"{RELEASE}-vramgate-webhook"]["spec"]["ports"]
     assert (webhook_port["port"], webhook_port["targetPort"]) == (443, "webhook")
-    (metrics_port,) = services[f"{RELEASE}-vramgate-metrics"]["spec"]["ports"]
-    assert (metrics_port["port"], metrics_port["targetPort"]) == (config.metrics_port, "metrics")
+    metrics_ports = services[f"{RELEASE}-vramgate-metrics"]["spec"]["ports"]
+    assert [(port["port"], port["targetPort"]) for port in metrics_ports] == [
+        (config.metrics_port, "metrics"),
+        (admission.metrics_port, "webhook-metrics"),
+    ]
 
 
 def test_webhook_stays_served_through_rollouts_drains_and_crashes(default: Manifests) -> None:
@@ -171,7 +194,8 @@ def test_webhook_stays_served_through_rollouts_drains_and_crashes(default: Manif
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
     }
-    assert container(default)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "liveness"}
+    ready = container(default, "webhook")["readinessProbe"]["httpGet"]
+    assert ready == {"path": "/readyz", "port": "webhook-live"}
     budget = one(default, "PodDisruptionBudget")
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"].items() <= (
@@ -195,8 +219,9 @@ def test_one_replica_has_no_disruption_budget(helm_template: Callable[..., Manif
 
 
 def test_operator_runs_the_image_entrypoint(default: Manifests) -> None:
-    assert "command" not in container(default) and "args" not in container(default)
-    assert container(default)["image"] == "vramgate:0.1.0"
+    for found in containers(default).values():
+        assert "command" not in found and "args" not in found
+        assert found["image"] == "vramgate:0.1.0"
 
 
 def test_webhook_points_at_the_service_and_the_handler_path(default: Manifests) -> None:
@@ -291,8 +316,9 @@ def test_webhook_disabled_turns_admission_off(helm_template: Callable[..., Manif
     manifests = helm_template("webhook.enabled=false", "metrics.enabled=false")
     kinds = {kind for kind, _ in manifests}
     assert not kinds & {"ValidatingWebhookConfiguration", "Secret", "Service"}
+    assert set(containers(manifests)) == {"operator"}
     config = OperatorConfig.from_environ(plain_env(manifests))
-    assert config.webhook_mode is WebhookMode.NONE
+    assert config.webhook_mode is WebhookMode.NONE and config.reconcile
     assert config.metrics_port == 0
 
 
@@ -386,15 +412,17 @@ def test_the_default_image_policy_is_the_engines_official_images(default: Manife
 
 def test_pod_runs_non_root_read_only_without_capabilities(default: Manifests) -> None:
     pod = one(default, "Deployment")["spec"]["template"]["spec"]
-    context = container(default)["securityContext"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["enableServiceLinks"] is False, "Services' variables would read as VRAMGATE_* settings"
-    assert context["readOnlyRootFilesystem"] is True
-    assert context["allowPrivilegeEscalation"] is False
-    assert context["capabilities"] == {"drop": ["ALL"]}
-    assert "limits" in container(default)["resources"] and "requests" in container(default)["resources"]
+    assert set(containers(default)) == {"webhook", "operator"}
+    for found in containers(default).values():
+        context = found["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert "limits" in found["resources"] and "requests" in found["resources"]
     user = re.search(r"^USER (\d+)", (REPO / "Dockerfile").read_text(), re.MULTILINE)
     assert user and int(user.group(1)) == pod["securityContext"]["runAsUser"], "the image's user"
 
@@ -484,7 +512,8 @@ def test_service_monitor_scrapes_exactly_the_metrics_service(
         if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
     ]
     assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-vramgate-metrics"]
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+    scraped = [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]]
+    assert scraped == [p["name"] for p in selected[0]["spec"]["ports"]] == ["metrics", "webhook-metrics"]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert not [

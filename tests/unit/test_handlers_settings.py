@@ -52,6 +52,7 @@ def test_environment_overrides() -> None:
         ("VRAMGATE_WEBHOOK_PORT", "99999"),
         ("VRAMGATE_CAPACITY_MISMATCH_THRESHOLD", "10%"),
         ("VRAMGATE_CAPACITY_MISMATCH_THRESHOLD", "1.5"),
+        ("VRAMGATE_RECONCILE", "no"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:
@@ -79,6 +80,16 @@ def test_a_bad_setting_stops_the_operator_with_one_line_and_no_traceback() -> No
     assert started.stderr.strip().splitlines() == [
         "vramgate: VRAMGATE_WEBHOOK_PORT must be a port number (1-65535), not 'tcp://10.0.72.239:443'"
     ]
+
+
+def test_an_admission_only_process_must_serve_a_webhook() -> None:
+    assert OperatorConfig.from_environ({}).reconcile
+    serving = {"VRAMGATE_RECONCILE": "False", "VRAMGATE_WEBHOOK_MODE": "service"}
+    admission = OperatorConfig.from_environ(serving)
+    assert not admission.reconcile and admission.webhook_mode is WebhookMode.SERVICE
+    idle = {"VRAMGATE_RECONCILE": "false", "VRAMGATE_WEBHOOK_MODE": "none"}
+    with pytest.raises(SettingsError, match="VRAMGATE_RECONCILE=false serves admission only"):
+        OperatorConfig.from_environ(idle)
 
 
 def test_the_self_signed_certificate_loads_as_a_server_certificate(tmp_path: Path) -> None:

@@ -101,3 +101,116 @@ Role per watched namespace (templates/rbac.yaml). */}}
     resources: [events]
     verbs: [create, patch]
 {{- end }}
+
+{{/* One of the operator pod's containers: role "webhook" serves admission only (VRAMGATE_RECONCILE
+false, no Lease), role "operator" reconciles while it holds the Lease and serves no webhook. Both read
+the same placement and image settings, so what admission accepts is what the reconciler generates. */}}
+{{- define "vramgate.container" }}
+{{- $root := .root }}
+{{- $values := $root.Values }}
+{{- $webhook := eq .role "webhook" }}
+{{- $livenessPort := ternary $values.webhook.livenessPort $values.livenessPort $webhook }}
+{{- $metricsPort := ternary $values.webhook.metricsPort $values.metrics.port $webhook -}}
+- name: {{ .role }}
+  image: "{{ $values.image.repository }}:{{ $values.image.tag | default $root.Chart.AppVersion }}"
+  imagePullPolicy: {{ $values.image.pullPolicy }}
+  env:
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    - name: VRAMGATE_NAMESPACES
+      value: {{ join "," $values.namespaces | quote }}
+    - name: VRAMGATE_NAMESPACE_SELECTOR
+      value: {{ $values.namespaceSelector | quote }}
+    - name: VRAMGATE_LOG_FORMAT
+      value: {{ $values.logFormat | quote }}
+    - name: VRAMGATE_PLACEMENT_MODE
+      value: {{ $values.placement.mode | quote }}
+    - name: VRAMGATE_PLACEMENT_CATALOG_TYPES
+      value: {{ join "," $values.placement.catalogTypes | quote }}
+    - name: VRAMGATE_HAMI
+      value: {{ $values.placement.hami | quote }}
+    - name: VRAMGATE_SKIP_MEMORY_CHECK_NAMESPACES
+      value: {{ join "," $values.placement.skipMemoryCheckNamespaces | quote }}
+    - name: VRAMGATE_ALLOWED_IMAGES
+      value: {{ join "," $values.imagePolicy.allowedRepositories | quote }}
+    - name: VRAMGATE_LIVENESS_PORT
+      value: {{ $livenessPort | quote }}
+    - name: VRAMGATE_METRICS_PORT
+      value: {{ ternary $metricsPort 0 $values.metrics.enabled | quote }}
+    {{- if $webhook }}
+    - name: VRAMGATE_RECONCILE
+      value: "false"
+    - name: VRAMGATE_WEBHOOK_MODE
+      value: service
+    - name: VRAMGATE_WEBHOOK_PORT
+      value: {{ $values.webhook.port | quote }}
+    - name: VRAMGATE_WEBHOOK_CERT_DIR
+      value: {{ include "vramgate.certDir" $root | quote }}
+    - name: VRAMGATE_WEBHOOK_SERVICE
+      value: {{ include "vramgate.webhookServiceName" $root | quote }}
+    - name: VRAMGATE_WEBHOOK_SERVICE_NAMESPACE
+      value: {{ $root.Release.Namespace | quote }}
+    - name: VRAMGATE_WEBHOOK_SERVICE_PORT
+      value: {{ $values.webhook.servicePort | quote }}
+    # Empty: the chart owns the ValidatingWebhookConfiguration; the operator only serves.
+    - name: VRAMGATE_WEBHOOK_CONFIGURATION
+      value: ""
+    {{- else }}
+    # This replica's identity in the leader Lease.
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: VRAMGATE_LEASE_NAME
+      value: {{ include "vramgate.fullname" $root | quote }}
+    - name: VRAMGATE_LEASE_SECONDS
+      value: {{ $values.leaderElection.leaseSeconds | quote }}
+    - name: VRAMGATE_CAPACITY_MISMATCH_THRESHOLD
+      value: {{ $values.capacityMismatchThreshold | quote }}
+    - name: VRAMGATE_WEBHOOK_MODE
+      value: none
+    {{- end }}
+    {{- with $values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: {{ ternary "webhook-live" "liveness" $webhook }}
+      containerPort: {{ $livenessPort }}
+      protocol: TCP
+    {{- if $webhook }}
+    - name: webhook
+      containerPort: {{ $values.webhook.port }}
+      protocol: TCP
+    {{- end }}
+    {{- if $values.metrics.enabled }}
+    - name: {{ ternary "webhook-metrics" "metrics" $webhook }}
+      containerPort: {{ $metricsPort }}
+      protocol: TCP
+    {{- end }}
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: {{ ternary "webhook-live" "liveness" $webhook }}
+    {{- toYaml $values.livenessProbe | nindent 4 }}
+  # The webhook container is ready once it serves (standbys too): the Service only sends reviews to
+  # ready pods. The operator container is ready once it runs, leading or standing by.
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: {{ ternary "webhook-live" "liveness" $webhook }}
+    {{- toYaml $values.readinessProbe | nindent 4 }}
+  resources:
+    {{- toYaml (ternary $values.webhook.resources $values.resources $webhook) | nindent 4 }}
+  securityContext:
+    {{- toYaml $values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- if $webhook }}
+    - name: webhook-tls
+      mountPath: {{ include "vramgate.certDir" $root }}
+      readOnly: true
+    {{- end }}
+{{- end }}
