@@ -31,6 +31,8 @@ from vramgate.spec import (
 
 SKIP_MEMORY_CHECK_ANNOTATION = "vramgate.dev/skip-memory-check"
 LWS_CRD = "leaderworkersets.leaderworkerset.x-k8s.io"
+MAX_LABEL_VALUE_LENGTH = 63
+REVISION_HASH_DIGITS = 10  # the decimal form of a 32-bit hash
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ def decide(resource: Mapping[str, Any], context: DecisionContext | None = None) 
             alternatives=False,  # a decision reports its plan, not the table of every other option
         )
         sized, placement = placed.plan, placed.placement
+        if placement.nodes > 1:
+            _check_group_name(str(metadata.get("name") or ""), spec.replicas)
     except SizingError as error:
         if error.field == "gpu" and spec.gpu.preferences:
             return _invalid(subject, SpecError("spec.gpu.preferences", error.message))
@@ -257,6 +261,29 @@ def _check_name(metadata: object) -> None:
     if not NAME_RULE.holds(metadata):
         name = metadata.get("name") if isinstance(metadata, Mapping) else metadata
         raise SpecError("metadata.name", f"{NAME_RULE.message} (got {str(name)[:80]!r})")
+
+
+def max_group_name_length(replicas: int) -> int:
+    """The longest name a LeaderWorkerSet of `replicas` groups can start under. LeaderWorkerSet names its
+    StatefulSets `<name>` and `<name>-<group>` (the worker set takes its leader pod's name,
+    pkg/controllers/pod_controller.go@v0.9.0 of kubernetes-sigs/lws), and the StatefulSet controller labels
+    every pod `controller-revision-hash: <statefulset>-<hash>`, a decimal FNV-32 hash of up to 10 digits
+    (pkg/controller/history/controller_history.go@v1.34.4 of kubernetes/kubernetes). A label value over 63
+    characters makes every worker pod invalid, while the LeaderWorkerSet itself is accepted."""
+    last_group = str(max(replicas, 1) - 1)
+    return MAX_LABEL_VALUE_LENGTH - len("-") - REVISION_HASH_DIGITS - len(f"-{last_group}")
+
+
+def _check_group_name(name: str, replicas: int) -> None:
+    """A multi-node model runs as a LeaderWorkerSet named after the resource (see max_group_name_length)."""
+    limit = max_group_name_length(replicas)
+    if len(name) > limit:
+        raise SpecError(
+            "metadata.name",
+            f"{name!r} has {len(name)} characters; this model runs on several nodes as a LeaderWorkerSet, "
+            f"and with {replicas} replicas its worker pods start only under names of at most {limit} "
+            "characters (their controller-revision-hash label, <name>-<group>-<hash>, must stay within 63)",
+        )
 
 
 def _invalid(subject: str, error: SpecError) -> Decision:

@@ -20,6 +20,7 @@ from support.gpunodes import register_gpu_node
 from support.kubectl import helm, kubectl
 from support.wait import wait_for
 from support.webhook import AdmissionRequest, RecordingWebhook
+from vramgate.decision import max_group_name_length
 
 pytestmark = pytest.mark.e2e
 
@@ -249,6 +250,58 @@ def test_deployment_owned_by_a_custom_resource_is_garbage_collected(
         timeout=30,
         message="the owner going once its dependents are gone",
     )
+
+
+def unschedulable_statefulset(name: str) -> dict[str, Any]:
+    # The revision hash is a decimal FNV-32 of the template, so 9 or 10 characters: these labels give
+    # one of 10, the longest, which the limit must leave room for.
+    labels = {"app": "long-name", "v": "0"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "nodeSelector": {"vramgate.dev/no-such-node": "true"},  # created, never bound
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            },
+        },
+    }
+
+
+def test_the_longest_leaderworkerset_name_admitted_gets_its_worker_pods_and_one_more_does_not(
+    kubeconfig: Path, namespace: str
+) -> None:
+    """LeaderWorkerSet names its worker StatefulSet `<name>-<group>`; the StatefulSet controller labels
+    each pod with `<statefulset>-<revision hash>`. Admission's limit is the longest name whose pods the
+    API server still accepts."""
+    longest = "n" * max_group_name_length(replicas=1)
+    for name in (f"{longest}-0", f"{longest}n-0"):
+        apply(kubeconfig, namespace, json.dumps(unschedulable_statefulset(name)))
+    wait_for(
+        lambda: get_json(kubeconfig, namespace, "pod", f"{longest}-0-0"),
+        timeout=30,
+        message="the worker pod of the longest admitted name",
+    )
+    refusals = wait_for(
+        lambda: get_json(
+            kubeconfig,
+            namespace,
+            "events",
+            f"--field-selector=involvedObject.name={longest}n-0,reason=FailedCreate",
+        )["items"],
+        timeout=30,
+        message="the StatefulSet controller failing to create the pod of a name one character longer",
+    )
+    assert "must be no more than 63 characters" in refusals[0]["message"]
+    assert get_json(kubeconfig, namespace, "pod", f"{longest}n-0-0") is None
+    revision = list_names(kubeconfig, namespace, "controllerrevisions")[0]
+    assert len(revision.rsplit("-", 1)[1]) == 10  # the template gives the longest hash
 
 
 def test_scheduler_binds_gpu_pods_only_to_free_gpus_of_the_requested_product(

@@ -171,3 +171,30 @@ def test_mig_and_hami_placements_request_their_resources() -> None:
     limits = gpu_limits(shared.plan, shared.placement)
     assert limits["nvidia.com/gpu"] == 1 and 0 < limits["nvidia.com/gpumem"] < 23034
     assert "HAMi share of one L4" in shared.message
+
+
+def named(name: str, replicas: int) -> dict[str, Any]:
+    owner = deepseek()
+    owner["metadata"]["name"] = name
+    owner["spec"]["replicas"] = replicas
+    return owner
+
+
+def test_a_leaderworkerset_name_leaves_room_for_its_worker_pods_revision_label() -> None:
+    # <name>-<last group>-<10-digit hash> must be a label value of at most 63 characters.
+    assert decide(named("n" * 50, 1), h100_nodes(lws=True)).allowed
+    assert decide(named("n" * 49, 100), h100_nodes(lws=True)).allowed
+    for name, replicas in (("n" * 51, 1), ("n" * 50, 100), ("n" * 49, 1000)):
+        decision = decide(named(name, replicas), h100_nodes(lws=True))
+        assert not decision.allowed and decision.field == "metadata.name", (len(name), replicas)
+        limit = 63 - 11 - len(f"-{replicas - 1}")
+        assert f"has {len(name)} characters" in decision.message
+        assert f"with {replicas} replicas its worker pods start only under names of at most {limit}" in (
+            decision.message
+        )
+
+
+def test_a_long_name_on_one_node_stays_a_deployment_and_is_admitted() -> None:
+    owner = resource()
+    owner["metadata"]["name"] = "n" * 63
+    assert decide(owner, small_cluster()).allowed
