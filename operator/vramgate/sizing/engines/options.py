@@ -47,6 +47,25 @@ MEMORY_VARIABLES = (
     ),
     ("PYTORCH_NO_CUDA_MEMORY_CACHING", "turns off PyTorch's caching allocator, which the plan replays"),
     ("CUDA_MODULE_LOADING", "sets when CUDA loads kernels; the plan sizes the context of lazy loading"),
+    # NCCL's buffers on each GPU grow with the buffer size and the channel count: NVLink SHARP alone takes
+    # channels x 2 x (buffer + 2 MiB) per peer (src/transport/nvls.cc@v2.17.1-1, ncclNvlsSetup; the
+    # sizes in src/init.cc@v2.17.1-1, computeBuffSizes; the channels in src/graph/connect.cc@v2.17.1-1).
+    # The plan's tensor-parallel margin is measured at NCCL's defaults.
+    *(
+        (f"NCCL_{name}", "sizes NCCL's GPU buffers, which the plan takes at NCCL's defaults")
+        for name in (
+            "BUFFSIZE",
+            "LL_BUFFSIZE",
+            "LL128_BUFFSIZE",
+            "MIN_NCHANNELS",
+            "MAX_NCHANNELS",
+            "MIN_NRINGS",
+            "MAX_NRINGS",
+            "MIN_CTAS",
+            "MAX_CTAS",
+            "NVLS_NCHANNELS",
+        )
+    ),
 )
 
 
