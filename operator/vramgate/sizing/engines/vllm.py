@@ -126,6 +126,22 @@ COMMAND_LINE = CommandLine(
             ("--hf-overrides", "--hf-config-path", "--rope-scaling"),
             "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
         ),
+        # The multimodal group (engine/arg_utils.py@v0.11.0 and @v0.33.0): the number and size of the
+        # dummy images the profile encodes (see VllmModel.encoder_profile), the encoder's copy on every
+        # GPU, the profile skipped, and GPU memory for the front end's decoding and preprocessing.
+        GovernedFlag(
+            (
+                "--limit-mm-per-prompt",
+                "--mm-processor-kwargs",
+                "--skip-mm-profiling",
+                "--mm-encoder-tp-mode",
+                "--enable-multimodal-encoder-data-parallel",
+                "--mm-processor-device",
+                "--mm-ipc-gpu-memory-gb",
+            ),
+            "leave the multimodal settings at their defaults: they change the images the plan's encoder "
+            "profile sizes, or put the encoder or its inputs in GPU memory the plan does not hold",
+        ),
         GovernedFlag(("--help", "-h"), EXITS),
         GovernedFlag(
             ("--no-enable-chunked-prefill",),
