@@ -95,9 +95,15 @@ COMMAND_LINE = CommandLine(
         PlannedFlag(("--chunked-prefill-size",), "max_num_batched_tokens"),
         PlannedFlag(("--max-running-requests",), "max_num_seqs"),
     ),
-    # srt/model_executor/model_runner.py@v0.5.3 (init_memory_pool): it replaces the profiled token count.
+    # SGLANG_CI_SMALL_KV_SIZE: srt/model_executor/model_runner.py@v0.5.3 (init_memory_pool), where it
+    # replaces the profiled token count.
     governed_variables=(
         ("SGLANG_CI_SMALL_KV_SIZE", "sets the KV cache's token count, which the plan sizes"),
+        # srt/managers/scheduler.py@v0.5.3 (init_embedding_cache): encoder outputs kept on the GPU.
+        (
+            "SGLANG_VLM_CACHE_SIZE_MB",
+            "sizes the cache of image embeddings kept on the GPU beside the KV cache (100 MiB by default)",
+        ),
     ),
 )
 # SGLang listens on 127.0.0.1 unless told otherwise.
