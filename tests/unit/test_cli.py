@@ -289,6 +289,20 @@ def test_check_reports_the_field_of_an_invalid_spec(
     assert status == 1 and "spec.workload.concurrency" in out
 
 
+def plan_llama_config(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str) -> tuple[int, str]:
+    """`vramgate plan` on a Llama-7B-like config.json with `extra` keys (JSON text) added or replacing:
+    the exit status and stderr."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, '
+        f'"vocab_size": 32000, "intermediate_size": 11008, {extra}}}'
+    )
+    status, _, err = run(
+        ["plan", "--model", str(config), "--max-seq-len", "100", "--concurrency", "1"], capsys
+    )
+    return status, err
+
+
 @pytest.mark.parametrize(
     ("key", "value"), [("num_hidden_layers", "1000000000000000000"), ("hidden_size", "Infinity")]
 )
@@ -296,14 +310,7 @@ def test_a_hostile_config_json_is_bad_input_naming_its_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: str
 ) -> None:
     """10^18 layers once planned a memory fraction of 2.3e14; it is bounded like the inline architecture."""
-    config = tmp_path / "config.json"
-    config.write_text(
-        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, '
-        f'"vocab_size": 32000, "intermediate_size": 11008, "{key}": {value}}}'
-    )
-    status, _, err = run(
-        ["plan", "--model", str(config), "--max-seq-len", "100", "--concurrency", "1"], capsys
-    )
+    status, err = plan_llama_config(tmp_path, capsys, f'"{key}": {value}')
     assert status == 2 and f"{key}: " in err and "is not an integer from 0 to" in err
     assert err.count("\n") == 1
 
@@ -339,14 +346,7 @@ def test_a_config_json_value_of_the_wrong_kind_is_bad_input_not_a_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, message: str
 ) -> None:
     """Each once raised (a division by zero, a type error) or planned negative bits per weight as a fit."""
-    config = tmp_path / "config.json"
-    config.write_text(
-        '{"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32, '
-        f'"vocab_size": 32000, "intermediate_size": 11008, {extra}}}'
-    )
-    status, _, err = run(
-        ["plan", "--model", str(config), "--max-seq-len", "100", "--concurrency", "1"], capsys
-    )
+    status, err = plan_llama_config(tmp_path, capsys, extra)
     assert status == 2 and message in err and err.count("\n") == 1
 
 
