@@ -74,7 +74,15 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--data-parallel-size", "--dp-size"), "set spec.replicas instead"),
         GovernedFlag(("--expert-parallel-size", "--ep-size", "--ep"), "set spec.gpu.count instead"),
         GovernedFlag(("--enable-dp-attention",), "set spec.gpu.count instead"),
-        GovernedFlag(("--nnodes",), "set spec.gpu.count instead (one pod, one node)"),
+        GovernedFlag(
+            ("--nnodes", "--node-rank", "--dist-init-addr", "--nccl-init-addr"),
+            "set spec.gpu.count instead (one pod, one node; a node of rank 1 or more serves no HTTP)",
+        ),
+        GovernedFlag(
+            ("--disaggregation-mode",),
+            "serve without it: a prefill or a decode server alone answers no request, and the buffers that "
+            "move its KV cache are not planned",
+        ),
         GovernedFlag(("--quantization",), "set spec.model.precision instead"),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--cuda-graph-max-bs", "--cuda-graph-bs"), "set spec.workload.concurrency instead"),

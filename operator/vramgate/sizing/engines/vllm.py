@@ -99,6 +99,16 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--host",), "probes and the Service reach the server on every interface"),
         GovernedFlag(("--uds",), "set spec.runtime.port instead (probes and the Service need a TCP port)"),
         GovernedFlag(
+            ("--headless",),
+            "the server would run its engine without the HTTP server that the probes and the Service reach; "
+            "set spec.replicas for more engines instead",
+        ),
+        GovernedFlag(
+            ("--ssl-keyfile", "--ssl-certfile"),
+            "the probes speak plain HTTP to the server, so TLS on it would fail them and restart the pod for "
+            "ever; terminate TLS in front of the Service instead",
+        ),
+        GovernedFlag(
             ("--config",), "set the spec's fields instead (a config file would set flags the plan owns)"
         ),
         GovernedFlag(("--enable-lora",), LORA),
