@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.catalog import GpuType, gpu_catalog, unknown_gpu
@@ -166,9 +166,10 @@ class Plan:
     suggestions: list[Suggestion]
 
 
-@dataclass(frozen=True)
-class _Evaluation:
-    """The outcome of one GPU type x count for the request, before it becomes a Candidate or a Plan."""
+class _Evaluation(NamedTuple):
+    """The outcome of one GPU type x count for the request, before it becomes a Candidate or a Plan.
+    A named tuple, not a frozen dataclass: a plan builds one per option, and a frozen dataclass sets each
+    of its fields through object.__setattr__."""
 
     gpu: GpuType
     tensor_parallel: int
@@ -359,20 +360,18 @@ class _Evaluator:
         computed once for them all (`_stage_shape`)."""
         request = self.request
         return _stage_shape(
-            _ShapeKey(
-                engine,
-                request.model,
-                self.weights,
-                self.kv_element_bytes,
-                request.overhead_bytes_override,
-                request.concurrency,
-                tensor_parallel,
-                stage,
-                max_seq_len,
-                block,
-                batched,
-                graph_seqs,
-            )
+            engine,
+            request.model,
+            self.weights,
+            self.kv_element_bytes,
+            request.overhead_bytes_override,
+            request.concurrency,
+            tensor_parallel,
+            stage,
+            max_seq_len,
+            block,
+            batched,
+            graph_seqs,
         )
 
 
@@ -475,55 +474,51 @@ class _StageShape:
     target_budget_bytes: int
 
 
-@dataclass(frozen=True)
-class _ShapeKey:
-    """All a stage's KV layout and overhead depend on: equal keys give equal shapes, whatever the request,
-    GPU type or plan they come from (the engine model is one object per release and GPU)."""
-
-    engine: EngineModel
-    model: ModelArchitecture
-    weights: WeightFormat
-    kv_element_bytes: int
-    overhead_bytes_override: int | None
-    concurrency: int
-    tensor_parallel: int
-    stage: PipelineStage
-    max_seq_len: int
-    block: int
-    batched: int
-    graph_seqs: int | None
-
-
 # Bounded: a whole-field plan builds about 40 shapes, a pinned one one or two, so this keeps the last few
 # dozen distinct requests' (the webhook and the reconciler plan the same specs again and again).
 @functools.lru_cache(maxsize=1024)
-def _stage_shape(key: _ShapeKey) -> _StageShape:
-    """The shape on the key's GPU: the curve of GPU types whose engine behaves alike and of any target
-    concurrency (`_shared_shape`), with this GPU's own terms and the target's figures put in."""
-    engine = key.engine
+def _stage_shape(
+    engine: EngineModel,
+    arch: ModelArchitecture,
+    weights: WeightFormat,
+    kv_element_bytes: int,
+    overhead_bytes_override: int | None,
+    concurrency: int,
+    tensor_parallel: int,
+    stage: PipelineStage,
+    max_seq_len: int,
+    block: int,
+    batched: int,
+    graph_seqs: int | None,
+) -> _StageShape:
+    """The shape on the engine model's GPU, keyed on all it depends on, as arguments (cheaper to key on
+    than a record built per lookup): equal arguments give equal shapes, whatever the request, GPU type
+    or plan they come from (the engine model is one object per release and GPU). It is the curve of
+    GPU types whose engine behaves alike and of any target concurrency (`_shared_shape`), with this
+    GPU's own terms and the target's figures put in."""
     shared = _shared_shape(
         _alike(engine),
-        key.model,
-        key.weights,
-        key.kv_element_bytes,
-        key.overhead_bytes_override,
-        key.tensor_parallel,
-        key.stage,
-        key.max_seq_len,
-        key.block,
-        key.batched,
-        key.graph_seqs,
+        arch,
+        weights,
+        kv_element_bytes,
+        overhead_bytes_override,
+        tensor_parallel,
+        stage,
+        max_seq_len,
+        block,
+        batched,
+        graph_seqs,
     )
     curve = shared.curve
-    if key.overhead_bytes_override is None:
-        curve = _on_gpu(curve, shared.engine, engine, key.model, key.weights, key.stage.is_last)
-    target_kv = KV_SAFETY_MARGIN.pool_for(key.concurrency * shared.sequence_bytes)
+    if overhead_bytes_override is None:
+        curve = _on_gpu(curve, shared.engine, engine, arch, weights, stage.is_last)
+    target_kv = KV_SAFETY_MARGIN.pool_for(concurrency * shared.sequence_bytes)
     return _StageShape(
         shared.layout,
         shared.sequence_bytes,
         curve,
-        curve.at(key.concurrency),
-        curve.budget_for(target_kv, key.concurrency),
+        curve.at(concurrency),
+        curve.budget_for(target_kv, concurrency),
     )
 
 
@@ -567,7 +562,7 @@ def _shared_shape(
     graph_seqs: int | None,
 ) -> _SharedShape:
     """What of a shape holds for any target concurrency and, as `engine` is `_alike`'s, for every GPU type
-    alike: its key's fields but those two, as arguments (cheaper to key on than a copied key)."""
+    alike: `_stage_shape`'s arguments but those two."""
     layout = _paged_layout(engine, arch, kv_element_bytes, tensor_parallel, stage, block)
     if overhead_bytes_override is not None:
         override = overhead_bytes_override  # a known figure, all inside the fraction
