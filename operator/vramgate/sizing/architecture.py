@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,19 @@ class ModelArchitecture:
                 f"{self.num_kv_heads} KV heads do not divide {self.num_attention_heads} attention heads "
                 "(each KV head serves a whole group of query heads)",
             )
+
+    def __hash__(self) -> int:
+        return self._fields_hash
+
+    @cached_property
+    def _fields_hash(self) -> int:
+        """The fields' hash, computed once: the planner's caches are keyed on the architecture, up to a
+        hundred lookups a plan, and hashing its thirty-odd fields each time cost more than the lookups."""
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The fields alone: a string's hash differs between processes, so the cached one is not pickled."""
+        return {name: value for name, value in vars(self).items() if name != "_fields_hash"}
 
     @property
     def is_mla(self) -> bool:
