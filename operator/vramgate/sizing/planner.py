@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
@@ -209,6 +210,10 @@ class _Evaluation(NamedTuple):
         return self.gpu.price_per_hour * self.gpu_count
 
 
+# The stage that holds the fewest sequences bounds a pipeline (a C key: a plan asks once per option).
+_BOTTLENECK = operator.attrgetter("max_concurrency", "max_batch")
+
+
 class _Evaluator:
     """Evaluates one request on any GPU type and count; holds what does not depend on them."""
 
@@ -339,7 +344,7 @@ class _Evaluator:
 
     @staticmethod
     def _at(stages: list[_Stage], fraction: float) -> _Evaluation:
-        return min((stage.at(fraction) for stage in stages), key=lambda e: (e.max_concurrency, e.max_batch))
+        return min((stage.at(fraction) for stage in stages), key=_BOTTLENECK)
 
     def layout(self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, block: int) -> KvLayout:
         """The KV layout on a GPU of `stage`, as `engine` pages it."""
@@ -511,7 +516,10 @@ def _stage_shape(
     )
     curve = shared.curve
     if overhead_bytes_override is None:
-        curve = _on_gpu(curve, shared.engine, engine, arch, weights, stage.is_last)
+        if (on_gpu := shared.curves_on_gpu.get(engine)) is None:
+            on_gpu = _on_gpu(curve, shared.engine, engine, arch, weights, stage.is_last)
+            shared.curves_on_gpu[engine] = on_gpu
+        curve = on_gpu
     target_kv = KV_SAFETY_MARGIN.pool_for(concurrency * shared.sequence_bytes)
     return _StageShape(
         shared.layout,
@@ -544,6 +552,9 @@ class _SharedShape:
     layout: KvLayout
     sequence_bytes: int
     curve: OverheadCurve
+    # The curve as each GPU type alike computes it (`_on_gpu`), kept as it holds for any target: a
+    # request with a new concurrency reuses it instead of copying the curve again.
+    curves_on_gpu: dict[EngineModel, OverheadCurve] = field(default_factory=dict, compare=False)
 
 
 # As bounded as the shapes, of which a whole-field plan has over twice as many (32 to 14).
