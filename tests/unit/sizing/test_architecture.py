@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,15 @@ def test_quantization_formats(
 def test_unknown_quantization_is_refused() -> None:
     with pytest.raises(SizingError, match="quant_method 'magic' is not supported"):
         quantization_from_config({"quant_method": "magic"})
+
+
+def test_an_architecture_hashes_by_its_fields_and_pickles_without_its_kept_hash() -> None:
+    """The hash is kept once computed (the planner's caches look it up often), so it must still follow
+    the fields, and must not travel in a pickle: another process hashes strings differently."""
+    arch = load_model("meta-llama/Llama-3.1-8B-Instruct")
+    same = replace(arch)
+    assert same is not arch and hash(same) == hash(arch)
+    assert hash(replace(arch, num_layers=arch.num_layers + 1)) != hash(arch)
+    copied = pickle.loads(pickle.dumps(arch))
+    assert copied == arch
+    assert "_fields_hash" not in vars(copied)
