@@ -275,9 +275,13 @@ def test_targets_are_checked_per_engine_generation() -> None:
     assert over.kv_error == pytest.approx(0.05, abs=1e-4)
     good = [by_id["R41"], by_id["R42"]]
     assert missed_targets([*good, over]) == ["vLLM >=0.8 KV over-promised by more than 1%: R61"]
+    # R55 (TGI) as if its engine had got a quarter more than predicted: 20% under, outside 10%
     tgi = by_id["R55"]
-    assert tgi.kv_error is not None and abs(tgi.kv_error) > 0.10
-    assert missed_targets([by_id["R42"], tgi]) == ["SGLang/TGI KV off by more than 10%: R55"]
+    assert tgi.predicted is not None
+    more = replace(tgi.reported, kv_cache_tokens=round(tgi.predicted.kv_capacity_tokens * 1.25))
+    under = replace(tgi, reported=more)
+    assert under.kv_error == pytest.approx(-0.2, abs=1e-4)
+    assert missed_targets([by_id["R42"], under]) == ["SGLang/TGI KV off by more than 10%: R55"]
     assert missed_targets([]) == ["no row reports its KV capacity"]
 
 
@@ -287,6 +291,7 @@ def test_targets_are_checked_per_engine_generation() -> None:
 KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: 0.93 GiB used before loading, 0.60 GiB above the 3090's context",
     "R57": "gpt-oss-120b on H100, 0.11.0's log format, 1.71 GiB cache: 0.08 GiB the source does not explain",
+    "R55": "TGI main after PR #630 (0.98 x total less torch's reserved peak), 8 GiB KV: 0.09 GiB unexplained",
 }
 
 

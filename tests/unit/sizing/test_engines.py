@@ -671,6 +671,29 @@ def test_tgi_takes_its_wiggle_room_off_the_fraction_from_3_and_off_the_free_memo
     assert model.free_memory_rule(layout, 4096, 4145).kept_per_10k == free_kept_per_10k
 
 
+def test_tgi_pr_630_builds_count_only_torchs_reserved_peak_against_98_percent() -> None:
+    """Main-branch builds between PR #630 and PR #664 (a 0.9.4 development build): 0.98 x total less
+    torch's reserved peak; the CUDA context and non-torch memory lie beside the budget, not in it."""
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    scheduling = Scheduling(128, 4096, 16)
+    dev, release = (
+        engine_model(Engine.TGI, EngineBuild(version), find_gpu("A100-40GB"))
+        for version in ("0.9.4.dev0", "0.9.4")
+    )
+    assert isinstance(dev, TgiModel) and isinstance(release, TgiModel)
+    assert dev.release.first == (0, 9, 3, 1) and "@fe80f536" in dev.release.source
+    assert dev.release_label == "0.9.4.dev" and release.release.version == "0.9.4"
+    assert _tgi("0.9.3").release.version == "0.9.4"  # older releases: the first release read
+    assert dev.usable_bytes(80 * GIB, 1.0) == int(80 * GIB * 0.98)
+    built, shipped = dev.overhead(llama, fmt, 1, scheduling), release.overhead(llama, fmt, 1, scheduling)
+    # On the A100 the measured 2161 MiB outside torch's allocator is its context and the rest together:
+    # all inside 0.9.4's budget, all beside the development build's (with the decode graphs, in both).
+    assert shipped.non_torch_bytes == 2161 * MIB and shipped.outside_bytes == shipped.cuda_graph_bytes
+    assert built.non_torch_bytes == 0 and built.outside_bytes == 2161 * MIB + built.cuda_graph_bytes
+    assert built.activation_bytes == shipped.activation_bytes  # the same warm-up forward and logits
+
+
 def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_blocks() -> None:
     # Llama 3.1 8B: 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token. A 4145-token
     # warm-up at max_input_tokens 4095 is two requests, each holding 4096 - 1 tokens: 2 x 256 blocks of 16.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -105,6 +106,13 @@ RUNTIME = EngineRuntime(
 )
 
 
+def development_build(version: tuple[int, ...]) -> tuple[int, ...]:
+    """Where a main-branch build of `version` sorts: after the patch release before it, before itself
+    ((0, 9, 3, 1) for 0.9.4.dev; TGI tags no fourth number). A build of an x.y.0 keeps the release's."""
+    major, minor, patch = version[:3]
+    return (major, minor, patch - 1, 1) if patch > 0 else version
+
+
 class Warmup(Enum):
     """How TGI's launcher picks `--max-batch-prefill-tokens` when it is not given: the batch warm-up runs."""
 
@@ -123,6 +131,8 @@ class Release(ReleaseRow):
     the warm-up batch held. `source` is where each boundary was read, as file@tag."""
 
     fraction_wiggle: float  # scales the fraction (TGI_WIGGLE_ROOM from 3.0)
+    # The budget subtracts torch's reserved peak only: the CUDA context and non-torch memory lie beside it
+    torch_reserved_only: bool
     free_kept: float  # share of the free memory made KV blocks (the 5% wiggle room of 1.4.1-2.4)
     warmup: Warmup
     logits_copies: int  # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output
@@ -137,6 +147,25 @@ def _table() -> tuple[Release, ...]:
     add = table.add
 
     add(
+        development_build((0, 9, 4)),
+        "main-branch builds from PR #630 to PR #664 (2023-07-19 to 07-20; their Cargo.toml still says "
+        "0.9.3): the router takes the total tokens warm-up infers, --max-batch-total-tokens or not; they are "
+        "0.98 x total less torch.cuda.max_memory_reserved after warm-up, plus the warm-up batch's blocks. "
+        "The CUDA context and memory outside torch's allocator do not count; the forward and warm-up are "
+        "0.9.4's",
+        "server/text_generation_server/models/flash_causal_lm.py@fe80f536 (warmup), "
+        "router/src/main.rs@fe80f536, flash_causal_lm.py@bf94df3c (PR #664, mem_get_info)",
+        fraction_wiggle=0.98,
+        torch_reserved_only=True,
+        free_kept=1.0,
+        warmup=Warmup.FIXED_4096,
+        logits_copies=2,
+        allreduce_outputs_reserved=True,
+        block_size=16,
+        fallback_families=frozenset(),
+        fallback_by_compute_capability=False,
+    )
+    add(
         (0, 9, 4),
         "after warm-up KV blocks fill the free memory above (1 - fraction) x total (earlier releases took "
         "--max-batch-total-tokens as given); warm-up prefills --max-batch-prefill-tokens (default 4096) "
@@ -145,13 +174,7 @@ def _table() -> tuple[Release, ...]:
         "server/text_generation_server/models/flash_causal_lm.py@v0.9.4, "
         "router/client/src/client.rs@v0.9.4, launcher/src/main.rs@v0.9.4",
         fraction_wiggle=1.0,
-        free_kept=1.0,
-        warmup=Warmup.FIXED_4096,
-        logits_copies=2,
-        allreduce_outputs_reserved=True,
-        block_size=16,
-        fallback_families=frozenset(),
-        fallback_by_compute_capability=False,
+        torch_reserved_only=False,
     )
     add(
         (1, 4, 1),
@@ -224,6 +247,8 @@ def _table() -> tuple[Release, ...]:
 
 
 RELEASES = _table()
+# Releases before the first read took --max-batch-total-tokens as given; they are planned on its rules.
+FIRST_RELEASE = next(row for row in RELEASES if len(row.first) == 3)
 # The newest release whose source was read: the last row holds up to it.
 NEWEST_READ_VERSION = "3.3.7"
 # The launcher's dense fp16 FLOP/s per card (launcher/src/main.rs@v3.3.5, ComputeType::f16_flop); other
@@ -379,12 +404,17 @@ class TgiModel(EngineModel):
 
     def __init__(self, release: Release) -> None:
         self.release = release
+        self.cuda_context_inside_fraction = not release.torch_reserved_only
 
     def set_cuda_context(self, context_bytes: int) -> None:
-        super().set_cuda_context(context_bytes)
-        self.non_torch_bytes = self.measured_outside_torch_bytes - min(
-            context_bytes, self.measured_context_bytes
-        )
+        outside_torch = self.measured_outside_torch_bytes - min(context_bytes, self.measured_context_bytes)
+        if self.release.torch_reserved_only:
+            # Nothing outside torch's allocator counts against the budget: it all lies beside the fraction.
+            super().set_cuda_context(context_bytes + outside_torch)
+            self.non_torch_bytes = 0
+        else:
+            super().set_cuda_context(context_bytes)
+            self.non_torch_bytes = outside_torch
 
     def default_scheduling(
         self,
@@ -518,9 +548,12 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         assert version is not None
         said = f" ({stated!r})" if stated else ""
         assumptions = (f"TGI release not stated{said}: the rules of {assumed} apply",)
+    model_label = ".".join(str(part) for part in version)
+    if re.search(r"\.dev\d*\b", build.version or ""):
+        version, model_label = development_build(version), f"{model_label}.dev"
     rows = [row for row in RELEASES if row.first <= version]
-    model = TgiModel(rows[-1] if rows else RELEASES[0])
-    model.release_label = ".".join(str(part) for part in version)
+    model = TgiModel(rows[-1] if rows else FIRST_RELEASE)
+    model.release_label = model_label
     model.assumptions = (
         *assumptions,
         *beyond_newest_read("TGI", model.release_label, version, NEWEST_READ_VERSION),
