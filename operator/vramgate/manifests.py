@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from vramgate.placement import HAMI_MEMORY_RESOURCE, Placement
@@ -65,6 +66,64 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+def controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The owner reference marked as controller, of any kind; None when nothing controls `obj`."""
+    metadata = obj.get("metadata")
+    references = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    for reference in references if isinstance(references, list) else []:
+        if isinstance(reference, Mapping) and reference.get("controller"):
+            return reference
+    return None
+
+
+class Claim(StrEnum):
+    """Whose an object is that has the name of one the LLMDeployment generates."""
+
+    OURS = "ours"  # generated for this LLMDeployment (the same uid)
+    # Generated for an LLMDeployment of this name and orphaned (`kubectl delete --cascade=orphan`): no
+    # controller, and the selector's labels. Adopted, as a Deployment adopts its orphaned ReplicaSets.
+    ORPHAN = "orphan"
+    # Generated for an earlier LLMDeployment of the same name, deleted since: the garbage collector
+    # deletes it soon; applying over it now would give it two controllers, which the API server refuses.
+    EARLIER = "earlier"
+    OTHER = "other"  # anything else: made by hand, by another controller or another LLMDeployment
+
+
+def claim(existing: Mapping[str, Any], name: str, uid: str | None) -> Claim:
+    """Whose `existing` (in the same namespace) is, against the LLMDeployment `name` (`uid`: None before
+    it is stored).
+
+    Applying (with force) over an object someone else made would take it over: its selector and ports
+    rewritten, and the garbage collector deleting it with the LLMDeployment. So a name that is taken
+    is refused at admission and never applied by the reconciler."""
+    reference = controller(existing)
+    if reference is None:
+        found = (existing.get("metadata") or {}).get("labels") or {}
+        return Claim.ORPHAN if all(found.get(k) == v for k, v in selector(name).items()) else Claim.OTHER
+    if reference.get("kind") != KIND or reference.get("apiVersion") != API_VERSION:
+        return Claim.OTHER
+    if uid is not None and reference.get("uid") == uid:
+        return Claim.OURS
+    return Claim.EARLIER if reference.get("name") == name else Claim.OTHER
+
+
+def taken_message(existing: Mapping[str, Any], kind: str, namespace: str, name: str) -> str:
+    """Why the name `name` cannot be used: which object holds it, and who controls that object."""
+    reference = controller(existing)
+    holder = f"{reference.get('kind')} {reference.get('name')}" if reference else "nothing"
+    return (
+        f"metadata.name: {name!r} is taken: {kind} {namespace}/{name} already exists and was not "
+        f"generated for this LLMDeployment (controlled by {holder}); vramgate never takes over an object "
+        f"it did not create. Allowed: a name that no Deployment, LeaderWorkerSet or Service in {namespace} "
+        f"has, or delete that {kind} first"
+    )
+
+
+def workload_kind(placement: Placement | None) -> str:
+    """A model over several nodes runs as a LeaderWorkerSet, any other as a Deployment."""
+    return "LeaderWorkerSet" if placement is not None and placement.nodes > 1 else "Deployment"
 
 
 def server_port(spec: LLMDeploymentSpec) -> int:

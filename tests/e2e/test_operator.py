@@ -452,3 +452,55 @@ def test_deleting_the_llmdeployment_deletes_what_it_generated(
         timeout=GARBAGE_COLLECTION_SECONDS,
         message="the garbage collector deleting the Deployment and Service",
     )
+
+
+def test_a_name_another_service_holds_is_refused_and_that_service_left_alone(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    """Applying over a Service someone else made would rewrite its selector and ports, and the garbage
+    collector would delete it with the LLMDeployment: the creation is refused, naming the holder."""
+    kubectl(
+        "create", "service", "clusterip", "falcon-7b", "--tcp=80:8080", "-n", namespace, kubeconfig=kubeconfig
+    )
+    before = get_json(kubeconfig, "service", "falcon-7b", "-n", namespace)
+    assert before is not None
+
+    refused = kubectl("apply", "-n", namespace, "-f", str(FALCON), kubeconfig=kubeconfig, check=False)
+
+    assert refused.returncode != 0
+    assert (
+        f"metadata.name: 'falcon-7b' is taken: Service {namespace}/falcon-7b already exists" in refused.stderr
+    )
+    assert "(controlled by nothing)" in refused.stderr
+    assert get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) is None
+    after = get_json(kubeconfig, "service", "falcon-7b", "-n", namespace)
+    assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_a_deployment_made_by_hand_after_admission_is_never_taken_over(
+    kubeconfig: Path, namespace: str, operator: OperatorProcess
+) -> None:
+    """The reconciler checks again before it applies (admission may have been off, or the name taken
+    since): the resource fails with the holder named, and the other Deployment keeps its spec."""
+    operator.stop()  # apply_unchecked removes the webhook: the resource is stored unchecked
+    kubectl(
+        "create", "deployment", "falcon-7b", "--image=registry.invalid/web:1", "-n", namespace,
+        kubeconfig=kubeconfig,
+    )  # fmt: skip
+    theirs = get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace)
+    assert theirs is not None
+    apply_unchecked(kubeconfig, example(FALCON, namespace))
+    operator.start()
+
+    def failed() -> dict[str, Any] | None:
+        status = (get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace) or {}).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, timeout=CONVERGE_SECONDS, message="phase Failed")
+    assert f"is taken: Deployment {namespace}/falcon-7b already exists" in status["message"]
+    assert "(controlled by nothing)" in status["message"]
+    after = get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace)
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert "ownerReferences" not in after["metadata"]
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/web:1"

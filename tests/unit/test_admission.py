@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from kubernetes.client.exceptions import ApiException
 
 from support.certificates import mount_serving_certificate
 from support.controlplane import free_loopback_ports
@@ -190,3 +191,54 @@ def test_rotating_the_certificate_files_under_load_drops_no_request(tmp_path: Pa
     assert set(statuses) == {200}, "every request answered and allowed"
     assert serials[0] == first and serials[-1] == rotations[-1]
     assert set(serials) == {first, *rotations}
+
+
+def test_a_creation_under_a_name_someone_else_holds_is_refused_and_an_update_is_not_looked_up() -> None:
+    """The reconciler never applies over another's object, so admission refuses the creation that
+    would need it, naming the holder; an earlier LLMDeployment's leftover (the garbage collector's) is
+    no obstacle, and a failed read admits with a warning (the reconciler checks again)."""
+    falcon = example("falcon-7b-a10g.yaml")
+    name = falcon["metadata"]["name"]
+    foreign_service = {"metadata": {"name": name, "namespace": "team-a", "labels": {"app": "web"}}}
+    leftover = {
+        "metadata": {
+            "name": name,
+            "ownerReferences": [
+                {"apiVersion": "vramgate.dev/v1alpha1", "kind": "LLMDeployment", "name": name,
+                 "uid": "an-earlier-uid", "controller": True}
+            ],
+        }
+    }  # fmt: skip
+    asked: list[tuple[str, str, str]] = []
+
+    def holding(held: dict[tuple[str, str], dict[str, Any]]) -> admission.Lookup:
+        def lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+            asked.append((kind, namespace, name))
+            return held.get((kind, name))
+
+        return lookup
+
+    refused = review(admission_review(falcon), holding({("Service", name): foreign_service}))["response"]
+    assert refused["allowed"] is False and refused["status"]["code"] == REFUSAL_CODE
+    assert refused["status"]["message"] == (
+        f"metadata.name: {name!r} is taken: Service team-a/{name} already exists and was not generated for "
+        "this LLMDeployment (controlled by nothing); vramgate never takes over an object it did not create. "
+        "Allowed: a name that no Deployment, LeaderWorkerSet or Service in team-a has, or delete that "
+        "Service first"
+    )
+    assert asked == [("Deployment", "team-a", name), ("Service", "team-a", name)]
+    allowed = review(admission_review(falcon), holding({("Deployment", name): leftover}))["response"]
+    assert allowed == {"uid": "u-1", "allowed": True}
+
+    def failing(kind: str, namespace: str, name: str) -> None:
+        raise ApiException(status=500, reason="etcd timeout")
+
+    warned = review(admission_review(falcon), failing)["response"]
+    assert (
+        warned["allowed"] is True and "could not check that no Deployment team-a/" in warned["warnings"][-1]
+    )
+    asked.clear()
+    update = review(
+        admission_review(falcon, "UPDATE", oldObject={}), holding({("Service", name): foreign_service})
+    )
+    assert update["response"]["allowed"] is True and asked == []

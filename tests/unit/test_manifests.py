@@ -7,7 +7,17 @@ import json
 from typing import Any
 
 from vramgate.decision import decide
-from vramgate.manifests import APPLIED_HASH_ANNOTATION, PLAN_ANNOTATION, deployment, is_current, service
+from vramgate.manifests import (
+    APPLIED_HASH_ANNOTATION,
+    OWNER_LABEL,
+    PLAN_ANNOTATION,
+    Claim,
+    claim,
+    deployment,
+    is_current,
+    service,
+    taken_message,
+)
 from vramgate.sizing import to_json
 
 OWNER_UID = "0c0ffee0-0000-4000-8000-000000000001"
@@ -218,3 +228,41 @@ def test_typed_env_and_resources_are_written_as_a_pod_takes_them() -> None:
         "requests": {"cpu": 4, "memory": "32Gi"},
         "limits": {"memory": "48Gi", "nvidia.com/gpu": 1},
     }
+
+
+def test_an_object_under_a_generated_name_is_claimed_by_who_controls_it() -> None:
+    """Only the owner's own objects (and orphans carrying its selector) may be applied over: anything
+    made by hand or controlled by anyone else is someone else's, whatever its labels say."""
+    generated, _, _ = generate(FALCON)
+    earlier = copy.deepcopy(generated)
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "an-earlier-uid"
+    other_llmd = copy.deepcopy(generated)
+    other_llmd["metadata"]["ownerReferences"][0].update(name="other", uid="another-uid")
+    replica_set = copy.deepcopy(generated)
+    replica_set["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "uid": OWNER_UID, "controller": True}
+    ]
+    orphan = copy.deepcopy(generated)
+    del orphan["metadata"]["ownerReferences"]
+    by_hand = {"metadata": {"name": "falcon", "labels": {"app": "falcon"}}}
+    orphan_of_another = copy.deepcopy(orphan)
+    orphan_of_another["metadata"]["labels"][OWNER_LABEL] = "other"
+    claims = [
+        claim(obj, "falcon", OWNER_UID)
+        for obj in (generated, earlier, other_llmd, replica_set, orphan, by_hand, orphan_of_another)
+    ]
+    assert claims == [
+        Claim.OURS,
+        Claim.EARLIER,
+        Claim.OTHER,
+        Claim.OTHER,
+        Claim.ORPHAN,
+        Claim.OTHER,
+        Claim.OTHER,
+    ]
+    # Before the resource is stored (admission) it has no uid: its own objects cannot exist yet.
+    assert claim(generated, "falcon", None) is Claim.EARLIER
+    message = taken_message(replica_set, "Deployment", "team-a", "falcon")
+    assert message.startswith("metadata.name: 'falcon' is taken: Deployment team-a/falcon already exists")
+    assert "(controlled by ReplicaSet x)" in message
+    assert "(controlled by nothing)" in taken_message(by_hand, "Service", "team-a", "falcon")

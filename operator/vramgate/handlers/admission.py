@@ -7,13 +7,15 @@ the standbys alike) answers it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from vramgate import metrics
-from vramgate.decision import SKIP_MEMORY_CHECK_ANNOTATION, decide
+from vramgate import manifests, metrics
+from vramgate.decision import SKIP_MEMORY_CHECK_ANNOTATION, Decision, decide
+from vramgate.handlers import kube
 from vramgate.handlers.inventory import decision_context
 
 WEBHOOK_NAME = "validate-llmdeployment.vramgate.dev"
@@ -21,6 +23,11 @@ WEBHOOK_PATH = "/validate-llmdeployment"
 ADMISSION_API_VERSION = "admission.k8s.io/v1"
 # HTTP 422 Unprocessable Entity: the request is well-formed, its content cannot be served.
 REFUSAL_CODE = 422
+
+
+# Reads the object of a kind ("Deployment", "Service", "LeaderWorkerSet") in a namespace by name; None
+# when there is none (`kube.read`, bound to an API client).
+Lookup = Callable[[str, str, str], Mapping[str, Any] | None]
 
 
 class MalformedReviewError(ValueError):
@@ -39,9 +46,11 @@ def parse_review(body: bytes) -> Mapping[str, Any]:
     return parsed
 
 
-def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
+def review(admission_review: Mapping[str, Any], existing: Lookup | None = None) -> dict[str, Any]:
     """The AdmissionReview answering `admission_review`: allowed, or refused with the decision's message
-    (numbers and nearest fits); the decision's warnings go back as AdmissionReview warnings.
+    (numbers and nearest fits); the decision's warnings go back as AdmissionReview warnings. A creation
+    whose generated objects' name is taken by someone else's object (looked up with `existing`) is
+    refused too: the reconciler would never apply over it.
 
     Updates that leave the spec and the skip-memory-check annotation alone (labels, other annotations, the
     operator's bookkeeping) pass unchecked, so a stored resource that stopped fitting (a new catalog, a
@@ -63,6 +72,8 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
     if not unchanged_spec:
         started = time.perf_counter()
         decision = decide(resource, decision_context())
+        if request.get("operation") == "CREATE" and decision.allowed and existing is not None:
+            decision = _name_checked(decision, resource, request, existing)
         outcome = metrics.outcome(decision.allowed, decision.field)
         metrics.ADMISSION_SECONDS.labels(outcome=outcome).observe(time.perf_counter() - started)
         metrics.PLANS.labels(source="admission", outcome=outcome).inc()
@@ -73,6 +84,40 @@ def review(admission_review: Mapping[str, Any]) -> dict[str, Any]:
         if decision.warnings:
             response["warnings"] = list(decision.warnings)
     return {"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _name_checked(
+    decision: Decision, resource: Mapping[str, Any], request: Mapping[str, Any], existing: Lookup
+) -> Decision:
+    """`decision`, refused when an object the resource would generate is someone else's; admitted with
+    a warning when that cannot be read (the reconciler checks again before it applies anything)."""
+    metadata = resource.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    namespace, name, uid = (
+        str(request.get("namespace") or metadata.get("namespace") or ""),
+        str(metadata.get("name") or ""),
+        metadata.get("uid"),
+    )
+    for kind in (manifests.workload_kind(decision.placement), "Service"):
+        try:
+            found = existing(kind, namespace, name)
+        except kube.CALL_ERRORS as error:
+            warning = (
+                f"could not check that no {kind} {namespace}/{name} is in the way "
+                f"({kube.api_error('reading it', error)}); the operator checks it before creating one"
+            )
+            return dataclasses.replace(decision, warnings=(*decision.warnings, warning))
+        if (
+            found is not None
+            and manifests.claim(found, name, uid if isinstance(uid, str) else None) is manifests.Claim.OTHER
+        ):
+            return dataclasses.replace(
+                decision,
+                allowed=False,
+                field="metadata.name",
+                message=manifests.taken_message(found, kind, namespace, name),
+            )
+    return decision
 
 
 def _judged(resource: Mapping[str, Any]) -> tuple[object, object]:

@@ -106,15 +106,40 @@ def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict
     return as_dict(found)
 
 
+def _leader_worker_set(namespace: str, name: str) -> tuple[str, str, str, str, str]:
+    return "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
+
+
+def read(api: client.ApiClient, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """A Deployment, Service or LeaderWorkerSet as stored, or None when there is none (nor, for a
+    LeaderWorkerSet, its CRD)."""
+    options: dict[str, Any] = {"_preload_content": False}
+    answer: Any  # urllib3's response, as in `apply`
+    try:
+        if kind == "Deployment":
+            answer = client.AppsV1Api(api).read_namespaced_deployment(name, namespace, **options)
+        elif kind == "Service":
+            answer = client.CoreV1Api(api).read_namespaced_service(name, namespace, **options)
+        elif kind == "LeaderWorkerSet":
+            answer = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                *_leader_worker_set(namespace, name), **options
+            )
+        else:
+            raise ValueError(f"cannot read a {kind}")
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return as_dict(json.loads(answer.data))
+
+
 def delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> None:
     """Delete a generated Deployment or LeaderWorkerSet; one already gone is fine."""
     try:
         if kind == "Deployment":
             client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
         else:
-            client.CustomObjectsApi(api).delete_namespaced_custom_object(
-                "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
-            )
+            client.CustomObjectsApi(api).delete_namespaced_custom_object(*_leader_worker_set(namespace, name))
     except ApiException as error:
         if error.status != 404:
             raise

@@ -112,7 +112,7 @@ def _desired(owner: Mapping[str, Any], context: DecisionContext) -> Desired:
     if not decision.allowed or decision.spec is None or decision.plan is None:
         return Desired(decision)
     placement = decision.placement
-    if placement is not None and placement.nodes > 1:  # a model over several nodes: a LeaderWorkerSet
+    if placement is not None and manifests.workload_kind(placement) == "LeaderWorkerSet":
         service = manifests.service(owner, decision.spec, leader_only=True)
         deployment = manifests.leader_worker_set(owner, decision.spec, decision.plan, placement)
     else:
@@ -130,15 +130,48 @@ def sync(
     api: client.ApiClient, manifest: dict[str, Any], objects: live.LiveObjects | None
 ) -> Mapping[str, Any]:
     """Apply `manifest` unless the live object already holds it; returns the object as it stands, and
-    records what an apply answered, so a watch event older than it is known for what it is."""
+    records what an apply answered, so a watch event older than it is known for what it is. An object
+    of that name that is not the owner's is never applied over (`manifests.claim`)."""
     metadata = manifest["metadata"]
-    found = objects.get(metadata["namespace"], metadata["name"]) if objects is not None else None
-    if found is not None and manifests.is_current(found, manifest):
-        return found
+    namespace, name = metadata["namespace"], metadata["name"]
+    found = objects.get(namespace, name) if objects is not None else None
+    if found is None:  # the caches hold generated objects only: one made by someone else may be there
+        found = kube.read(api, manifest["kind"], namespace, name)
+    if found is not None:
+        _refuse_takeover(found, manifest)
+        if manifests.is_current(found, manifest):
+            return found
     stored = kube.apply(api, manifest)
     if objects is not None:
         objects.record(stored)
     return stored
+
+
+def _refuse_takeover(found: Mapping[str, Any], manifest: Mapping[str, Any]) -> None:
+    """Raise unless `found` is the owner's own: a retry while an earlier LLMDeployment's object of
+    the same name awaits the garbage collector, a permanent error for anyone else's."""
+    metadata = manifest["metadata"]
+    owner = manifests.controller(manifest) or {}
+    claim = manifests.claim(found, owner.get("name", ""), owner.get("uid"))
+    if claim is manifests.Claim.EARLIER:
+        raise kopf.TemporaryError(
+            f"{manifest['kind']} {metadata['namespace']}/{metadata['name']} belongs to an earlier "
+            f"LLMDeployment of this name; waiting for the garbage collector to delete it",
+            delay=kube.RETRY_DELAY_SECONDS,
+        )
+    if claim is manifests.Claim.OTHER:
+        raise kopf.PermanentError(
+            manifests.taken_message(found, manifest["kind"], metadata["namespace"], metadata["name"])
+        )
+
+
+def _delete_if_owned(api: client.ApiClient, kind: str, owner: Mapping[str, Any]) -> None:
+    """Delete the owner's `kind` of workload left from a placement over fewer or more nodes; an object
+    of that name that is not the owner's is left alone."""
+    namespace, name, uid = owner["metadata"]["namespace"], owner["metadata"]["name"], owner["metadata"]["uid"]
+    found = kube.read(api, kind, namespace, name)
+    if found is not None and manifests.claim(found, name, uid) is manifests.Claim.OURS:
+        kube.delete(api, kind, namespace, name)
 
 
 def _owner(meta: kopf.Meta, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,9 +225,9 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *, attempt:
         # A model that moved between one node and several leaves the other kind of workload behind.
         was_multi_node = int((previous.get("placement") or {}).get("nodes") or 1) > 1
         if is_deployment and was_multi_node:
-            kube.delete(api, "LeaderWorkerSet", *key)
+            _delete_if_owned(api, "LeaderWorkerSet", owner)
         elif not is_deployment and live.DEPLOYMENTS.get(*key) is not None:
-            kube.delete(api, "Deployment", *key)
+            _delete_if_owned(api, "Deployment", owner)
         new_status = status.deployed_status(
             decision, deployment, previous=previous, generation=generation, now=now()
         )
@@ -204,8 +237,12 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *, attempt:
             if decision.memory_check_skipped is not None:
                 kopf.warn(body, reason="MemoryCheckSkipped", message=decision.memory_check_skipped)
         write_schedulable(api, {**owner, "status": {**previous, **new_status}}, context)
-    except kube.CALL_ERRORS as error:
-        failure = kube.api_error("applying the Deployment, Service and status", error)
+    except (*kube.CALL_ERRORS, kopf.TemporaryError, kopf.PermanentError) as error:
+        failure = (
+            error
+            if isinstance(error, kopf.TemporaryError | kopf.PermanentError)
+            else kube.api_error("applying the Deployment, Service and status", error)
+        )
         if isinstance(failure, kopf.TemporaryError) and attempt >= MAX_ATTEMPTS:
             failure = kopf.PermanentError(f"{failure} (gave up after {attempt} attempts)")
         if isinstance(failure, kopf.PermanentError):
@@ -226,13 +263,9 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *, attempt:
 
 def _controller(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The LLMDeployment owner reference marked as controller, if any."""
-    for reference in (body.get("metadata") or {}).get("ownerReferences") or []:
-        if (
-            reference.get("controller")
-            and reference.get("kind") == KIND
-            and reference.get("apiVersion") == API_VERSION
-        ):
-            return reference  # type: ignore[no-any-return]
+    reference = manifests.controller(body)
+    if reference is not None and reference.get("kind") == KIND and reference.get("apiVersion") == API_VERSION:
+        return reference
     return None
 
 

@@ -70,8 +70,11 @@ class ServingFiles:
 class AdmissionServer:
     """HTTPS server for the validating webhook at `admission.WEBHOOK_PATH`."""
 
-    def __init__(self, *, host: str, port: int, files: ServingFiles) -> None:
+    def __init__(
+        self, *, host: str, port: int, files: ServingFiles, existing: admission.Lookup | None = None
+    ) -> None:
         self.host = host
+        self.existing = existing  # reads what holds a name a creation would generate objects under
         self.port = port
         self.files = files
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -127,7 +130,7 @@ class AdmissionServer:
         try:
             body = admission.parse_review(await request.read())
             loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self._executor, admission.review, body)
+            answer = await loop.run_in_executor(self._executor, admission.review, body, self.existing)
         except admission.MalformedReviewError as error:
             raise web.HTTPBadRequest(reason=str(error)) from error
         return web.json_response(answer)
