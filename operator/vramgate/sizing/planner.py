@@ -265,6 +265,7 @@ class _Evaluator:
         return (
             self._weights_per_gpu[key]
             + engine.loaded_buffer_bytes(request.model, self.weights)
+            + engine.derived_weight_bytes(request.model, resident, tensor_parallel, stage)
             + engine.weight_rounding_bytes(request.model, resident, tensor_parallel, stage)
         )
 

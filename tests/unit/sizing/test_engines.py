@@ -319,6 +319,30 @@ def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
 
 
 @pytest.mark.parametrize(
+    ("version", "tensor_parallel", "fp8", "derived"),
+    [
+        # 27 layers of 16 heads, hidden 2048, no query compression, latent 512, rope 64, 16-bit:
+        # 8 heads (TP 2): W_Q_UK 2048 x 8 x 512 x 2 = 16 MiB, W_UV_O the same, W_QR 2048 x 8 x 64 x 2 = 2 MiB
+        ("0.7.1", 2, False, 27 * 34 * MIB),
+        # 2 heads (TP 8): 4 + 4 + 0.5 MiB
+        ("0.7.3", 8, False, 27 * 8.5 * MIB),
+        # an fp8 checkpoint's products are requantized to 1 byte, W_QR stays 16-bit: 8 + 8 + 2 MiB
+        ("0.7.2", 2, True, 27 * 18 * MIB),
+        ("0.7.0", 2, False, 0),  # full heads: nothing absorbed
+        ("0.8.0", 2, False, 0),  # W_UK and W_UV stay views of kv_b_proj
+    ],
+)
+def test_v0_mla_keeps_its_absorbed_matrices_beside_the_weights_from_0_7_1_to_0_7_3(
+    version: str, tensor_parallel: int, fp8: bool, derived: float
+) -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    fmt = resolve_weight_format(lite, Precision.FP8 if fp8 else Precision.BF16)
+    (stage,) = pipeline_stages(lite.num_layers, 1)
+    assert _vllm(version).derived_weight_bytes(lite, fmt, tensor_parallel, stage) == derived
+    assert _vllm(version).derived_weight_bytes(load_model(LLAMA_8B), fmt, tensor_parallel, stage) == 0
+
+
+@pytest.mark.parametrize(
     ("version", "hybrid", "larger_group_below"),
     [
         ("0.9.0", False, 1.0),

@@ -542,6 +542,13 @@ class EngineModel(ABC):
         default)."""
         return 0
 
+    def derived_weight_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
+    ) -> int:
+        """Tensors the engine computes from the loaded weights and keeps beside them, per GPU: its weights
+        figure counts them (none by default)."""
+        return 0
+
     def weight_rounding_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
     ) -> int:

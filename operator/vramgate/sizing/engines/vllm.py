@@ -387,6 +387,7 @@ class Release(ReleaseRow):
     sampler: Sampler  # the path without FlashInfer
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
     mla_cache: MlaCache
+    mla_absorbed_weights: bool  # V0 MLA keeps absorbed decode matrices (VllmModel.derived_weight_bytes)
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
     larger_group_below: float  # layer groups take the larger type's count below this ratio (KvLayout)
     kv_tokens_report: KvTokensReport
@@ -435,6 +436,7 @@ def _table() -> tuple[Release, ...]:
         sampler=Sampler.SORT,
         flashinfer_sampler=False,
         mla_cache=MlaCache.PADDED_HEADS,
+        mla_absorbed_weights=False,
         hybrid_kv_cache=False,
         larger_group_below=1.0,
         kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
@@ -525,9 +527,15 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (0, 7, 1),
-        "MLA (DeepSeek-V2/V3) caches kv_lora_rank + qk_rope_head_dim once per GPU",
-        "vllm/config.py@v0.7.1 (use_mla, get_head_size)",
+        "MLA (DeepSeek-V2/V3) caches kv_lora_rank + qk_rope_head_dim once per GPU; after loading, each "
+        "MLA layer absorbs W_UK into the query projection and W_UV into o_proj for decode "
+        "(VLLM_MLA_PERFORM_MATRIX_ABSORPTION defaults to 1) and keeps both products and the query's rope "
+        "part, copied contiguous, beside the raw weights the prefill path still uses",
+        "vllm/config.py@v0.7.1 (use_mla, get_head_size), "
+        "vllm/attention/backends/mla/utils.py@v0.7.1 and @v0.7.3 (process_weights_after_loading), "
+        "vllm/envs.py@v0.7.1",
         mla_cache=MlaCache.LATENT,
+        mla_absorbed_weights=True,
     )
     add(
         (0, 8, 0),
@@ -539,8 +547,11 @@ def _table() -> tuple[Release, ...]:
         "intermediate tensors the V1 start-up logs were calibrated on",
         "vllm/engine/arg_utils.py@v0.8.0, vllm/v1/sample/ops/topk_topp_sampler.py@v0.8.0, "
         "docker/Dockerfile@v0.8.0, vllm/v1/worker/gpu_model_runner.py@v0.8.0 (profile_run), "
-        "vllm/config.py@v0.8.1 (VllmConfig.__post_init__)",
+        "vllm/config.py@v0.8.1 (VllmConfig.__post_init__); V0's MLA no longer absorbs: W_UK and W_UV "
+        "stay views of kv_b_proj (vllm/attention/backends/mla/common.py@v0.8.0, "
+        "process_weights_after_loading)",
         v0_engine=False,
+        mla_absorbed_weights=False,
         batching=Batching.V1_H100_BY_NAME,
         flashinfer_sampler=True,
         encoder_batch=EncoderBatch.ROUNDED_UP,
@@ -1156,6 +1167,28 @@ class VllmModel(EngineModel):
         layers stretch 131072 positions 8 times: 0.25 GiB in bf16. gpt-oss builds its table in fp32
         (models/gpt_oss.py@v0.19.0) and DeepSeek's scaling rope keeps fp32 too: each a few MiB more."""
         return sum(arch.rotary_table_positions) * arch.rotary_dim * weights.compute_bytes
+
+    def derived_weight_bytes(
+        self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
+    ) -> int:
+        """V0's MLA decode absorbs the key and value up-projections (0.7.1 to 0.7.3): per layer and GPU,
+        W_Q_UK (q_lora_rank, or hidden without query compression, x heads x kv_lora_rank), W_UV_O (heads x
+        kv_lora_rank x hidden), both requantized to fp8 for an fp8 checkpoint, and W_QR (the same input x
+        heads x qk_rope_head_dim) in the compute dtype; the model's load counts them. DeepSeek-V2-Lite at
+        TP 8 in fp16: 2 x 2048 x 1024 x 2 + 2048 x 128 x 2 bytes = 8.5 MiB a layer, 0.22 GiB over 27."""
+        if not (arch.is_mla and self.release.mla_absorbed_weights and self.mla_head_size(arch) is None):
+            return 0
+        heads = arch.num_attention_heads // tensor_parallel
+        query_input = arch.q_lora_rank or arch.hidden_size
+        quant = weights.quantization
+        absorbed_bytes = 1 if quant is not None and quant.method == "fp8" else weights.compute_bytes
+        tensors = (
+            query_input * heads * arch.kv_lora_rank * absorbed_bytes,  # W_Q_UK
+            heads * arch.kv_lora_rank * arch.hidden_size * absorbed_bytes,  # W_UV_O
+            query_input * heads * arch.qk_rope_head_dim * weights.compute_bytes,  # W_QR
+        )
+        split = self.release.load_max_split_bytes
+        return sum(held_block_bytes(size, split) for size in tensors) * stage.layers
 
     def weight_rounding_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, stage: PipelineStage
