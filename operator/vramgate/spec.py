@@ -1108,6 +1108,14 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
         path = f"spec.runtime.extraArgs[{argument.indices[0]}]"
         written = spec.runtime.extra_args[argument.indices[0]][:MAX_QUOTED_INPUT]
         if isinstance(argument.flag, GovernedFlag):
+            if argument.flag.bare_passes:
+                if argument.value is None:
+                    continue
+                raise SpecError(
+                    path,
+                    f"{written!r} gives {_engine_name(spec)}'s switch {argument.spelling} the value "
+                    f"{argument.value[:MAX_QUOTED_INPUT]!r}: {argument.flag.instead}",
+                )
             raise SpecError(
                 path,
                 f"{written!r} is {argument.spelling} to {_engine_name(spec)}, which the plan owns: "

@@ -52,8 +52,21 @@ def test_every_vllm_spelling_of_a_governed_flag_is_found(arguments: list[str], s
 
 def test_options_the_plan_leaves_alone_pass() -> None:
     command_line = definition(Engine.VLLM).command_line
-    assert command_line.recognise(["--enable-prefix-caching", "--served-model-name=x", "--seed", "-1"]) == []
+    assert command_line.recognise(["--disable-log-requests", "--served-model-name=x", "--seed", "-1"]) == []
     assert definition(Engine.TGI).command_line.recognise(["--max-total=1", "-e", "--json-output"]) == []
+
+
+def test_a_switch_that_passes_alone_is_found_with_the_value_it_is_given() -> None:
+    """`--enable-chunked-prefill=false` turns chunked prefill off where the flag takes a value (vLLM 0.6
+    to 0.8) and stops the server where it takes none; a word after a switch is its value the same way."""
+    assert found(Engine.VLLM, "--enable-chunked-prefill", "--enforce", "--seed", "1") == [
+        ("--enable-chunked-prefill", None),
+        ("--enforce-eager", None),
+    ]
+    assert found(Engine.VLLM, "--enable_chunked_prefill=false", "--enable-prefix-caching", "0") == [
+        ("--enable-chunked-prefill", "false"),
+        ("--enable-prefix-caching", "0"),
+    ]
 
 
 def test_planned_flags_carry_their_value_from_either_form() -> None:

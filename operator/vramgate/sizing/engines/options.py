@@ -102,6 +102,9 @@ class GovernedFlag:
     spellings: tuple[str, ...]
     instead: str
     from_environment: bool = True  # clap reads it from a variable too (its help and version: no)
+    # A switch whose bare form says what the plan counts on: it passes alone, and only a value (attached,
+    # or a word after it) is refused.
+    bare_passes: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,10 @@ class CommandLine:
             if match is None:
                 continue
             flag, spelling, value = match
-            if value is None and isinstance(flag, PlannedFlag) and index + 1 < len(arguments):
+            takes_next = isinstance(flag, PlannedFlag) or (
+                flag.bare_passes and index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
+            )
+            if value is None and takes_next and index + 1 < len(arguments):
                 value, skip_next = arguments[index + 1], True
             found.append(Argument((index, index + 1) if skip_next else (index,), flag, spelling, value))
         return found

@@ -157,6 +157,16 @@ COMMAND_LINE = CommandLine(
             ("--no-enable-chunked-prefill",),
             "set runtime.extraArgs --max-num-batched-tokens instead (the plan counts on chunked prefill)",
         ),
+        # Switches that pass alone. Given a value, --enable-chunked-prefill=false turns chunked prefill off
+        # where the flag takes one (StoreBoolean, engine/arg_utils.py@v0.6.4.post1 to @v0.8.5), so the
+        # profile runs whole prompts the plan does not count; where it takes none (store_true, or
+        # argparse.BooleanOptionalAction from engine/arg_utils.py@v0.10.2), any value stops the server.
+        GovernedFlag(
+            ("--enable-chunked-prefill", "--enforce-eager", "--enable-prefix-caching"),
+            "write the switch alone, without a value (the plan counts on chunked prefill; the others "
+            "pass as they are), or leave it out",
+            bare_passes=True,
+        ),
     ),
     planned=(
         PlannedFlag(("--max-num-batched-tokens",), "max_num_batched_tokens"),
