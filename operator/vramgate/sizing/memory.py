@@ -310,18 +310,24 @@ def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: Pipel
 
 
 def kv_bytes_per_token_per_layer(
-    arch: ModelArchitecture, element_bytes: int, tensor_parallel: int, mla_head_size: int | None = None
+    arch: ModelArchitecture,
+    element_bytes: int,
+    tensor_parallel: int,
+    mla_head_size: int | None = None,
+    mla_latent_alignment: int = 1,
 ) -> int:
     """KV bytes one token takes in one layer on one GPU.
 
-    MLA caches the compressed latent plus the rotary key, the same on every GPU, unless the engine keeps
-    it as full K and V per head of `mla_head_size` (vLLM before 0.7.1); others cache K and V for the KV
-    heads the GPU holds.
+    MLA caches the compressed latent plus the rotary key, the same on every GPU, its elements rounded up
+    to a multiple of `mla_latent_alignment` where the engine aligns the entry, unless the engine keeps it
+    as full K and V per head of `mla_head_size` (vLLM before 0.7.1); others cache K and V for the KV heads
+    the GPU holds.
     """
     head_dim = arch.head_dim
     if arch.is_mla:
         if mla_head_size is None:
-            return (arch.kv_lora_rank + arch.qk_rope_head_dim) * element_bytes
+            latent = arch.kv_lora_rank + arch.qk_rope_head_dim
+            return ceil_div(latent, mla_latent_alignment) * mla_latent_alignment * element_bytes
         head_dim = mla_head_size
     kv_heads_per_gpu = max(1, arch.num_kv_heads // tensor_parallel)
     return 2 * kv_heads_per_gpu * head_dim * element_bytes
@@ -419,12 +425,13 @@ def kv_layout(
     stage: PipelineStage | None = None,
     mla_head_size: int | None = None,
     larger_group_below: float = 1.0,
+    mla_latent_alignment: int = 1,
 ) -> KvLayout:
     """The KV cache layout of `arch` on each of `tensor_parallel` GPUs (of one pipeline stage)."""
     layers = stage.layers if stage else arch.num_layers
     return KvLayout(
         bytes_per_token_per_layer=kv_bytes_per_token_per_layer(
-            arch, element_bytes, tensor_parallel, mla_head_size
+            arch, element_bytes, tensor_parallel, mla_head_size, mla_latent_alignment
         ),
         num_layers=layers,
         num_sliding_window_layers=round(arch.num_sliding_window_layers * layers / arch.num_layers),

@@ -293,7 +293,12 @@ class _Evaluator:
         None where the engine's pool is not simply the memory left free (TGI's warm-up rule keeps a
         share of it, a release's figure, and adds its own blocks back)."""
         arch = self.request.model
-        paging = (engine.mla_head_size(arch), engine.larger_group_below, engine.sliding_window_paged)
+        paging = (
+            engine.mla_head_size(arch),
+            engine.mla_latent_alignment(arch, self.weights.compute_bytes),
+            engine.larger_group_below,
+            engine.sliding_window_paged,
+        )
         key = (tensor_parallel, stage.index, stage.count, max_seq_len, *paging)
         if key not in self._least_kv:
             layout = self.layout(engine, tensor_parallel, stage, block=1)
@@ -349,7 +354,9 @@ class _Evaluator:
 
     def layout(self, engine: EngineModel, tensor_parallel: int, stage: PipelineStage, block: int) -> KvLayout:
         """The KV layout on a GPU of `stage`, as `engine` pages it."""
-        return _paged_layout(engine, self.request.model, self.kv_element_bytes, tensor_parallel, stage, block)
+        return _paged_layout(
+            engine, self.request.model, self.weights, self.kv_element_bytes, tensor_parallel, stage, block
+        )
 
     def shape(
         self,
@@ -575,7 +582,7 @@ def _shared_shape(
 ) -> _SharedShape:
     """What of a shape holds for any target concurrency and, as `engine` is `_alike`'s, for every GPU type
     alike: `_stage_shape`'s arguments but those two."""
-    layout = _paged_layout(engine, arch, kv_element_bytes, tensor_parallel, stage, block)
+    layout = _paged_layout(engine, arch, weights, kv_element_bytes, tensor_parallel, stage, block)
     if overhead_bytes_override is not None:
         override = overhead_bytes_override  # a known figure, all inside the fraction
         curve = OverheadCurve(0, 0, 0, 0.0, override, 0, activation_inside=True)
@@ -620,6 +627,7 @@ def _on_gpu(
 def _paged_layout(
     engine: EngineModel,
     arch: ModelArchitecture,
+    weights: WeightFormat,
     kv_element_bytes: int,
     tensor_parallel: int,
     stage: PipelineStage,
@@ -633,6 +641,7 @@ def _paged_layout(
         stage,
         engine.mla_head_size(arch),
         engine.larger_group_below,
+        engine.mla_latent_alignment(arch, weights.compute_bytes),
     )
     if engine.sliding_window_paged or not layout.num_sliding_window_layers:
         return layout
@@ -936,6 +945,7 @@ def _to_plan(
         chosen.layout.block_size_tokens,
         None,
         chosen.engine.mla_head_size(arch),
+        mla_latent_alignment=chosen.engine.mla_latent_alignment(arch, evaluator.weights.compute_bytes),
     )
     kv_budget = chosen.kv_budget_bytes
     fraction = request.memory_fraction if request.memory_fraction is not None else chosen.fraction

@@ -305,6 +305,9 @@ def test_what_counts_as_non_torch_memory_follows_the_release(version: str, non_t
         ("0.6.6", 256, 16_384),  # K and V of 16 heads padded to 256, 2 bytes
         ("0.7.0", 192, 12_288),  # 128 + 64: the heads as they are
         ("0.7.1", None, 1_152),  # the latent: (512 + 64) x 2
+        ("0.7.2", None, 1_280),  # 576 elements rounded up to 128 (256 bytes of bf16): 640 x 2
+        ("0.7.3", None, 1_280),
+        ("0.8.0", None, 1_152),  # no alignment again
     ],
 )
 def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
@@ -312,10 +315,31 @@ def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
 ) -> None:
     # 16 KV heads, kv_lora_rank 512, qk_nope 128, rope dim 64, 27 layers
     lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
-    mla_head_size = _vllm(version).mla_head_size(lite)
+    model = _vllm(version)
+    mla_head_size = model.mla_head_size(lite)
     assert mla_head_size == head_size
-    layout = kv_layout(lite, 2, 1, 16, mla_head_size=mla_head_size)
+    alignment = model.mla_latent_alignment(lite, 2)
+    layout = kv_layout(lite, 2, 1, 16, mla_head_size=mla_head_size, mla_latent_alignment=alignment)
     assert layout.bytes_per_token_per_layer == bytes_per_token_per_layer
+
+
+def test_an_aligned_mla_entry_rounds_to_256_bytes_of_the_compute_dtype() -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    model = _vllm("0.7.3")
+    # an fp8 cache still rounds to 128 elements of the bf16 model dtype: 640 x 1 byte
+    assert (
+        kv_layout(
+            lite, 1, 1, 16, mla_latent_alignment=model.mla_latent_alignment(lite, 2)
+        ).bytes_per_token_per_layer
+        == 640
+    )
+    # an fp32 model aligns to 64 elements: 576 is already a multiple, 576 x 4 bytes
+    assert (
+        kv_layout(
+            lite, 4, 1, 16, mla_latent_alignment=model.mla_latent_alignment(lite, 4)
+        ).bytes_per_token_per_layer
+        == 2304
+    )
 
 
 @pytest.mark.parametrize(

@@ -405,6 +405,10 @@ class EngineModel(ABC):
         """The head size MLA is cached at as full K and V per head (None: its latent, once per GPU)."""
         return None
 
+    def mla_latent_alignment(self, arch: ModelArchitecture, compute_bytes: int) -> int:
+        """The multiple of elements a cached MLA latent is rounded up to (1: none)."""
+        return 1
+
     def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
         """(hidden-wide, intermediate-wide) tensors alive at each moment a layer's MLP may peak, what the
         frames calling it still hold included; the forward peaks at the largest."""

@@ -271,12 +271,17 @@ class Accounting(Enum):
     BASELINE = "allocated peak + non-torch growth since start: the CUDA context does not count"
 
 
+ALIGNED_CACHE_ENTRY_BYTES = 256  # utils.py@v0.7.3, align_to_256bytes
+
+
 class MlaCache(Enum):
     """How DeepSeek-V2/V3's multi-head latent attention is cached."""
 
     PADDED_HEADS = "full K and V per head, padded to 256 for FlashAttention"
     QK_HEADS = "full K and V per head of qk_nope_head_dim + qk_rope_head_dim (V padded to it)"
     LATENT = "kv_lora_rank + qk_rope_head_dim once per GPU"
+    # the latent's entry rounded up to 256 bytes of the compute dtype (VllmModel.mla_latent_alignment)
+    LATENT_ALIGNED = "kv_lora_rank + qk_rope_head_dim once per GPU, aligned to 256 bytes"
 
 
 class Sampler(Enum):
@@ -548,6 +553,16 @@ def _table() -> tuple[Release, ...]:
         mla_absorbed_weights=True,
     )
     add(
+        (0, 7, 2),
+        "V0's cache engine rounds each MLA cache entry up to 256 bytes of the model's dtype "
+        "(VLLM_CUDA_MEM_ALIGN_KV_CACHE defaults to 1) and counts its blocks at that size: "
+        "DeepSeek's 576-wide latent takes 640 elements",
+        "vllm/worker/cache_engine.py@v0.7.2 and @v0.7.3 (get_cache_block_size, _align_cache), "
+        "vllm/utils.py@v0.7.3 (align_to_256bytes), vllm/envs.py@v0.7.2; none in "
+        "vllm/worker/cache_engine.py@v0.7.1",
+        mla_cache=MlaCache.LATENT_ALIGNED,
+    )
+    add(
         (0, 8, 0),
         "the V1 engine: 8192 batched tokens and 1024 sequences on H100/H200, else 2048 and 256; "
         "FlashInfer samples top-k/top-p when installed (the official image has it); a multimodal model's "
@@ -559,9 +574,11 @@ def _table() -> tuple[Release, ...]:
         "docker/Dockerfile@v0.8.0, vllm/v1/worker/gpu_model_runner.py@v0.8.0 (profile_run), "
         "vllm/config.py@v0.8.1 (VllmConfig.__post_init__); V0's MLA no longer absorbs: W_UK and W_UV "
         "stay views of kv_b_proj (vllm/attention/backends/mla/common.py@v0.8.0, "
-        "process_weights_after_loading)",
+        "process_weights_after_loading), and its cache engine no longer aligns MLA entries "
+        "(vllm/worker/cache_engine.py@v0.8.0)",
         v0_engine=False,
         mla_absorbed_weights=False,
+        mla_cache=MlaCache.LATENT,
         batching=Batching.V1_H100_BY_NAME,
         flashinfer_sampler=True,
         encoder_batch=EncoderBatch.ROUNDED_UP,
@@ -1082,9 +1099,17 @@ class VllmModel(EngineModel):
 
     def mla_head_size(self, arch: ModelArchitecture) -> int | None:
         cache = self.release.mla_cache
-        if cache is MlaCache.LATENT:
+        if cache in (MlaCache.LATENT, MlaCache.LATENT_ALIGNED):
             return None
         return 256 if cache is MlaCache.PADDED_HEADS else arch.qk_nope_head_dim + arch.qk_rope_head_dim
+
+    def mla_latent_alignment(self, arch: ModelArchitecture, compute_bytes: int) -> int:
+        """V0's cache engine in 0.7.2 and 0.7.3 rounds each MLA cache entry up to 256 bytes of the model's
+        dtype (VLLM_CUDA_MEM_ALIGN_KV_CACHE, on by default), and sizes its blocks so: DeepSeek's 576-wide
+        latent takes 640 elements, 11% more per token."""
+        if self.release.mla_cache is not MlaCache.LATENT_ALIGNED:
+            return 1
+        return ALIGNED_CACHE_ENTRY_BYTES // compute_bytes
 
     def mlp_peaks(self, arch: ModelArchitecture) -> tuple[tuple[int, int], ...]:
         """The release's figures hold for llama.py's code; V0's other model files (qwen2.py, gemma2.py,
