@@ -27,7 +27,7 @@ from vramgate.sizing.memory import (
     weights_bytes,
 )
 from vramgate.sizing.planner import PlanRequest, plan
-from vramgate.sizing.precision import KvCacheDtype
+from vramgate.sizing.precision import KvCacheDtype, Quantization
 from vramgate.sizing.units import GIB, KIB, MIB
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
@@ -321,6 +321,28 @@ def test_mla_caches_full_heads_before_0_7_1_and_pads_them_before_0_7(
     alignment = model.mla_latent_alignment(lite, 2)
     layout = kv_layout(lite, 2, 1, 16, mla_head_size=mla_head_size, mla_latent_alignment=alignment)
     assert layout.bytes_per_token_per_layer == bytes_per_token_per_layer
+
+
+@pytest.mark.parametrize(
+    ("version", "method", "head_size", "alignment"),
+    [
+        ("0.7.1", "awq", 192, 1),  # MLA off: full K and V heads of 128 + 64
+        ("0.7.2", "gptq", 192, 1),  # nor is the entry aligned without MLA
+        ("0.7.2", "fp8", None, 128),
+        ("0.7.3", "awq", None, 128),  # MLA for every quantization from 0.7.3
+    ],
+)
+def test_mla_runs_for_quantized_checkpoints_other_than_fp8_only_from_0_7_3(
+    version: str, method: str, head_size: int | None, alignment: int
+) -> None:
+    lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
+    quantized = replace(lite, quantization=Quantization(method=method, bits=8 if method == "fp8" else 4))
+    model = _vllm(version)
+    assert model.mla_head_size(quantized) == head_size
+    assert model.mla_latent_alignment(quantized, 2) == alignment
+    fmt = resolve_weight_format(quantized, Precision.AUTO)
+    (stage,) = pipeline_stages(lite.num_layers, 1)
+    assert (model.derived_weight_bytes(quantized, fmt, 2, stage) == 0) == (head_size is not None)
 
 
 def test_an_aligned_mla_entry_rounds_to_256_bytes_of_the_compute_dtype() -> None:

@@ -403,6 +403,7 @@ class Release(ReleaseRow):
     flashinfer_sampler: bool  # FlashInfer samples by default where the install has it (and the GPU)
     mla_cache: MlaCache
     mla_absorbed_weights: bool  # V0 MLA keeps absorbed decode matrices (VllmModel.derived_weight_bytes)
+    mla_only_unquantized_or_fp8: bool  # a checkpoint in another format runs MLA as full K and V heads
     hybrid_kv_cache: bool  # sliding-window layers keep only their window
     larger_group_below: float  # layer groups take the larger type's count below this ratio (KvLayout)
     kv_tokens_report: KvTokensReport
@@ -452,6 +453,7 @@ def _table() -> tuple[Release, ...]:
         flashinfer_sampler=False,
         mla_cache=MlaCache.PADDED_HEADS,
         mla_absorbed_weights=False,
+        mla_only_unquantized_or_fp8=False,
         hybrid_kv_cache=False,
         larger_group_below=1.0,
         kv_tokens_report=KvTokensReport.GROUP_BLOCKS,
@@ -548,9 +550,11 @@ def _table() -> tuple[Release, ...]:
         "part, copied contiguous, beside the raw weights the prefill path still uses",
         "vllm/config.py@v0.7.1 (use_mla, get_head_size), "
         "vllm/attention/backends/mla/utils.py@v0.7.1 and @v0.7.3 (process_weights_after_loading), "
-        "vllm/envs.py@v0.7.1",
+        "vllm/envs.py@v0.7.1; MLA is off for a checkpoint quantized in a format other than fp8 (use_mla), "
+        "which then caches full K and V heads of qk_nope_head_dim + qk_rope_head_dim (get_head_size)",
         mla_cache=MlaCache.LATENT,
         mla_absorbed_weights=True,
+        mla_only_unquantized_or_fp8=True,
     )
     add(
         (0, 7, 2),
@@ -561,6 +565,14 @@ def _table() -> tuple[Release, ...]:
         "vllm/utils.py@v0.7.3 (align_to_256bytes), vllm/envs.py@v0.7.2; none in "
         "vllm/worker/cache_engine.py@v0.7.1",
         mla_cache=MlaCache.LATENT_ALIGNED,
+    )
+    add(
+        (0, 7, 3),
+        "MLA runs for any quantized checkpoint: the decode path dequantizes kv_b_proj, q_proj and o_proj "
+        "to absorb them (in the compute dtype, fp8 for an fp8 checkpoint)",
+        "vllm/config.py@v0.7.3 (use_mla), vllm/attention/backends/mla/utils.py@v0.7.3 "
+        "(process_weights_after_loading, get_layer_weight); the fp8-only check: vllm/config.py@v0.7.2",
+        mla_only_unquantized_or_fp8=False,
     )
     add(
         (0, 8, 0),
@@ -1099,6 +1111,9 @@ class VllmModel(EngineModel):
 
     def mla_head_size(self, arch: ModelArchitecture) -> int | None:
         cache = self.release.mla_cache
+        quant = arch.quantization
+        if self.release.mla_only_unquantized_or_fp8 and quant is not None and quant.method != "fp8":
+            cache = MlaCache.QK_HEADS
         if cache in (MlaCache.LATENT, MlaCache.LATENT_ALIGNED):
             return None
         return 256 if cache is MlaCache.PADDED_HEADS else arch.qk_nope_head_dim + arch.qk_rope_head_dim
@@ -1107,7 +1122,7 @@ class VllmModel(EngineModel):
         """V0's cache engine in 0.7.2 and 0.7.3 rounds each MLA cache entry up to 256 bytes of the model's
         dtype (VLLM_CUDA_MEM_ALIGN_KV_CACHE, on by default), and sizes its blocks so: DeepSeek's 576-wide
         latent takes 640 elements, 11% more per token."""
-        if self.release.mla_cache is not MlaCache.LATENT_ALIGNED:
+        if self.release.mla_cache is not MlaCache.LATENT_ALIGNED or self.mla_head_size(arch) is not None:
             return 1
         return ALIGNED_CACHE_ENTRY_BYTES // compute_bytes
 
