@@ -43,7 +43,7 @@ from kubernetes.client.exceptions import ApiException
 
 from vramgate import metrics
 from vramgate.handlers import inventory, live, reconcile, webhook
-from vramgate.handlers.kube import api_message, new_api_client, read
+from vramgate.handlers.kube import api_message, new_api_client, read_metadata
 from vramgate.handlers.leader import LeaseElector, default_identity, stop_within
 from vramgate.handlers.persistence import MemoryProgressStorage, ObservedGenerationDiffBase
 from vramgate.settings import ENV_PREFIX, OperatorConfig, SettingsError, WebhookMode
@@ -213,7 +213,7 @@ class Operator:
                     host=self.config.webhook_host if local else "0.0.0.0",
                     port=self.config.webhook_port,
                     files=self.files,
-                    existing=functools.partial(read, self.api),
+                    existing=functools.partial(read_metadata, self.api),
                 )
                 await self.server.start()
             freeze_start_up_objects()

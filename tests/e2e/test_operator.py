@@ -27,6 +27,8 @@ from support.operator import OperatorProcess, remove_webhook_configuration
 from support.wait import settled, stays, wait_for
 from vramgate import __version__
 from vramgate.decision import decide
+from vramgate.handlers.kube import read_metadata
+from vramgate.manifests import Claim, claim
 
 pytestmark = pytest.mark.e2e
 
@@ -478,7 +480,7 @@ def test_a_name_another_service_holds_is_refused_and_that_service_left_alone(
 
 
 def test_a_deployment_made_by_hand_after_admission_is_never_taken_over(
-    kubeconfig: Path, namespace: str, operator: OperatorProcess
+    kubeconfig: Path, namespace: str, api_client: client.ApiClient, operator: OperatorProcess
 ) -> None:
     """The reconciler checks again before it applies (admission may have been off, or the name taken
     since): the resource fails with the holder named, and the other Deployment keeps its spec."""
@@ -504,3 +506,12 @@ def test_a_deployment_made_by_hand_after_admission_is_never_taken_over(
     assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
     assert "ownerReferences" not in after["metadata"]
     assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/web:1"
+    # What the check reads: only metadata, from the API server's watch cache, enough to tell whose.
+    held = read_metadata(api_client, "Deployment", namespace, "falcon-7b")
+    assert held is not None and held["kind"] == "PartialObjectMetadata" and "spec" not in held
+    assert claim(held, "falcon-7b", None) is Claim.OTHER
+    llmd = get_json(kubeconfig, "llmd", "falcon-7b", "-n", namespace)
+    ours = read_metadata(api_client, "Service", namespace, "falcon-7b")  # applied before the Deployment
+    assert llmd is not None and ours is not None
+    assert claim(ours, "falcon-7b", llmd["metadata"]["uid"]) is Claim.OURS
+    assert read_metadata(api_client, "LeaderWorkerSet", namespace, "falcon-7b") is None  # a 404 either way

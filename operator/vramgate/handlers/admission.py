@@ -25,8 +25,8 @@ ADMISSION_API_VERSION = "admission.k8s.io/v1"
 REFUSAL_CODE = 422
 
 
-# Reads the object of a kind ("Deployment", "Service", "LeaderWorkerSet") in a namespace by name; None
-# when there is none (`kube.read`, bound to an API client).
+# Reads the metadata of an object of a kind ("Deployment", "Service", "LeaderWorkerSet") in a namespace by
+# name; None when there is none (`kube.read_metadata`, bound to an API client).
 Lookup = Callable[[str, str, str], Mapping[str, Any] | None]
 
 

@@ -135,12 +135,13 @@ def sync(
     metadata = manifest["metadata"]
     namespace, name = metadata["namespace"], metadata["name"]
     found = objects.get(namespace, name) if objects is not None else None
-    if found is None:  # the caches hold generated objects only: one made by someone else may be there
-        found = kube.read(api, manifest["kind"], namespace, name)
     if found is not None:
         _refuse_takeover(found, manifest)
         if manifests.is_current(found, manifest):
             return found
+    # The caches hold generated objects only: one made by someone else may be there.
+    elif (held := kube.read_metadata(api, manifest["kind"], namespace, name)) is not None:
+        _refuse_takeover(held, manifest)
     stored = kube.apply(api, manifest)
     if objects is not None:
         objects.record(stored)
@@ -169,7 +170,7 @@ def _delete_if_owned(api: client.ApiClient, kind: str, owner: Mapping[str, Any])
     """Delete the owner's `kind` of workload left from a placement over fewer or more nodes; an object
     of that name that is not the owner's is left alone."""
     namespace, name, uid = owner["metadata"]["namespace"], owner["metadata"]["name"], owner["metadata"]["uid"]
-    found = kube.read(api, kind, namespace, name)
+    found = kube.read_metadata(api, kind, namespace, name)
     if found is not None and manifests.claim(found, name, uid) is manifests.Claim.OURS:
         kube.delete(api, kind, namespace, name)
 
