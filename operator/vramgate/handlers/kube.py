@@ -106,10 +106,6 @@ def read_llmdeployment(api: client.ApiClient, namespace: str, name: str) -> dict
     return as_dict(found)
 
 
-def _leader_worker_set(namespace: str, name: str) -> tuple[str, str, str, str, str]:
-    return "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
-
-
 # Whose an object is needs only its metadata, and a read from the API server's watch cache
 # (resourceVersion 0) spares etcd: admission makes two such reads for every creation.
 _METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -146,7 +142,9 @@ def delete(api: client.ApiClient, kind: str, namespace: str, name: str) -> None:
         if kind == "Deployment":
             client.AppsV1Api(api).delete_namespaced_deployment(name, namespace)
         else:
-            client.CustomObjectsApi(api).delete_namespaced_custom_object(*_leader_worker_set(namespace, name))
+            client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                "leaderworkerset.x-k8s.io", "v1", namespace, "leaderworkersets", name
+            )
     except ApiException as error:
         if error.status != 404:
             raise

@@ -257,7 +257,7 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, *, attempt:
                 )
             except kube.CALL_ERRORS as status_error:
                 logger.error(f"Could not record the failure in the status: {status_error}")
-        raise failure from error
+        raise failure from (None if failure is error else error)
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 
