@@ -122,6 +122,19 @@ def _unplanned_features(engine: Engine, settings: str) -> list[str]:
     ]
 
 
+def _eager(engine: Engine, settings: str) -> bool:
+    """Whether a row ran without CUDA graphs: the bare switch as the engine's parser reads it (not
+    `--enforce-eager=false`), or the offline class's `enforce_eager=True`."""
+    found = definition(engine).command_line.recognise((settings or "").split())
+    switched = any(
+        isinstance(argument.flag, GovernedFlag)
+        and argument.flag.sets == "engine_eager"
+        and argument.value is None
+        for argument in found
+    )
+    return switched or re.search(r"enforce_eager\s*=\s*True", settings or "") is not None
+
+
 def _set_but_not_shown(settings: str, name: str) -> bool:
     """Whether one clause of the free-text settings says `name` was set but its value is "not shown" (a
     clause saying only "not shown" leaves the release's default, which the plan takes)."""
@@ -380,6 +393,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             # The install's sampler shows in the log; without that line it is unknown.
             engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
             engine_offline="offline llm()" in settings.lower(),
+            engine_eager=_eager(engine, settings),
             gpu=gpu,
             gpu_count=tensor_parallel,
             pipeline_parallel=pipeline_parallel,

@@ -320,6 +320,9 @@ def _gib_to_bytes(value: float | None) -> int | None:
     help="The engine's batch limit (with --memory-fraction).",
 )
 @click.option("--block-size", type=click.IntRange(1, 4096), help="KV block size in tokens (vLLM: 16).")
+@click.option(
+    "--enforce-eager", is_flag=True, help="vLLM started with --enforce-eager: no CUDA graphs, no compilation."
+)
 @_cluster_options
 @_output_option
 def plan_command(**options: Any) -> int:
@@ -334,6 +337,7 @@ def plan_command(**options: Any) -> int:
         concurrency=options["concurrency"],
         engine=Engine(options["engine"]),
         engine_version=options["engine_version"],
+        engine_eager=options["enforce_eager"],
         gpu=find_gpu(options["gpu"]) if options["gpu"] and not _in_cluster(options) else None,
         gpu_count=options["gpu_count"],
         pipeline_parallel=options["pipeline_parallel"],

@@ -1110,6 +1110,9 @@ def extra_arguments(spec: LLMDeploymentSpec) -> ExtraArguments:
         if isinstance(argument.flag, GovernedFlag):
             if argument.flag.bare_passes:
                 if argument.value is None:
+                    if argument.flag.sets is not None:  # planned: the plan writes the switch itself
+                        inputs[argument.flag.sets] = True
+                        consumed.update(argument.indices)
                     continue
                 raise SpecError(
                     path,

@@ -146,7 +146,16 @@ def test_the_planner_reads_its_flags_from_extra_args_and_writes_them_itself() ->
     parsed = parse_spec(spec(runtime=runtime))
     request = to_plan_request(parsed)
     assert (request.max_num_batched_tokens, request.block_size) == (4096, 32)
-    assert extra_arguments(parsed).passthrough == ("--enforce-eager",)
+    assert extra_arguments(parsed).passthrough == (), "the plan writes each of them itself"
+    assert request.engine_eager, "and counts no CUDA graphs or compilation for --enforce-eager"
+    assert plan(request).engine_args["vllm"][-3:] == [
+        "--max-num-batched-tokens=4096",
+        "--block-size=32",
+        "--enforce-eager",
+    ]
+    assert not to_plan_request(
+        parse_spec(spec(runtime={"extraArgs": ["--enable-prefix-caching"]}))
+    ).engine_eager
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,14 @@ DEFAULT_MAX_MEMORY_FRACTION = 0.95
 KV_SAFETY_MARGIN = KvSafetyMargin(relative_per_10k=100, absolute_bytes=0)
 
 # The request fields that choose the engine model: an evaluator of a request differing in none shares them.
-_ENGINE_FIELDS = ("engine", "engine_version", "engine_image", "engine_flashinfer", "engine_offline")
+_ENGINE_FIELDS = (
+    "engine",
+    "engine_version",
+    "engine_image",
+    "engine_flashinfer",
+    "engine_offline",
+    "engine_eager",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +81,7 @@ class PlanRequest:
     engine_image: str | None = None  # the engine's container image, when known
     engine_flashinfer: bool | None = None  # whether the install has FlashInfer
     engine_offline: bool = False  # started as the engine's offline class, not its server
+    engine_eager: bool = False  # without CUDA graphs or compilation (vLLM's --enforce-eager in extraArgs)
     gpu: GpuType | None = None
     # Tensor parallel.
     gpu_count: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_GPUS_PER_REPLICA))
@@ -245,6 +253,7 @@ class _Evaluator:
                 request.engine_image,
                 request.engine_flashinfer,
                 request.engine_offline,
+                request.engine_eager,
             )
             self._engines[gpu.name] = engine_model(self.request.engine, build, gpu)
         return self._engines[gpu.name]
@@ -922,6 +931,7 @@ def _engine_args(evaluator: _Evaluator, chosen: _Evaluation) -> dict[str, list[s
             kv_cache_fp8=request.kv_cache_dtype is KvCacheDtype.FP8,
             max_num_batched_tokens=request.max_num_batched_tokens,
             block_size_tokens=request.block_size if request.block_size not in (None, default_block) else None,
+            eager=request.engine_eager,
         )
         args[engine.value] = evaluation.engine.arguments(launch)
     return args

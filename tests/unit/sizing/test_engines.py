@@ -33,8 +33,10 @@ from vramgate.sizing.units import GIB, KIB, MIB
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"  # hidden 4096, intermediate 14336, vocab 128256, 32 layers
 
 
-def _vllm(version: str | None, gpu: str = "L4", image: str | None = None) -> VllmModel:
-    model = engine_model(Engine.VLLM, EngineBuild(version, image), find_gpu(gpu))
+def _vllm(
+    version: str | None, gpu: str = "L4", image: str | None = None, *, eager: bool = False
+) -> VllmModel:
+    model = engine_model(Engine.VLLM, EngineBuild(version, image, eager=eager), find_gpu(gpu))
     assert isinstance(model, VllmModel)
     return model
 
@@ -590,6 +592,30 @@ def test_a_cold_compile_times_the_embedding_lookup_on_a_copy_of_the_table_from_0
     gemma = load_model("google/gemma-3-27b-it")
     gemma_fmt = resolve_weight_format(gemma, Precision.BF16)
     assert _vllm("0.29.0", "H100-80GB").compile_profile_bytes(gemma, gemma_fmt, 1, 8192) == 0
+
+
+def test_enforce_eager_takes_no_graphs_no_compile_and_no_capture_path() -> None:
+    """--enforce-eager compiles nothing and captures no graphs: the cold compile's table copy, the graph
+    estimate (inside the fraction from 0.20.0) and the capture path's non-torch share (0.26 GiB from 0.18.0,
+    against 0.13 GiB before) are gone; FlashInfer's workspace stays, outside, where that backend may run,
+    since the first request allocates it after the KV cache."""
+    qwen = load_model("Qwen/Qwen3-32B")
+    fmt = resolve_weight_format(qwen, Precision.BF16)
+    mlp = 2048 * 2 * (3 * 5120 + 3 * 25600)  # the MLP's peak at 2048 tokens, below the table's copy
+    compiled, eager = (
+        _vllm("0.29.0", "L40S", eager=e).overhead_curve(qwen, fmt, 1, 2048) for e in (False, True)
+    )
+    assert compiled.forward_bytes == (151_936 + 2048) * 5120 * 2 and eager.forward_bytes == mlp
+    assert compiled.non_torch_bytes == round(0.26 * GIB) and eager.non_torch_bytes == round(0.13 * GIB)
+    assert compiled.cuda_graphs.inside and compiled.cuda_graphs.max_bytes > 0
+    assert not eager.cuda_graphs.inside
+    # Ada runs FlashAttention for Qwen3's 128-wide heads in bf16: nothing at all; with an fp8 cache,
+    # FlashInfer's 394 MiB workspace, outside the fraction
+    l40s = _vllm("0.29.0", "L40S", eager=True)
+    assert l40s.cuda_graph_bytes_for(qwen, 1, 64, 0, 2048, None) == 0
+    assert l40s.cuda_graph_bytes_for(qwen, 1, 64, 0, 2048, None, kv_cache_fp8=True) == 394 * MIB
+    # Before 0.18.0 the release's own non-torch figure, and no compile, stay as they were
+    assert _vllm("0.11.0", "L40S", eager=True).non_torch_bytes == _vllm("0.11.0", "L40S").non_torch_bytes
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,8 @@ class EngineBuild:
     # Started as the engine's offline Python class (vLLM's `LLM()`), not its server: some releases batch
     # more per step there. The operator always runs the server; logs of offline starts need it.
     offline: bool = False
+    # Run without CUDA graphs or compilation (vLLM's --enforce-eager): none of their memory is taken.
+    eager: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class Launch:
     kv_cache_fp8: bool
     max_num_batched_tokens: int | None  # only when the user pinned it; engines pick their own otherwise
     block_size_tokens: int | None  # only when it differs from the engine's default
+    eager: bool = False  # without CUDA graphs or compilation, as planned (vLLM: --enforce-eager)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class GovernedFlag:
     # A switch whose bare form says what the plan counts on: it passes alone, and only a value (attached,
     # or a word after it) is refused.
     bare_passes: bool = False
+    sets: str | None = None  # the PlanRequest field the bare switch turns on (the plan counts it)
 
 
 @dataclass(frozen=True)

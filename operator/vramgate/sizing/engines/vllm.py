@@ -162,10 +162,17 @@ COMMAND_LINE = CommandLine(
         # profile runs whole prompts the plan does not count; where it takes none (store_true, or
         # argparse.BooleanOptionalAction from engine/arg_utils.py@v0.10.2), any value stops the server.
         GovernedFlag(
-            ("--enable-chunked-prefill", "--enforce-eager", "--enable-prefix-caching"),
-            "write the switch alone, without a value (the plan counts on chunked prefill; the others "
-            "pass as they are), or leave it out",
+            ("--enable-chunked-prefill", "--enable-prefix-caching"),
+            "write the switch alone, without a value (the plan counts on chunked prefill; prefix caching "
+            "reuses the blocks the plan sized), or leave it out",
             bare_passes=True,
+        ),
+        GovernedFlag(
+            ("--enforce-eager",),
+            "write the switch alone, without a value (the plan then counts no CUDA graphs and no "
+            "compilation), or leave it out",
+            bare_passes=True,
+            sets="engine_eager",
         ),
     ),
     planned=(
@@ -975,14 +982,18 @@ class VllmModel(EngineModel):
         flashinfer_installed: bool | None = None,
         offline: bool = False,
         compute_capability_major: int | None = None,
+        eager: bool = False,
     ) -> None:
         self.release = release
         self.offline = offline
+        self.eager = eager
         self.compute_capability_major = compute_capability_major
         self.sliding_window_paged = release.hybrid_kv_cache
         self.larger_group_below = release.larger_group_below
-        self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction
-        self.cuda_graphs_follow_batch = release.cuda_graphs_inside_fraction  # the estimate's capture sizes
+        # --enforce-eager captures no graphs, so the profile estimates none either (gpu_worker.py@v0.20.0,
+        # determine_available_memory: cudagraph_mode NONE).
+        self.cuda_graphs_inside_fraction = release.cuda_graphs_inside_fraction and not eager
+        self.cuda_graphs_follow_batch = self.cuda_graphs_inside_fraction  # the estimate's capture sizes
         # An unknown install takes the path that leaves the smaller KV cache: not FlashInfer.
         sampler = (
             Sampler.FLASHINFER if release.flashinfer_sampler and flashinfer_installed else release.sampler
@@ -991,6 +1002,8 @@ class VllmModel(EngineModel):
         self.sampler_bytes_per_logit = sampler.value
         accounting = release.accounting
         self.non_torch_bytes = release.non_torch_bytes
+        if eager:  # no capture path: what 0.18.0 on counts for it (CAPTURE_PATH_NON_TORCH_BYTES) is not there
+            self.non_torch_bytes = min(self.non_torch_bytes, EngineModel.non_torch_bytes)
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
@@ -1051,7 +1064,14 @@ class VllmModel(EngineModel):
         further graph is bounded by the driver's figure per layer (not in the source: see
         DENSE_GRAPH_BYTES_PER_LAYER). Not covered: a second sample that opens a fresh allocator segment,
         which the estimate then multiplies by every further graph (see the README). Before 0.20.0 the graphs
-        sit outside the fraction and only need room there: the flat figure."""
+        sit outside the fraction and only need room there: the flat figure.
+
+        Under --enforce-eager there are no graphs; what stays, outside the fraction, is FlashInfer's
+        workspace where that backend may run: the profile's dummy run builds no attention metadata
+        (v1/worker/gpu_model_runner.py@v0.20.0, _dummy_run), so the first request allocates it, after the
+        KV cache."""
+        if self.eager:
+            return 0 if self.flash_attention_runs(arch, kv_cache_fp8) else FLASHINFER_WORKSPACE_BYTES
         if not self.release.cuda_graphs_inside_fraction:
             return self.cuda_graph_bytes
         profile = self.cuda_graph_profile(arch, max_num_batched_tokens, max_num_seqs)
@@ -1074,7 +1094,7 @@ class VllmModel(EngineModel):
         """From 0.20.0 the profile's CUDA graph estimate counts inside the fraction, but the V2 model runner
         estimated nothing before 0.29.0 (v1/worker/gpu/model_runner.py@v0.23.0 to @v0.28.0:
         profile_cudagraph_memory returns 0): its graphs are captured after the KV cache, outside."""
-        if not self.release.cuda_graphs_inside_fraction:
+        if not self.cuda_graphs_inside_fraction:
             return False
         return self.release.v2_estimates_cuda_graphs or not self.runs_v2_model_runner(arch, weights)
 
@@ -1194,8 +1214,8 @@ class VllmModel(EngineModel):
         uses_inputs_embeds), so its graph has no lookup to time. A public 0.31.0 start of Llama-3.1-8B on
         an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its forward and
         sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph estimate."""
-        if not self.release.compile_copies_embedding or arch.vision_encoder is not None:
-            return 0
+        if not self.release.compile_copies_embedding or arch.vision_encoder is not None or self.eager:
+            return 0  # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0)
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
         return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
 
@@ -1336,6 +1356,8 @@ class VllmModel(EngineModel):
             args.append(f"{FLAGS.max_num_batched_tokens}={launch.max_num_batched_tokens}")
         if launch.block_size_tokens is not None:
             args.append(f"{FLAGS.block_size}={launch.block_size_tokens}")
+        if launch.eager:
+            args.append("--enforce-eager")
         return args
 
 
@@ -1365,8 +1387,9 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         flashinfer_installed=flashinfer,
         offline=build.offline,
         compute_capability_major=compute_capability_major,
+        eager=build.eager,
     )
-    if release.cuda_graphs_inside_fraction:
+    if model.cuda_graphs_inside_fraction:
         assumptions.append(
             "CUDA graphs: vLLM estimates their memory while profiling and counts it inside the fraction"
             + (
