@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vramgate.images import ImagePolicy, official_engine
-from vramgate.placement import Inventory, Placement, PlacementMode, PlacementPolicy, Preference, place
+from vramgate.placement import (
+    LEADER_WORKER_SET_SUFFIX,
+    Inventory,
+    Placement,
+    PlacementMode,
+    PlacementPolicy,
+    Preference,
+    place,
+)
 from vramgate.sizing import Plan, SizingError, Suggestion
 from vramgate.sizing.engines import definition
 from vramgate.sizing.units import format_gib
@@ -275,14 +283,16 @@ def max_group_name_length(replicas: int) -> int:
 
 
 def _check_group_name(name: str, replicas: int) -> None:
-    """A multi-node model runs as a LeaderWorkerSet named after the resource (see max_group_name_length)."""
-    limit = max_group_name_length(replicas)
+    """A multi-node model runs as a LeaderWorkerSet named after the resource (`manifests.workload_name`;
+    see max_group_name_length)."""
+    limit = max_group_name_length(replicas) - len(LEADER_WORKER_SET_SUFFIX)
     if len(name) > limit:
         raise SpecError(
             "metadata.name",
             f"{name!r} has {len(name)} characters; this model runs on several nodes as a LeaderWorkerSet, "
             f"and with {replicas} replicas its worker pods start only under names of at most {limit} "
-            "characters (their controller-revision-hash label, <name>-<group>-<hash>, must stay within 63)",
+            "characters (their controller-revision-hash label, "
+            f"<name>{LEADER_WORKER_SET_SUFFIX}-<group>-<hash>, must stay within 63)",
         )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from vramgate.placement import HAMI_MEMORY_RESOURCE, Placement
+from vramgate.placement import HAMI_MEMORY_RESOURCE, LEADER_WORKER_SET_SUFFIX, Placement
 from vramgate.placement import OWNER_LABEL as PLACEMENT_OWNER_LABEL
 from vramgate.sizing import Plan, to_json
 from vramgate.sizing.engines import definition
@@ -110,20 +110,27 @@ def claim(existing: Mapping[str, Any], name: str, uid: str | None) -> Claim:
 
 
 def taken_message(existing: Mapping[str, Any], kind: str, namespace: str, name: str) -> str:
-    """Why the name `name` cannot be used: which object holds it, and who controls that object."""
+    """Why the LLMDeployment name `name` cannot be used: which object of `kind` holds the name its
+    workload or Service would take, and who controls that object."""
     reference = controller(existing)
     holder = f"{reference.get('kind')} {reference.get('name')}" if reference else "nothing"
     return (
-        f"metadata.name: {name!r} is taken: {kind} {namespace}/{name} already exists and was not "
-        f"generated for this LLMDeployment (controlled by {holder}); vramgate never takes over an object "
-        f"it did not create. Allowed: a name that no Deployment, LeaderWorkerSet or Service in {namespace} "
-        f"has, or delete that {kind} first"
+        f"metadata.name: {name!r} is taken: {kind} {namespace}/{workload_name(name, kind)} already exists "
+        f"and was not generated for this LLMDeployment (controlled by {holder}); vramgate never takes over "
+        f"an object it did not create. Allowed: a name whose Deployment ({name}), LeaderWorkerSet "
+        f"({workload_name(name, 'LeaderWorkerSet')}) and Service ({name}) no object in {namespace} holds "
+        f"yet, or delete that {kind} first"
     )
 
 
 def workload_kind(placement: Placement | None) -> str:
     """A model over several nodes runs as a LeaderWorkerSet, any other as a Deployment."""
     return "LeaderWorkerSet" if placement is not None and placement.nodes > 1 else "Deployment"
+
+
+def workload_name(name: str, kind: str) -> str:
+    """The name of the LLMDeployment `name`'s workload of `kind`; its Service keeps `name` itself."""
+    return f"{name}{LEADER_WORKER_SET_SUFFIX}" if kind == "LeaderWorkerSet" else name
 
 
 def server_port(spec: LLMDeploymentSpec) -> int:
@@ -297,7 +304,10 @@ def leader_worker_set(
         {
             "apiVersion": LWS_API_VERSION,
             "kind": "LeaderWorkerSet",
-            "metadata": _metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
+            "metadata": {
+                **_metadata(owner, {PLAN_ANNOTATION: plan_annotation(plan)}),
+                "name": workload_name(name, "LeaderWorkerSet"),
+            },
             "spec": {
                 "replicas": spec.replicas,
                 "leaderWorkerTemplate": {

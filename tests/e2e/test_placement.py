@@ -277,7 +277,9 @@ def test_a_model_larger_than_a_node_becomes_a_leaderworkerset(cluster: Cluster, 
         timeout=CONVERGE_SECONDS,
         message="the operator noticing the LeaderWorkerSet CRD",
     )
-    lws = wait_for(lambda: get(cluster, namespace, "leaderworkerset", "deepseek"), timeout=CONVERGE_SECONDS)
+    lws = wait_for(
+        lambda: get(cluster, namespace, "leaderworkerset", "deepseek-lws"), timeout=CONVERGE_SECONDS
+    )
     template = lws["spec"]["leaderWorkerTemplate"]
     assert template["size"] == 2
     leader = template["leaderTemplate"]["spec"]["containers"][0]
@@ -301,7 +303,7 @@ def test_a_model_moving_between_one_node_and_several_keeps_one_workload(
     big["spec"]["model"]["precision"] = "bf16"
 
     def lws() -> dict[str, Any] | None:
-        return get(cluster, namespace, "leaderworkerset", "big")
+        return get(cluster, namespace, "leaderworkerset", "big-lws")
 
     def deployment() -> dict[str, Any] | None:
         return get(cluster, namespace, "deployment", "big")

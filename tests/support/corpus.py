@@ -24,7 +24,7 @@ PLACEHOLDERS: dict[str, Any] = {
     "@@65 ENV@@": [{"name": f"VARIABLE_{index}", "value": "x"} for index in range(65)],
     "@@NAME 64@@": "n" * 64,
     "@@NAME 63@@": "n" * 63,
-    "@@NAME 51@@": "n" * 51,
+    "@@NAME 47@@": "n" * 47,
 }
 
 

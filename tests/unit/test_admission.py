@@ -223,8 +223,8 @@ def test_a_creation_under_a_name_someone_else_holds_is_refused_and_an_update_is_
     assert refused["status"]["message"] == (
         f"metadata.name: {name!r} is taken: Service team-a/{name} already exists and was not generated for "
         "this LLMDeployment (controlled by nothing); vramgate never takes over an object it did not create. "
-        "Allowed: a name that no Deployment, LeaderWorkerSet or Service in team-a has, or delete that "
-        "Service first"
+        f"Allowed: a name whose Deployment ({name}), LeaderWorkerSet ({name}-lws) and Service ({name}) no "
+        "object in team-a holds yet, or delete that Service first"
     )
     assert asked == [("Deployment", "team-a", name), ("Service", "team-a", name)]
     allowed = review(admission_review(falcon), holding({("Deployment", name): leftover}))["response"]

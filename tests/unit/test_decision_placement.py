@@ -121,6 +121,11 @@ def test_a_model_larger_than_a_node_becomes_a_leaderworkerset() -> None:
     assert decision.allowed and decision.plan is not None and decision.placement is not None
     assert decision.placement.nodes == 2 and decision.spec is not None
     lws = leader_worker_set(owner, decision.spec, decision.plan, decision.placement)
+    # LeaderWorkerSet's controller takes a Service of the set's name as the headless one its workers resolve
+    # their leader through: the set is named apart from the server's ClusterIP Service, which keeps the name.
+    name = owner["metadata"]["name"]
+    assert lws["metadata"]["name"] == f"{name}-lws"
+    assert service(owner, decision.spec, leader_only=True)["metadata"]["name"] == name
     template = lws["spec"]["leaderWorkerTemplate"]
     assert template["size"] == 2
     leader = template["leaderTemplate"]["spec"]["containers"][0]
@@ -181,13 +186,13 @@ def named(name: str, replicas: int) -> dict[str, Any]:
 
 
 def test_a_leaderworkerset_name_leaves_room_for_its_worker_pods_revision_label() -> None:
-    # <name>-<last group>-<10-digit hash> must be a label value of at most 63 characters.
-    assert decide(named("n" * 50, 1), h100_nodes(lws=True)).allowed
-    assert decide(named("n" * 49, 100), h100_nodes(lws=True)).allowed
-    for name, replicas in (("n" * 51, 1), ("n" * 50, 100), ("n" * 49, 1000)):
+    # <name>-lws-<last group>-<10-digit hash> must be a label value of at most 63 characters.
+    assert decide(named("n" * 46, 1), h100_nodes(lws=True)).allowed
+    assert decide(named("n" * 45, 100), h100_nodes(lws=True)).allowed
+    for name, replicas in (("n" * 47, 1), ("n" * 46, 100), ("n" * 45, 1000)):
         decision = decide(named(name, replicas), h100_nodes(lws=True))
         assert not decision.allowed and decision.field == "metadata.name", (len(name), replicas)
-        limit = 63 - 11 - len(f"-{replicas - 1}")
+        limit = 63 - 11 - len(f"-{replicas - 1}") - len("-lws")
         assert f"has {len(name)} characters" in decision.message
         assert f"with {replicas} replicas its worker pods start only under names of at most {limit}" in (
             decision.message

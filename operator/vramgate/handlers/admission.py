@@ -99,11 +99,12 @@ def _name_checked(
         metadata.get("uid"),
     )
     for kind in (manifests.workload_kind(decision.placement), "Service"):
+        held = manifests.workload_name(name, kind)
         try:
-            found = existing(kind, namespace, name)
+            found = existing(kind, namespace, held)
         except kube.CALL_ERRORS as error:
             warning = (
-                f"could not check that no {kind} {namespace}/{name} is in the way "
+                f"could not check that no {kind} {namespace}/{held} is in the way "
                 f"({kube.api_error('reading it', error)}); the operator checks it before creating one"
             )
             return dataclasses.replace(decision, warnings=(*decision.warnings, warning))

@@ -162,7 +162,7 @@ def _refuse_takeover(found: Mapping[str, Any], manifest: Mapping[str, Any]) -> N
         )
     if claim is manifests.Claim.OTHER:
         raise kopf.PermanentError(
-            manifests.taken_message(found, manifest["kind"], metadata["namespace"], metadata["name"])
+            manifests.taken_message(found, manifest["kind"], metadata["namespace"], owner.get("name", ""))
         )
 
 
@@ -170,9 +170,10 @@ def _delete_if_owned(api: client.ApiClient, kind: str, owner: Mapping[str, Any])
     """Delete the owner's `kind` of workload left from a placement over fewer or more nodes; an object
     of that name that is not the owner's is left alone."""
     namespace, name, uid = owner["metadata"]["namespace"], owner["metadata"]["name"], owner["metadata"]["uid"]
-    found = kube.read_metadata(api, kind, namespace, name)
+    workload = manifests.workload_name(name, kind)
+    found = kube.read_metadata(api, kind, namespace, workload)
     if found is not None and manifests.claim(found, name, uid) is manifests.Claim.OURS:
-        kube.delete(api, kind, namespace, name)
+        kube.delete(api, kind, namespace, workload)
 
 
 def _owner(meta: kopf.Meta, spec: Mapping[str, Any]) -> dict[str, Any]:

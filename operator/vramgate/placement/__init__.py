@@ -15,6 +15,7 @@ from vramgate.placement.inventory import (
     mig_profiles,
 )
 from vramgate.placement.rules import (
+    LEADER_WORKER_SET_SUFFIX,
     Placed,
     Placement,
     PlacementMode,
@@ -28,6 +29,7 @@ from vramgate.placement.rules import (
 __all__ = [
     "GPU_RESOURCE",
     "HAMI_MEMORY_RESOURCE",
+    "LEADER_WORKER_SET_SUFFIX",
     "OWNER_LABEL",
     "PRODUCT_LABEL",
     "GpuTarget",

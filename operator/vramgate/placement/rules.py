@@ -56,6 +56,16 @@ class Skipped:
     reason: str
 
 
+# A model over several nodes runs as a LeaderWorkerSet named `<resource><suffix>`, not `<resource>`: the
+# set's controller gives it a headless Service of the set's own name, whose DNS records are the workers' way
+# to their leader ($(LWS_LEADER_ADDRESS) is `<set>-<group>.<set>.<namespace>`), and takes any Service already
+# of that name for it (kubernetes-sigs/lws@v0.9.0: pkg/controllers/leaderworkerset_controller.go,
+# reconcileHeadlessServices; pkg/utils/controller/controller_utils.go, CreateHeadlessServiceIfNotExists;
+# pkg/utils/pod/pod_utils.go, AddLWSVariables). The server's ClusterIP Service, named `<resource>`, gives
+# pods no such records, so a set of that name would leave its workers unable to find their leader.
+LEADER_WORKER_SET_SUFFIX = "-lws"
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a plan goes, and the record of how it was chosen."""
