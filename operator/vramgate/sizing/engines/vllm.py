@@ -1068,7 +1068,8 @@ class VllmModel(EngineModel):
 
         Under --enforce-eager there are no graphs; what stays, outside the fraction, is FlashInfer's
         workspace where that backend may run: the profile's dummy run builds no attention metadata
-        (v1/worker/gpu_model_runner.py@v0.20.0, _dummy_run), so the first request allocates it, after the
+        (v1/worker/gpu_model_runner.py@v0.13.0: profile_run calls _dummy_run without force_attention, and
+        eager mode dispatches no FULL graph), so the first request allocates it, after the
         KV cache."""
         if self.eager:
             return 0 if self.flash_attention_runs(arch, kv_cache_fp8) else FLASHINFER_WORKSPACE_BYTES
