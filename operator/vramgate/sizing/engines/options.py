@@ -188,11 +188,10 @@ class CommandLine:
             if match is None:
                 continue
             flag, spelling, value = match
-            takes_next = isinstance(flag, PlannedFlag) or (
-                flag.bare_passes and index + 1 < len(arguments) and not arguments[index + 1].startswith("-")
-            )
-            if value is None and takes_next and index + 1 < len(arguments):
-                value, skip_next = arguments[index + 1], True
+            if value is None and index + 1 < len(arguments):
+                following = arguments[index + 1]
+                if isinstance(flag, PlannedFlag) or (flag.bare_passes and not following.startswith("-")):
+                    value, skip_next = following, True
             found.append(Argument((index, index + 1) if skip_next else (index,), flag, spelling, value))
         return found
 
