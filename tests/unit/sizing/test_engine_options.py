@@ -43,6 +43,27 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
         (["--hf-overrides.num_hidden_layers=200"], "--hf-overrides"),  # another model shape
         (["-dpl", "2"], "-dpl"),
         (["--hel"], "--help"),  # prints and exits: a crash loop
+        # Later releases' aliases and options (engine/arg_utils.py@v0.12.0 to @v0.34.0)
+        (["--device-memory-utilization=0.99"], "--device-memory-utilization"),  # the fraction's alias
+        (["--device_memory_util", "0.99"], "--device-memory-utilization"),
+        (["-cc", '{"cudagraph_capture_sizes": [1, 512]}'], "-cc"),
+        (["--optimization-level=3"], "--optimization-level"),
+        (["-ep"], "-ep"),
+        (["-sc", '{"method": "ngram"}'], "-sc"),
+        (["--spec-model=x"], "--spec-model"),
+        (["--performance-mode=throughput"], "--performance-mode"),  # doubles the unset batch limits
+        (["--attention-backend", "FLASHINFER"], "--attention-backend"),
+        (["-ac.flash_attn_max_num_splits_for_cuda_graph=64"], "-ac"),  # a JSON field, as -cc.key=v
+        (["-cc.cudagraph_capture_sizes=[1,512]"], "-cc"),
+        (["--moe-backend=emulation"], "--moe-backend"),
+        (["--kv-cache-dtype-skip-layers", "sliding_window"], "--kv-cache-dtype-skip-layers"),
+        (["--kv-offloading-size=8"], "--kv-offloading-size"),
+        (["--offload-params", "all"], "--offload-params"),
+        (["-pcp", "2"], "-pcp"),
+        (["--nnodes=2"], "--nnodes"),
+        (["-n2"], "-n"),
+        (["--device-ids=0"], "--device-ids"),
+        (["--quantization-config", "{}"], "--quantization-config"),
         (["--help=serve"], "--help"),
     ],
 )

@@ -8,7 +8,7 @@ matching here follows the parsers' own rules, because an engine takes more spell
 * Python's argparse (vLLM, SGLang) accepts any unambiguous prefix of a long option
   (`--gpu-memory-util=0.99`), a short option with its value attached (`-qfp8`), and `=` or a separate
   value; vLLM's parser also reads `_` as `-` in option names (`--gpu_memory_utilization`) and takes
-  `--option.key` for JSON fields.
+  `--option.key` (and `-o.key`) for JSON fields.
 * Rust's clap (TGI's launcher) takes long options only whole, clusters short flags (`-ep8000`), and
   reads every option from an environment variable of the same name too (`CUDA_MEMORY_FRACTION`).
 
@@ -207,7 +207,8 @@ class CommandLine:
             if self.underscores_are_dashes:
                 name = name.replace("_", "-")
             return self._match_prefix(f"--{name}", attached)
-        if (matched := self._match_prefix(option, attached)) is not None:
+        # vLLM sets a JSON field through a short option as through a long one (`-cc.key=value`)
+        if (matched := self._match_prefix(option.split(".", 1)[0], attached)) is not None:
             return matched
         # A one-letter short option takes its value attached: `-qfp8` is `-q fp8`.
         for flag in self.flags():
@@ -220,9 +221,11 @@ class CommandLine:
     ) -> tuple[GovernedFlag | PlannedFlag, str, str | None] | None:
         """argparse's rule: an exact option wins; otherwise a prefix of one or more options, refused when
         it begins any flag's spelling (one flag: that flag; several options: ambiguous, a start-up error).
-        No other option of the three parsers begins a governed or planned spelling (checked against their
-        full option lists when these tables were read), so an exact match of another option never lands
-        here."""
+        Checked against the parsers' full option lists of every release read: two exact options of some
+        releases begin a governed spelling and land here, vLLM's --device (v0.8.5 to v0.9.2; from v0.24.0
+        an abbreviation of --device-ids) and -dc (a diffusion model's config from v0.24.0; before, -dcp).
+        The table does not tell releases apart, so both are refused, the reading under which nothing
+        admitted fails."""
         for flag in self.flags():
             for spelling in flag.spellings:
                 if spelling == option or (spelling.startswith(option) and len(option) > len(_dashes(option))):

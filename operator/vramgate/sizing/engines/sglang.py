@@ -51,7 +51,8 @@ FLAGS = PlanFlags(
     block_size=None,
 )
 # Read from sglang/srt/server_args.py (ServerArgs.add_cli_args, prepare_server_args) of v0.5.3: a plain
-# argparse parser, so prefixes count and `_` is no `-`.
+# argparse parser, so prefixes count and `_` is no `-`. The option lists of v0.5.6, v0.5.9, v0.5.10.post1,
+# v0.5.16 and v0.5.23 were read again for options that change what the plan sizes or where it runs.
 COMMAND_LINE = CommandLine(
     syntax=OptionSyntax.ARGPARSE,
     source="SGLang v0.5.3: srt/server_args.py",
@@ -68,11 +69,71 @@ COMMAND_LINE = CommandLine(
             "the plan sizes",
         ),
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
-        GovernedFlag(("--cpu-offload-gb",), "set spec.gpu instead (the plan keeps every weight on the GPUs)"),
-        GovernedFlag(("--tensor-parallel-size", "--tp-size"), "set spec.gpu.count instead"),
+        # Layer offloading (server_args.py@v0.5.10.post1: --offload-*) and ktransformers' CPU experts
+        GovernedFlag(
+            (
+                "--cpu-offload-gb",
+                "--offload-mode",
+                "--offload-group-size",
+                "--offload-num-in-group",
+                "--offload-prefetch-step",
+                "--kt-weight-path",
+                "--kt-num-gpu-experts",
+                "--enable-paged-experts",  # experts paged from host memory (v0.5.23)
+            ),
+            "set spec.gpu instead (the plan keeps every weight on the GPUs)",
+        ),
+        # The sliding-window pool's share (server_args.py@v0.5.10.post1; --hybrid-kvcache-ratio, its
+        # deprecated name), or no separate pool at all
+        GovernedFlag(
+            (
+                "--swa-full-tokens-ratio",
+                "--hybrid-kvcache-ratio",
+                "--disable-hybrid-swa-memory",
+                "--enable-unified-memory",  # one buffer split between the pools at run time (v0.5.23)
+            ),
+            "leave the sliding-window KV pool to SGLang: the plan sizes it at the default ratio",
+        ),
+        GovernedFlag(
+            (
+                "--tensor-parallel-size",
+                "--tp-size",
+                "--attention-context-parallel-size",
+                "--attn-cp-size",
+                "--moe-data-parallel-size",
+                "--moe-dp-size",
+                "--moe-dense-tp-size",
+                "--enable-prefill-context-parallel",
+                # server_args.py@v0.5.16 and arg_groups/fields/parallel.py@v0.5.23
+                "--attn-dp-size",
+                "--attention-data-parallel-size",
+                "--dcp-size",
+                "--decode-context-parallel-size",
+                "--enable-prefill-cp",
+                "--enable-kv-cache-sharding",
+                "--shared-experts-tp-size",
+            ),
+            "set spec.gpu.count instead",
+        ),
         GovernedFlag(("--pipeline-parallel-size", "--pp-size"), "set spec.gpu.count instead"),
         GovernedFlag(("--data-parallel-size", "--dp-size"), "set spec.replicas instead"),
-        GovernedFlag(("--expert-parallel-size", "--ep-size", "--ep"), "set spec.gpu.count instead"),
+        GovernedFlag(
+            (
+                "--expert-parallel-size",
+                "--ep-size",
+                "--ep",
+                "--ep-num-redundant-experts",
+                "--enable-eplb",
+                "--enable-ep-moe",
+                "--enable-deepep-moe",
+                "--max-ep-size",  # buffers pre-allocated for a larger expert-parallel group (v0.5.23)
+            ),
+            "set spec.gpu.count instead (redundant experts are weights the plan does not size)",
+        ),
+        # The GPUs a server takes, counted from an id: the container sees only the ones the plan requested
+        GovernedFlag(
+            ("--base-gpu-id", "--gpu-id-step"), "leave GPU selection to the GPUs the plan requests (spec.gpu)"
+        ),
         GovernedFlag(("--enable-dp-attention",), "set spec.gpu.count instead"),
         GovernedFlag(
             ("--nnodes", "--node-rank", "--dist-init-addr", "--nccl-init-addr"),
@@ -83,9 +144,45 @@ COMMAND_LINE = CommandLine(
             "serve without it: a prefill or a decode server alone answers no request, and the buffers that "
             "move its KV cache are not planned",
         ),
-        GovernedFlag(("--quantization",), "set spec.model.precision instead"),
+        GovernedFlag(
+            ("--quantization", "--modelopt-quant", "--quantize-and-serve"), "set spec.model.precision instead"
+        ),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
-        GovernedFlag(("--cuda-graph-max-bs", "--cuda-graph-bs"), "set spec.workload.concurrency instead"),
+        # From v0.5.16 the decode phase's names carry -decode (the old ones are deprecated aliases), and
+        # --cuda-graph-config (v0.5.23) sets every phase as JSON
+        GovernedFlag(
+            (
+                "--cuda-graph-max-bs",
+                "--cuda-graph-bs",
+                "--cuda-graph-max-bs-decode",
+                "--cuda-graph-bs-decode",
+                "--cuda-graph-backend-decode",
+                "--cuda-graph-config",
+            ),
+            "set spec.workload.concurrency instead",
+        ),
+        # Memory outside the static fraction that the plan's reserve does not hold: torch.compile's graphs,
+        # and piecewise CUDA graphs where a release leaves them off or at other token counts
+        GovernedFlag(
+            (
+                "--enable-torch-compile",
+                "--torch-compile-max-bs",
+                "--enable-piecewise-cuda-graph",
+                "--enforce-piecewise-cuda-graph",
+                "--piecewise-cuda-graph-max-tokens",
+                "--piecewise-cuda-graph-tokens",
+                # the prefill phase's names from v0.5.16 (the piecewise ones are deprecated aliases)
+                "--cuda-graph-backend-prefill",
+                "--enable-breakable-cuda-graph",
+                "--cuda-graph-max-bs-prefill",
+                "--cuda-graph-bs-prefill",
+                "--cuda-graph-max-seq-len-prefill",
+                "--cuda-graph-prefill-max-context",
+                "--context-bucket",
+            ),
+            "leave compilation and the piecewise CUDA graphs at their defaults (the plan's reserve holds "
+            "those); --disable-cuda-graph and --disable-piecewise-cuda-graph only take memory away",
+        ),
         GovernedFlag(
             ("--json-model-override-args",),
             "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",

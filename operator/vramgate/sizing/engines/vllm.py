@@ -66,8 +66,9 @@ FLAGS = PlanFlags(
 )
 # Read from vllm/engine/arg_utils.py (EngineArgs.add_cli_args), vllm/entrypoints/openai/cli_args.py and
 # FlexibleArgumentParser (vllm/utils/__init__.py) of v0.11.0; short forms are those it defines (its -O3
-# and -O.key=value are --compilation-config). The CUDA graph capture flags of later releases are
-# governed too.
+# and -O.key=value are --compilation-config). The option lists of every later release through v0.34.0
+# were read again (EngineArgs.add_cli_args, by destination): a later alias of a governed flag, and a later
+# option that changes what the plan sizes or where the engine runs, is governed with it.
 COMMAND_LINE = CommandLine(
     syntax=OptionSyntax.ARGPARSE,
     source="vLLM v0.11.0: engine/arg_utils.py, entrypoints/openai/cli_args.py, utils FlexibleArgumentParser",
@@ -75,11 +76,32 @@ COMMAND_LINE = CommandLine(
     governed=(
         GovernedFlag(("--model",), "set spec.model.name or spec.model.source instead"),
         GovernedFlag(("--max-model-len",), "set spec.workload.maxSequenceLength instead"),
-        GovernedFlag(("--gpu-memory-utilization",), "set spec.gpu.maxMemoryFraction instead"),
+        # --device-memory-utilization: the same destination (engine/arg_utils.py@v0.31.0)
+        GovernedFlag(
+            ("--gpu-memory-utilization", "--device-memory-utilization"),
+            "set spec.gpu.maxMemoryFraction instead",
+        ),
         GovernedFlag(("--kv-cache-memory-bytes",), "set spec.workload.concurrency instead"),
         GovernedFlag(("--num-gpu-blocks-override",), "set spec.workload.concurrency instead"),
-        GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
-        GovernedFlag(("--cpu-offload-gb",), "set spec.gpu instead (the plan keeps every weight on the GPUs)"),
+        # --kv-cache-dtype-skip-layers (engine/arg_utils.py@v0.19.1) keeps the named layers' cache
+        # unquantized: more bytes per token than the plan's fp8 cache
+        GovernedFlag(
+            ("--kv-cache-dtype", "--kv-cache-dtype-skip-layers"), "set spec.model.kvCacheDtype instead"
+        ),
+        # The weight-offloading group (engine/arg_utils.py@v0.17.1, config/offload.py): UVA and prefetch
+        # offloading
+        GovernedFlag(
+            (
+                "--cpu-offload-gb",
+                "--cpu-offload-params",
+                "--offload-backend",
+                "--offload-params",
+                "--offload-group-size",
+                "--offload-num-in-group",
+                "--offload-prefetch-step",
+            ),
+            "set spec.gpu instead (the plan keeps every weight on the GPUs)",
+        ),
         GovernedFlag(
             ("--swap-space",), "set spec.workload instead (the plan sizes the KV cache on the GPUs)"
         ),
@@ -88,12 +110,33 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(
             ("--data-parallel-size", "-dp", "--data-parallel-size-local", "-dpl"), "set spec.replicas instead"
         ),
-        GovernedFlag(("--decode-context-parallel-size", "-dcp"), "set spec.gpu.count instead"),
         GovernedFlag(
-            ("--enable-expert-parallel", "--enable-eplb", "--num-redundant-experts", "--eplb-config"),
+            ("--decode-context-parallel-size", "-dcp", "--prefill-context-parallel-size", "-pcp"),
+            "set spec.gpu.count instead",
+        ),
+        # -ep (engine/arg_utils.py@v0.14.1), elastic expert parallelism (@v0.17.1)
+        GovernedFlag(
+            (
+                "--enable-expert-parallel",
+                "-ep",
+                "--enable-eplb",
+                "--num-redundant-experts",
+                "--eplb-config",
+                "--enable-elastic-ep",
+                "--elastic-ep-max-dp-size",
+            ),
             "set spec.gpu.count instead (redundant experts are weights the plan does not size)",
         ),
-        GovernedFlag(("--quantization", "-q"), "set spec.model.precision instead"),
+        # The multiprocessing executor's own multi-node start (engine/arg_utils.py@v0.11.2): a server that
+        # waits for nodes the Deployment never starts
+        GovernedFlag(
+            ("--nnodes", "-n", "--node-rank", "-r", "--master-addr", "--master-port"),
+            "set spec.gpu.count instead (the operator places a model that needs several nodes itself)",
+        ),
+        # --device-ids (engine/arg_utils.py@v0.24.0) picks among the GPUs the container sees, which the device
+        # plugin sets to the ones the plan requested: a subset leaves the tensor-parallel ranks without GPUs
+        GovernedFlag(("--device-ids",), "leave device selection to the GPUs the plan requests (spec.gpu)"),
+        GovernedFlag(("--quantization", "-q", "--quantization-config"), "set spec.model.precision instead"),
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--port",), "set spec.runtime.port instead"),
         GovernedFlag(("--host",), "probes and the Service reach the server on every interface"),
@@ -112,8 +155,14 @@ COMMAND_LINE = CommandLine(
             ("--config",), "set the spec's fields instead (a config file would set flags the plan owns)"
         ),
         GovernedFlag(("--enable-lora",), LORA),
-        GovernedFlag(("--speculative-config",), SPECULATIVE),
-        GovernedFlag(("--kv-transfer-config",), KV_CONNECTOR),
+        # -sc (engine/arg_utils.py@v0.19.1); the --spec-* shorthands (@v0.22.1)
+        GovernedFlag(
+            ("--speculative-config", "-sc", "--spec-method", "--spec-model", "--spec-tokens"), SPECULATIVE
+        ),
+        # --kv-offloading-size (engine/arg_utils.py@v0.11.2) sets up an offloading KV connector
+        GovernedFlag(
+            ("--kv-transfer-config", "--kv-offloading-size", "--kv-offloading-backend"), KV_CONNECTOR
+        ),
         # The CUDA graphs' capture sizes: the plan bounds vLLM's graph estimate for the default ones
         # (scheduler's --cuda-graph-sizes in v0.11.0; the compilation group's flags in
         # engine/arg_utils.py@v0.20.0).
@@ -122,10 +171,36 @@ COMMAND_LINE = CommandLine(
             "leave the CUDA graph capture sizes at their defaults (the plan sizes the graphs for them), "
             "or set max_num_seqs through runtime.extraArgs --max-num-seqs",
         ),
+        # -cc (engine/arg_utils.py@v0.12.0) is --compilation-config; --optimization-level (@v0.12.0) picks a
+        # preset of it, and -O<n> is that level from v0.13.0 (utils/argparse_utils.py@v0.13.0)
         GovernedFlag(
-            ("--compilation-config", "-O"),
+            ("--compilation-config", "-O", "-cc", "--optimization-level"),
             "leave the compilation config at its defaults: it sets the CUDA graphs and their capture sizes, "
             "which the plan sizes (--enforce-eager turns the graphs off)",
+        ),
+        # engine/arg_utils.py@v0.17.1: throughput doubles the batch limits the command line leaves unset (the
+        # profile's tokens among them), interactivity captures a graph for every batch size up to 32
+        # (EngineArgs._set_default_max_num_seqs_and_batched_tokens_args; config/vllm.py@v0.29.0,
+        # _set_cudagraph_sizes)
+        GovernedFlag(
+            ("--performance-mode",),
+            "leave the performance mode at its default, balanced (the plan sizes its batch limits and CUDA "
+            "graphs); set runtime.extraArgs --max-num-seqs or --max-num-batched-tokens instead",
+        ),
+        # The attention group (engine/arg_utils.py@v0.13.0), as VLLM_ATTENTION_BACKEND: the backend decides
+        # the KV cache layout, and the config also sizes FlashAttention's CUDA graph buffers
+        # (flash_attn_max_num_splits_for_cuda_graph)
+        GovernedFlag(
+            ("--attention-backend", "--attention-config", "-ac"),
+            "leave the attention backend and its settings to vLLM: they decide the KV cache layout and the "
+            "CUDA graph buffers the plan sizes",
+        ),
+        # The kernel group (engine/arg_utils.py@v0.16.0; --moe-backend @v0.17.1, --linear-backend @v0.22.1):
+        # the MoE and linear backends decide the experts' and layers' weight layout (MXFP4 padding, Marlin
+        # repacking, emulation's dequantized copies) and their workspaces
+        GovernedFlag(
+            ("--kernel-config", "--moe-backend", "--linear-backend"),
+            "leave the kernels to vLLM: they decide the weight layout and workspaces the plan sizes",
         ),
         GovernedFlag(
             ("--disable-sliding-window", "--disable-hybrid-kv-cache-manager"),
@@ -133,7 +208,7 @@ COMMAND_LINE = CommandLine(
             "cache, and these give every layer a cache of the full length",
         ),
         GovernedFlag(
-            ("--hf-overrides", "--hf-config-path", "--rope-scaling"),
+            ("--hf-overrides", "--hf-config-path", "--rope-scaling", "--model-class-overrides"),
             "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
         ),
         # The multimodal group (engine/arg_utils.py@v0.11.0 and @v0.33.0): the number and size of the
