@@ -256,7 +256,8 @@ COMMAND_LINE = CommandLine(
         PlannedFlag(("--max-num-seqs",), "max_num_seqs"),
     ),
     # vllm/envs.py@v0.11.0, and @v0.20.0 for the profiler's graph estimate and FlashInfer's workspace,
-    # @v0.32.0 for the model runner: each changes memory the plan sizes at the variable's default.
+    # @v0.32.0 for the model runner, @v0.34.0 for the variables added since v0.11.0: each changes memory the
+    # plan sizes at the variable's default.
     governed_variables=(
         ("VLLM_USE_V1", "chooses the engine generation, which the plan takes from the release"),
         ("VLLM_USE_V2_MODEL_RUNNER", "chooses the model runner, which the plan takes from the release"),
@@ -269,6 +270,21 @@ COMMAND_LINE = CommandLine(
         ),
         ("VLLM_FLASHINFER_WORKSPACE_BUFFER_SIZE", "sizes FlashInfer's workspace, counted at its default"),
         ("VLLM_FUSED_MOE_CHUNK_SIZE", "sizes the MoE activations, counted at its default"),
+        # MXFP4 experts' kernels (envs.py@v0.11.0 to @v0.13.0; dequantizing at load, envs.py@v0.34.0): each
+        # lays the weights out otherwise than the backend the plan pads them for
+        *(
+            (name, "chooses the MXFP4 experts' kernels, whose weight layout the plan sizes")
+            for name in (
+                "VLLM_MXFP4_USE_MARLIN",
+                "VLLM_USE_FLASHINFER_MOE_MXFP4_BF16",
+                "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8",
+                "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8_CUTLASS",
+            )
+        ),
+        (
+            "VLLM_MXFP4_EMULATION_DEQUANT_AT_LOAD",
+            "dequantizes emulated MXFP4 weights to 16 bits at load, about four times what the plan sizes",
+        ),
         ("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "loads LoRA adapters at run time, whose memory is not planned"),
     ),
 )
