@@ -76,6 +76,12 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
         GovernedFlag(("--cuda-graphs",), "the plan sizes the default CUDA graphs"),
+        # Passed to the shards as ROPE_SCALING and ROPE_FACTOR: a stretched context the plan does not read
+        # from the model's config.json, as vLLM's --rope-scaling
+        GovernedFlag(
+            ("--rope-scaling", "--rope-factor"),
+            "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
+        ),
         GovernedFlag(("--lora-adapters",), LORA),
         GovernedFlag(("--speculate",), SPECULATIVE),
         GovernedFlag(("--help", "-h", "--version", "-V"), EXITS, from_environment=False),
