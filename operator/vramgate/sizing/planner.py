@@ -431,7 +431,11 @@ class _Stage:
         self.layout, self.sequence_bytes = shape.layout, shape.sequence_bytes
         self.curve, self.target_overhead = shape.curve, shape.target_overhead
         outside = self.target_overhead.outside_bytes
-        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - outside / self.total))
+        self.outside = outside
+        # An engine that sizes its KV cache after warming up keeps a margin free beyond what the fraction
+        # leaves: the plan writes no fraction above where that margin starts to bind.
+        kept = self.curve.kept_free_bytes(request.concurrency)
+        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - (outside + kept) / self.total))
         # Per GPU, inside the fraction, for the target's max-length sequences.
         self.required_bytes = self.weights_per_gpu + shape.target_budget_bytes
 
@@ -440,6 +444,18 @@ class _Stage:
             self.required_bytes / self.engine.usable_bytes(self.total, 1.0, self.tensor_parallel)
         )
 
+    def _batch_limit(self, usable: int, fixed: bool) -> int:
+        """The batch limit the engine starts with: the request's or the default under a fixed fraction,
+        else the largest the fraction's memory holds."""
+        request = self.request
+        if fixed:
+            return request.max_num_seqs or self.defaults.max_num_seqs
+        upper = max(usable // self.sequence_bytes, 0)
+        if request.max_num_seqs is not None:  # the user's batch limit bounds what the plan may use
+            upper = min(upper, request.max_num_seqs)
+        budget = usable - self.weights_per_gpu
+        return max(self.curve.largest_batch(budget, self.sequence_bytes, upper, KV_SAFETY_MARGIN), 1)
+
     def at(self, fraction: float) -> _Evaluation:
         """What the engine gets at `fraction` (fixed by the user, or the one the plan needs)."""
         request, target = self.request, self.request.concurrency
@@ -447,14 +463,14 @@ class _Stage:
         usable = self.engine.usable_bytes(
             self.total, fraction if fixed else min(fraction, self.cap), self.tensor_parallel
         )
-        if fixed:
-            num_seqs = request.max_num_seqs or self.defaults.max_num_seqs
-        else:
-            upper = max(usable // self.sequence_bytes, 0)
-            if request.max_num_seqs is not None:  # the user's batch limit bounds what the plan may use
-                upper = min(upper, request.max_num_seqs)
-            budget = usable - self.weights_per_gpu
-            num_seqs = max(self.curve.largest_batch(budget, self.sequence_bytes, upper, KV_SAFETY_MARGIN), 1)
+        num_seqs = self._batch_limit(usable, fixed)
+        # Where the engine keeps a margin free beyond the fraction (its KV cache sized after warm-up), the
+        # cache gets no more than what the rest of the GPU leaves less that margin; with the limit that
+        # smaller budget holds, the margin only shrinks.
+        kept = self.curve.kept_free_bytes(num_seqs)
+        if kept and usable > (ceiling := self.total - self.outside - kept):
+            usable = ceiling
+            num_seqs = self._batch_limit(usable, fixed)
         pool = self.curve.pool_bytes(usable - self.weights_per_gpu, num_seqs)
         max_concurrency = KV_SAFETY_MARGIN.promised(pool) // self.sequence_bytes
         max_batch = min(num_seqs, max_concurrency)

@@ -59,6 +59,7 @@ def _vllm(
         ("0.28.1", "0.28.0"),
         ("0.30.0", "0.29.0"),
         ("0.33.0", "0.31.0"),
+        ("0.34.1", "0.34.0"),
     ],
 )
 def test_a_version_takes_the_last_release_row_at_or_before_it(version: str, first: str) -> None:
@@ -75,7 +76,7 @@ def test_every_release_row_cites_the_source_it_was_read_from() -> None:
     ("version", "assumed"),
     [
         (None, "0.11.0"),  # the default image's release
-        ("latest", "0.33.0"),  # nothing newer is known
+        ("latest", "0.34.0"),  # nothing newer is known
         ("not shown (V0 worker.py:241)", "0.6.4 (V0 engine)"),
         ("0.1.dev7548+gbaba038", "0.11.0"),  # an untagged source build says nothing
     ],
@@ -850,9 +851,9 @@ def test_a_release_newer_than_the_newest_read_is_said() -> None:
     """A newer release runs on the newest read release's rules, and the plan says so; the newest itself
     and older ones do not."""
     newer = _vllm("0.40.1", image="vllm/vllm-openai:v0.40.1").assumptions
-    newest = _vllm("0.33.0", image="vllm/vllm-openai:v0.33.0").assumptions
+    newest = _vllm("0.34.0", image="vllm/vllm-openai:v0.34.0").assumptions
     assert newer == (
-        "vLLM 0.40.1 is newer than the newest release read (0.33.0): the rules of 0.33.0 apply",
+        "vLLM 0.40.1 is newer than the newest release read (0.34.0): the rules of 0.34.0 apply",
         *newest,
     )
     assert not any("newer" in note for note in newest)
@@ -1133,3 +1134,45 @@ def test_the_v2_model_runner_counts_cuda_graphs_inside_the_fraction_only_from_0_
     v2, v1 = (_vllm(v).overhead(llama, bf16, 1, scheduling) for v in ("0.28.0", "0.22.0"))
     # the graphs still need room: outside the fraction, beside the CUDA context
     assert v2.outside_bytes - v1.outside_bytes == v2.cuda_graph_bytes
+
+
+def test_0_34_sizes_the_kv_cache_after_a_warm_up_that_asks_prompt_logprobs() -> None:
+    """The sizing warm-up's prompt logprobs: 1024 rows of Llama-3.1's 128256 logits at a time, in fp32
+    (prompt_logprob.py@v0.34.0), fewer rows for a shorter step; earlier releases run no such step. The new
+    default block is 64 tokens."""
+    llama = load_model(LLAMA_8B)
+    fmt = resolve_weight_format(llama, Precision.BF16)
+    new, old = _vllm("0.34.0"), _vllm("0.33.0")
+    assert new.warmup_step_bytes(llama, fmt, 2048) == 1024 * 128_256 * 4
+    assert new.warmup_step_bytes(llama, fmt, 512) == 512 * 128_256 * 4
+    assert old.warmup_step_bytes(llama, fmt, 2048) == 0
+    assert (new.default_block_size, old.default_block_size) == (64, 16)
+
+
+def test_0_34_keeps_a_margin_free_beyond_the_fraction() -> None:
+    """From 0.34.0 the cache takes min(fraction x total - what the engine uses, free memory - max(1 GiB,
+    0.75 x its transient peak)) less that peak (extensible_kv_cache.py@v0.34.0, measure_kv_cache_bytes).
+    On an L4 (21.99 GiB, a 265 MiB CUDA context) Llama-3.1-8B's peak is the cold compile's copy of the
+    embedding table, 1.0 GiB, so the margin is its 1 GiB floor: above 1 - (265 + 1024) / 22518 MiB, 0.9428,
+    a higher fraction gives the cache nothing more, and the plan writes no fraction above 0.94."""
+    request = PlanRequest(
+        model=load_model(LLAMA_8B),
+        model_source=LLAMA_8B,
+        max_seq_len=4096,
+        concurrency=1,
+        gpu=find_gpu("L4"),
+        gpu_count=1,
+    )
+
+    def kv_at(version: str, fraction: float) -> int:
+        fixed = replace(request, engine_version=version, memory_fraction=fraction)
+        return plan(fixed, alternatives=False).kv_capacity_bytes_per_gpu
+
+    assert kv_at("0.34.0", 0.97) == kv_at("0.34.0", 0.99)
+    # What 0.99 gives beyond 0.94: up to the ceiling, in whole 64-token blocks of 8 MiB
+    ceiling = 23_611_834_368 - 265 * MIB - GIB
+    beyond = kv_at("0.34.0", 0.99) - kv_at("0.34.0", 0.94)
+    assert abs(ceiling - int(23_611_834_368 * 0.94) - beyond) < 8 * MIB
+    assert kv_at("0.33.0", 0.97) < kv_at("0.33.0", 0.99)
+    assert plan(replace(request, engine_version="0.34.0"), alternatives=False).memory_fraction_cap == 0.94
+    assert plan(replace(request, engine_version="0.33.0"), alternatives=False).memory_fraction_cap == 0.95

@@ -220,6 +220,24 @@ NO_CUDA_GRAPHS = CudaGraphMemory(0, inside=False)
 
 
 @dataclass(frozen=True)
+class WarmupReserve:
+    """What an engine that measures its KV cache after warming up keeps free beyond the cache: at least
+    `floor_bytes`, or `peak_share` of the transient peak, on top of the peak itself. It binds where the
+    fraction leaves less free than that beside what was used before the engine's snapshot."""
+
+    floor_bytes: int
+    peak_share: float
+
+    def bytes_for(self, transient_peak_bytes: int) -> int:
+        if self.floor_bytes == 0 and self.peak_share == 0:
+            return 0
+        return max(self.floor_bytes, int(transient_peak_bytes * self.peak_share))
+
+
+NO_WARMUP_RESERVE = WarmupReserve(0, 0.0)
+
+
+@dataclass(frozen=True)
 class OverheadCurve:
     """An engine's overhead on one GPU as a function of its batch limit n (`max_num_seqs`).
 
@@ -238,6 +256,14 @@ class OverheadCurve:
     free_memory: FreeMemoryRule = ALL_FREE_MEMORY  # what of the memory left free the KV pool gets
     sampler_buffer: ProgramBuffer = NO_PROGRAM_BUFFER  # the sampling kernel's cached scratch
     cuda_graphs: CudaGraphMemory = NO_CUDA_GRAPHS
+    warmup_reserve: WarmupReserve = NO_WARMUP_RESERVE
+
+    def kept_free_bytes(self, num_seqs: int) -> int:
+        """The margin the engine keeps free beyond its fraction's complement when started for `num_seqs`
+        (none unless it sizes its KV cache after warming up): from the profile's transient peak, what
+        the profile leaves allocated counted in too, the safe side."""
+        peak = self.activation_bytes(num_seqs) - self.cuda_graphs.inside_bytes_at(num_seqs)
+        return self.warmup_reserve.bytes_for(peak)
 
     def activation_bytes(self, num_seqs: int) -> int:
         sampler = (
@@ -338,6 +364,7 @@ class EngineModel(ABC):
     # The engine takes the memory its fraction applies to after its tensor-parallel communicators are
     # up, so their buffers shrink that base instead of coming out of the fraction.
     tensor_parallel_buffers_in_baseline: bool = False
+    warmup_reserve: WarmupReserve = NO_WARMUP_RESERVE  # kept free where the KV cache is sized after warm-up
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
         """Memory the fraction gives to weights + inside overhead + KV cache on one of `tensor_parallel`
@@ -482,6 +509,7 @@ class EngineModel(ABC):
                 text_forward,
                 encoder.peak_bytes - encoder.held_bytes,
                 self.compile_profile_bytes(arch, weights, tensor_parallel, tokens) if embeds else 0,
+                self.warmup_step_bytes(arch, weights, tokens) if samples else 0,
             ),
             sampler_base_bytes=tokens * element * arch.hidden_size
             + self.persistent_workspace_bytes(arch, weights, tensor_parallel, tokens),
@@ -495,6 +523,7 @@ class EngineModel(ABC):
             activation_inside=self.activation_inside_fraction,
             sampler_buffer=self.sampler_program_buffer(arch, weights) if samples else NO_PROGRAM_BUFFER,
             cuda_graphs=graphs,
+            warmup_reserve=self.warmup_reserve,
         )
 
     def cuda_graph_bytes_for(
@@ -542,6 +571,11 @@ class EngineModel(ABC):
     ) -> int:
         """What compiling the model inside the profile allocates at its peak, on the first pipeline stage
         (none by default: the engine does not compile there)."""
+        return 0
+
+    def warmup_step_bytes(self, arch: ModelArchitecture, weights: WeightFormat, tokens: int) -> int:
+        """The transient peak of a warm-up step the engine measures before sizing its KV cache, beyond
+        its forward pass, on the last pipeline stage (none by default: no such step)."""
         return 0
 
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:

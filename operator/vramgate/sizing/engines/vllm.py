@@ -26,6 +26,7 @@ from vramgate.sizing.engines.base import (
     ReleaseRow,
     ReleaseTable,
     Scheduling,
+    WarmupReserve,
     beyond_newest_read,
     format_fraction,
     parse_version,
@@ -528,6 +529,10 @@ class Release(ReleaseRow):
     gptq_marlin: bool  # symmetric GPTQ runs on Marlin from compute capability 8.0, without zero points
     # (hidden-wide, intermediate-wide) tensors alive where a layer's MLP may peak (EngineModel.mlp_peaks)
     mlp_peaks: tuple[tuple[int, int], ...]
+    # The KV cache is measured after the warm-up steps and the CUDA graph capture, and keeps free the
+    # transient peak and a margin beyond it (VllmModel.warmup_reserve)
+    kv_sized_after_warmup: bool
+    block_size: int  # the KV block size the release defaults to on the attention backends the plan sizes
 
 
 def _table() -> tuple[Release, ...]:
@@ -571,6 +576,8 @@ def _table() -> tuple[Release, ...]:
         load_max_split_bytes=None,
         gptq_marlin=False,
         mlp_peaks=((4, 3),),
+        kv_sized_after_warmup=False,
+        block_size=16,
     )
     add(
         (0, 2, 5),
@@ -931,12 +938,37 @@ def _table() -> tuple[Release, ...]:
         "vllm/config/vllm.py@v0.31.0 (_set_cudagraph_sizes); absent from vllm/config/vllm.py@v0.30.0",
         capture_sizes=CaptureSizes.WITH_MAX_SEQS,
     )
+    add(
+        (0, 34, 0),
+        "the extensible KV cache, on by default on CUDA where the driver maps virtual memory: the profile "
+        "only bounds the cache's address space (no CUDA graph estimate); after the warm-up steps and the "
+        "graph capture the cache takes min(fraction x total - memory used since the worker's snapshot, "
+        "free memory - max(1 GiB, 0.75 x the transient peak)) less the larger of that peak and torch's "
+        "reserve growth, so above 1 - (what the snapshot found used + that margin) / total the fraction "
+        "no longer binds; the sizing warm-up asks prompt logprobs (max_logprobs, 20) of one prompt, whose "
+        "full-vocabulary logits come 1024 rows at a time; FlashAttention and FlashInfer take the new "
+        "64-token default block; the V1 model runner is gone",
+        "vllm/config/cache.py@v0.34.0 (enable_extensible_kv_cache, resolved_gpu_memory_utilization, "
+        "DEFAULT_BLOCK_SIZE), vllm/config/vllm.py@v0.34.0 (_resolve_extensible_kv_cache), "
+        "vllm/v1/worker/extensible_kv_cache.py@v0.34.0 (measure_kv_cache_bytes, "
+        "KV_CACHE_MARGIN_FLOOR_BYTES, KV_CACHE_MARGIN_FRACTION), vllm/v1/worker/utils.py@v0.34.0 "
+        "(request_memory), vllm/v1/worker/gpu/warmup.py@v0.34.0 (run_kv_cache_sizing_warmup), "
+        "vllm/v1/worker/gpu/sample/prompt_logprob.py@v0.34.0 (CHUNK_SIZE), "
+        "vllm/v1/worker/gpu/model_runner.py@v0.34.0 (profile_cudagraph_memory)",
+        kv_sized_after_warmup=True,
+        block_size=64,
+    )
     return tuple(table.rows)
 
 
 RELEASES = _table()
+# The extensible KV cache's margin beyond the transient peak (v1/worker/extensible_kv_cache.py@v0.34.0,
+# KV_CACHE_MARGIN_FLOOR_BYTES on CUDA and KV_CACHE_MARGIN_FRACTION) and the rows of prompt logits the
+# sizing warm-up computes at once (v1/worker/gpu/sample/prompt_logprob.py@v0.34.0, CHUNK_SIZE).
+EXTENSIBLE_KV_CACHE_RESERVE = WarmupReserve(GIB, 0.75)
+PROMPT_LOGPROB_CHUNK_ROWS = 1024
 # The newest release whose source was read: the last row holds up to it.
-NEWEST_READ_VERSION = "0.33.0"
+NEWEST_READ_VERSION = "0.34.0"
 # What the project deploys when the spec names no image: its tag is the release an unstated one assumes.
 DEFAULT_RELEASE_VERSION = "0.11.0"
 # A log that shows the V0 engine but no release: logs are told apart as V0 by the memory-profile lines
@@ -1098,6 +1130,9 @@ class VllmModel(EngineModel):
         if accounting is Accounting.ALLOCATED_PEAK:
             self.non_torch_bytes = self.non_torch_bytes_tensor_parallel = 0
         self.cuda_context_inside_fraction = accounting in (Accounting.USED_MEMORY, Accounting.CONTEXT_INSIDE)
+        self.default_block_size = release.block_size
+        if release.kv_sized_after_warmup:
+            self.warmup_reserve = EXTENSIBLE_KV_CACHE_RESERVE
 
     def reported_kv_tokens(
         self,
@@ -1310,6 +1345,15 @@ class VllmModel(EngineModel):
             return 0  # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0)
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
         return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
+
+    def warmup_step_bytes(self, arch: ModelArchitecture, weights: WeightFormat, tokens: int) -> int:
+        """From 0.34.0 the KV cache is sized after a warm-up step that asks prompt logprobs (max_logprobs,
+        20 by default) of one prompt of up to max_num_batched_tokens tokens, whose logits come
+        PROMPT_LOGPROB_CHUNK_ROWS rows of the whole vocabulary at a time (every tensor-parallel rank
+        gathers them): counted in fp32, the widest a logits processor returns."""
+        if not self.release.kv_sized_after_warmup:
+            return 0
+        return min(PROMPT_LOGPROB_CHUNK_ROWS, tokens) * arch.vocab_size * FP32_BYTES
 
     def stage_input_bytes(self, arch: ModelArchitecture, weights: WeightFormat, tokens: int) -> int:
         """V1's runners give a stage after the first a persistent buffer for the activations it receives,
