@@ -64,6 +64,7 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
         (["-n2"], "-n"),
         (["--device-ids=0"], "--device-ids"),
         (["--quantization-config", "{}"], "--quantization-config"),
+        (["--no-enable-extensible-kv-cache"], "--no-enable-extensible-kv-cache"),  # 0.34.0's sizing
         (["--help=serve"], "--help"),
     ],
 )

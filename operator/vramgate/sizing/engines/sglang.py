@@ -209,6 +209,11 @@ COMMAND_LINE = CommandLine(
             "SGLANG_VLM_CACHE_SIZE_MB",
             "sizes the cache of image embeddings kept on the GPU beside the KV cache (100 MiB by default)",
         ),
+        # srt/environ.py@v0.5.23 (off by default): the pool sized after the CUDA graph capture
+        (
+            "SGLANG_ENABLE_POST_CAPTURE_KV_SIZING",
+            "sizes the KV cache after the CUDA graph capture, where the plan sizes it before",
+        ),
     ),
 )
 # SGLang listens on 127.0.0.1 unless told otherwise.

@@ -203,6 +203,12 @@ COMMAND_LINE = CommandLine(
             ("--kernel-config", "--moe-backend", "--linear-backend"),
             "leave the kernels to vLLM: they decide the weight layout and workspaces the plan sizes",
         ),
+        # 0.34.0's switch between the extensible KV cache, sized after warm-up, and the profile's estimate
+        # (a bool option, so argparse adds the --no- form; config/cache.py@v0.34.0)
+        GovernedFlag(
+            ("--enable-extensible-kv-cache", "--no-enable-extensible-kv-cache"),
+            "leave the KV cache sizing at the release's default, which the plan sizes",
+        ),
         GovernedFlag(
             ("--disable-sliding-window", "--disable-hybrid-kv-cache-manager"),
             "leave the KV cache layout to the model: the plan sizes its sliding-window layers' bounded "
