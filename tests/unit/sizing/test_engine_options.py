@@ -65,6 +65,7 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
         (["--device-ids=0"], "--device-ids"),
         (["--quantization-config", "{}"], "--quantization-config"),
         (["--no-enable-extensible-kv-cache"], "--no-enable-extensible-kv-cache"),  # 0.34.0's sizing
+        (["--max-logprobs=-1"], "--max-logprobs"),  # 0.34.0's sizing warm-up asks that many
         (["--help=serve"], "--help"),
     ],
 )

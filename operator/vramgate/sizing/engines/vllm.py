@@ -203,6 +203,13 @@ COMMAND_LINE = CommandLine(
             ("--kernel-config", "--moe-backend", "--linear-backend"),
             "leave the kernels to vLLM: they decide the weight layout and workspaces the plan sizes",
         ),
+        # From 0.34.0 the KV cache's sizing warm-up asks max_logprobs prompt logprobs (config/model.py: 20 by
+        # default, -1 the whole vocabulary for every token; v1/worker/gpu/warmup.py@v0.34.0)
+        GovernedFlag(
+            ("--max-logprobs",),
+            "leave it at its default, 20 (requests may still ask that many): from 0.34.0 vLLM sizes its KV "
+            "cache after computing that many prompt logprobs, which the plan sizes at the default",
+        ),
         # 0.34.0's switch between the extensible KV cache, sized after warm-up, and the profile's estimate
         # (a bool option, so argparse adds the --no- form; config/cache.py@v0.34.0)
         GovernedFlag(
