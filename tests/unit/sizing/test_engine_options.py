@@ -66,6 +66,7 @@ def found(engine: Engine, *arguments: str) -> list[tuple[str, str | None]]:
         (["--quantization-config", "{}"], "--quantization-config"),
         (["--no-enable-extensible-kv-cache"], "--no-enable-extensible-kv-cache"),  # 0.34.0's sizing
         (["--max-logprobs=-1"], "--max-logprobs"),  # 0.34.0's sizing warm-up asks that many
+        (["--mm-encoder-only"], "--mm-encoder-only"),  # no language model: no generation request served
         (["--help=serve"], "--help"),
     ],
 )

@@ -237,9 +237,17 @@ COMMAND_LINE = CommandLine(
                 "--enable-multimodal-encoder-data-parallel",
                 "--mm-processor-device",
                 "--mm-ipc-gpu-memory-gb",
+                "--ec-manager-config",  # a custom encoder cache manager (engine/arg_utils.py@v0.28.0)
             ),
             "leave the multimodal settings at their defaults: they change the images the plan's encoder "
             "profile sizes, or put the encoder or its inputs in GPU memory the plan does not hold",
+        ),
+        # Disaggregated encoders (engine/arg_utils.py@v0.11.2 and @v0.16.0, config/multimodal.py@v0.34.0):
+        # an instance that runs the vision encoder alone, and the connector that ships its outputs
+        GovernedFlag(
+            ("--mm-encoder-only", "--ec-transfer-config"),
+            "serve the whole model without an encoder-cache connector: an encoder-only instance skips the "
+            "language model and answers no generation request, and the connector's buffers are not planned",
         ),
         GovernedFlag(("--help", "-h"), EXITS),
         GovernedFlag(
