@@ -90,13 +90,20 @@ def operator_pods(cluster: Cluster) -> list[dict[str, Any]]:
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
-def leader_pod(cluster: Cluster) -> dict[str, Any]:
-    """The replica holding the Lease (its identity starts with the pod's name)."""
+def leader_pod(cluster: Cluster) -> dict[str, Any] | None:
+    """The replica holding the Lease (its identity starts with the pod's name); None while the Lease
+    names no current replica: after a rollout it keeps a replaced pod's identity until a new replica
+    takes it over."""
     lease = cluster.get("lease", "-n", SYSTEM_NAMESPACE, RELEASE)
-    holder = lease["spec"]["holderIdentity"]
-    names = [p["metadata"]["name"] for p in operator_pods(cluster)]
-    name = next(n for n in names if holder == n or holder.startswith(f"{n}-"))
-    return next(p for p in operator_pods(cluster) if p["metadata"]["name"] == name)
+    holder = lease["spec"].get("holderIdentity") or ""
+    return next(
+        (
+            pod
+            for pod in operator_pods(cluster)
+            if holder == pod["metadata"]["name"] or holder.startswith(f"{pod['metadata']['name']}-")
+        ),
+        None,
+    )
 
 
 def reconciling(pod: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +304,7 @@ def test_a_killed_operator_is_restarted_by_the_kubelet_and_nothing_is_lost_or_do
         )
 
     before = settled(world, quiet_seconds=5, message="the generated objects")
-    pod = wait_for(lambda: leader_pod(cluster), message="a leader")
+    pod = wait_for(lambda: leader_pod(cluster), timeout=60, message="a leader")
     name = pod["metadata"]["name"]
     restarts = reconciling(pod)["restartCount"]
     container_id = reconciling(pod)["containerID"].split("//")[-1]
