@@ -430,12 +430,11 @@ class _Stage:
         )
         self.layout, self.sequence_bytes = shape.layout, shape.sequence_bytes
         self.curve, self.target_overhead = shape.curve, shape.target_overhead
-        outside = self.target_overhead.outside_bytes
-        self.outside = outside
+        self.outside = self.target_overhead.outside_bytes
         # An engine that sizes its KV cache after warming up keeps a margin free beyond what the fraction
         # leaves: the plan writes no fraction above where that margin starts to bind.
         kept = self.curve.kept_free_bytes(request.concurrency)
-        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - (outside + kept) / self.total))
+        self.cap = min(request.max_memory_fraction, _floor_fraction(1 - (self.outside + kept) / self.total))
         # Per GPU, inside the fraction, for the target's max-length sequences.
         self.required_bytes = self.weights_per_gpu + shape.target_budget_bytes
 

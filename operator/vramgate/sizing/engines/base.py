@@ -229,8 +229,6 @@ class WarmupReserve:
     peak_share: float
 
     def bytes_for(self, transient_peak_bytes: int) -> int:
-        if self.floor_bytes == 0 and self.peak_share == 0:
-            return 0
         return max(self.floor_bytes, int(transient_peak_bytes * self.peak_share))
 
 
@@ -262,6 +260,8 @@ class OverheadCurve:
         """The margin the engine keeps free beyond its fraction's complement when started for `num_seqs`
         (none unless it sizes its KV cache after warming up): from the profile's transient peak, what
         the profile leaves allocated counted in too, the safe side."""
+        if self.warmup_reserve == NO_WARMUP_RESERVE:  # the planner asks on every evaluation
+            return 0
         peak = self.activation_bytes(num_seqs) - self.cuda_graphs.inside_bytes_at(num_seqs)
         return self.warmup_reserve.bytes_for(peak)
 
