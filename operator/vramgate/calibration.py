@@ -105,6 +105,9 @@ def engine_generation(engine: str, version: str) -> str:
     return CURRENT_VLLM if (int(match[1]), int(match[2])) >= (0, 8) else "vLLM <0.8"
 
 
+# vLLM's log line for a start that loads its torch.compile from the cache (compilation/backends.py@v0.19.1):
+# a row whose settings quote it is planned as such a start, which times no kernels.
+_COMPILE_CACHE_HIT = "directly load the compiled graph"
 # Settings that size the profile's batch: a row that says one was changed but not what to has no
 # conservative stand-in (a larger batch leaves a smaller KV cache, without bound).
 _BATCH_SETTINGS = ("max_num_seqs", "max_num_batched_tokens")
@@ -394,6 +397,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
             engine_offline="offline llm()" in settings.lower(),
             engine_eager=_eager(engine, settings),
+            engine_compile_cached=_COMPILE_CACHE_HIT in settings.lower(),
             gpu=gpu,
             gpu_count=tensor_parallel,
             pipeline_parallel=pipeline_parallel,

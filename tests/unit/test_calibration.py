@@ -26,6 +26,7 @@ from vramgate.calibration import (
     summarize_by,
 )
 from vramgate.sizing.errors import SizingError
+from vramgate.sizing.units import GIB
 
 LOGS = Path(__file__).parents[2] / "benchmarks" / "calibration" / "vllm_startup_logs.csv"
 ROWS = calibrate(LOGS)
@@ -184,6 +185,24 @@ def test_an_offline_start_and_an_unnamed_gpu_are_planned_as_logged() -> None:
     # LLM() profiles 16384 tokens on an H100 against the server's 8192: a larger peak, a smaller cache.
     assert offline.predicted.kv_capacity_tokens < server.kv_capacity_tokens
     assert unnamed.gpu_type == "unknown" and any("GPU type not given" in a for a in unnamed.assumptions)
+
+
+def test_a_row_whose_log_loaded_its_compile_from_the_cache_is_planned_without_the_cold_compile() -> None:
+    configs = LOGS.parent / "configs"
+    on_l40s = {
+        "engine_version": "0.29.0",
+        "model_id": "Qwen/Qwen3-14B",
+        "config_file": "configs/Qwen__Qwen3-14B.json",
+        "gpu_model": "NVIDIA L40S",
+        "gpu_total_mem_gib_logged": "44.39",
+    }
+    cold = calibrate_row(_row(**on_l40s), configs).predicted
+    quoted = "log: Directly load the compiled graph(s) for compile range (1, 2048) from the cache"
+    warm = calibrate_row(_row(**on_l40s, other_relevant_settings=quoted), configs).predicted
+    assert cold is not None and warm is not None
+    # The cold compile's copy of the table and its output, (151936 + 2048) x 5120 x 2 bytes, was the peak.
+    assert cold.activation_bytes_per_gpu - warm.activation_bytes_per_gpu > GIB
+    assert warm.kv_capacity_tokens > cold.kv_capacity_tokens
 
 
 def test_a_row_that_ran_lora_adapters_is_recorded_but_skipped() -> None:

@@ -63,6 +63,7 @@ _ENGINE_FIELDS = (
     "engine_flashinfer",
     "engine_offline",
     "engine_eager",
+    "engine_compile_cached",
 )
 
 
@@ -82,6 +83,7 @@ class PlanRequest:
     engine_flashinfer: bool | None = None  # whether the install has FlashInfer
     engine_offline: bool = False  # started as the engine's offline class, not its server
     engine_eager: bool = False  # without CUDA graphs or compilation (vLLM's --enforce-eager in extraArgs)
+    engine_compile_cached: bool = False  # loads an earlier torch.compile (a log's start; a new pod compiles)
     gpu: GpuType | None = None
     # Tensor parallel.
     gpu_count: int | None = field(default=None, metadata=bounded(gt=0, le=MAX_GPUS_PER_REPLICA))
@@ -254,6 +256,7 @@ class _Evaluator:
                 request.engine_flashinfer,
                 request.engine_offline,
                 request.engine_eager,
+                request.engine_compile_cached,
             )
             self._engines[gpu.name] = engine_model(self.request.engine, build, gpu)
         return self._engines[gpu.name]

@@ -593,6 +593,9 @@ def test_a_cold_compile_times_the_embedding_lookup_on_a_copy_of_the_table_from_0
     gemma = load_model("google/gemma-3-27b-it")
     gemma_fmt = resolve_weight_format(gemma, Precision.BF16)
     assert _vllm("0.29.0", "H100-80GB").compile_profile_bytes(gemma, gemma_fmt, 1, 8192) == 0
+    # A start that loads its compile from the cache runs no Inductor: the MLP again, and a larger cache
+    cached = engine_model(Engine.VLLM, EngineBuild("0.29.0", compile_cached=True), find_gpu("L40S"))
+    assert cached.overhead_curve(qwen, fmt, 1, 2048).forward_bytes == mlp
 
 
 def test_enforce_eager_takes_no_graphs_no_compile_and_no_capture_path() -> None:

@@ -89,6 +89,9 @@ class EngineBuild:
     offline: bool = False
     # Run without CUDA graphs or compilation (vLLM's --enforce-eager): none of their memory is taken.
     eager: bool = False
+    # Loads an earlier torch.compile from a cache kept across starts instead of compiling: a new pod
+    # compiles cold, which the operator plans for; logs of warm starts need it.
+    compile_cached: bool = False
 
 
 @dataclass(frozen=True)

@@ -1127,10 +1127,12 @@ class VllmModel(EngineModel):
         offline: bool = False,
         compute_capability_major: int | None = None,
         eager: bool = False,
+        compile_cached: bool = False,
     ) -> None:
         self.release = release
         self.offline = offline
         self.eager = eager
+        self.compile_cached = compile_cached
         self.compute_capability_major = compute_capability_major
         self.sliding_window_paged = release.hybrid_kv_cache
         self.larger_group_below = release.larger_group_below
@@ -1355,15 +1357,19 @@ class VllmModel(EngineModel):
         """The embedding table's random copy and its output's, for the profiled tokens, where the release
         benchmarks Inductor's kernels during a cold compile (vllm/config/compilation.py@v0.11.1 on).
 
-        The plan counts the cold start, the one a new pod makes; a start that loads an earlier compile
-        (R99's log: "Directly load the compiled graph(s)") allocates neither. A multimodal model's runner
+        The plan counts the cold start, the one a new pod makes. A start that loads an earlier compile
+        from its cache (the log: "Directly load the compiled graph(s)"; `compile_cached`) benchmarks
+        nothing and allocates neither (vllm/compilation/backends.py@v0.19.1, CompilerManager.compile: a
+        cache hit returns the loaded graph before Inductor compiles). A multimodal model's runner
         looks its embeddings up outside the compiled graph and passes them in
         (vllm/v1/worker/gpu_model_runner.py@v0.19.0, _preprocess; v1/worker/gpu/model_runner.py@v0.29.0,
         uses_inputs_embeds), so its graph has no lookup to time. A public 0.31.0 start of Llama-3.1-8B on
         an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its forward and
         sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph estimate."""
-        if not self.release.compile_copies_embedding or arch.vision_encoder is not None or self.eager:
-            return 0  # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0)
+        # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0), nor does a cache hit.
+        compiles = not (self.eager or self.compile_cached)
+        if not compiles or not self.release.compile_copies_embedding or arch.vision_encoder is not None:
+            return 0
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
         return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
 
@@ -1545,6 +1551,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         offline=build.offline,
         compute_capability_major=compute_capability_major,
         eager=build.eager,
+        compile_cached=build.compile_cached,
     )
     if model.cuda_graphs_inside_fraction:
         assumptions.append(
