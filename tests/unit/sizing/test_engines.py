@@ -87,8 +87,12 @@ def test_an_unstated_release_is_assumed_and_said(version: str | None, assumed: s
     assert any(f"the rules of {assumed.split(maxsplit=1)[0]}" in note for note in model.assumptions)
 
 
-def test_a_stated_release_assumes_nothing_but_the_install() -> None:
-    assert _vllm("0.12.0").assumptions == ()
+def test_a_stated_release_assumes_nothing_but_the_install_and_how_it_compiles() -> None:
+    (compiles,) = _vllm("0.12.0").assumptions
+    assert "a cold compile, as a new pod makes" in compiles
+    assert _vllm("0.12.0", eager=True).assumptions == ()
+    assert engine_model(Engine.VLLM, EngineBuild("0.12.0", compile_cached=True)).assumptions == ()
+    assert _vllm("0.11.0", image="vllm/vllm-openai:v0.11.0").assumptions == ()  # no timing before 0.11.1
     assert any("triton sampler" in note for note in _vllm("0.30.0").assumptions)
     assert any("FlashInfer" in note for note in _vllm("0.10.1.1").assumptions)
     assert _vllm("0.10.1.1", image="vllm/vllm-openai:v0.10.1.1").assumptions == ()

@@ -1564,6 +1564,12 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
             + "; the plan counts a bound on that estimate (attention buffers and the forward from the "
             "source, the driver's cost per graph from public logs), not the figure itself"
         )
+    if release.compile_copies_embedding and not (build.eager or build.compile_cached):
+        assumptions.append(
+            "torch.compile: a cold compile, as a new pod makes, whose kernel timing copies a text model's "
+            "embedding table inside the profile; a start that loads its compile from a cache kept across "
+            "restarts leaves that much more memory to the KV cache"
+        )
     if release.flashinfer_sampler and build.flashinfer is None and not flashinfer:
         assumptions.append(
             "not known whether the install samples with FlashInfer (the vllm/vllm-openai image does): "
