@@ -1132,7 +1132,8 @@ class VllmModel(EngineModel):
         self.release = release
         self.offline = offline
         self.eager = eager
-        self.compile_cached = compile_cached
+        # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0), nor does a cache hit.
+        self.compiles = not (eager or compile_cached)
         self.compute_capability_major = compute_capability_major
         self.sliding_window_paged = release.hybrid_kv_cache
         self.larger_group_below = release.larger_group_below
@@ -1358,7 +1359,7 @@ class VllmModel(EngineModel):
         benchmarks Inductor's kernels during a cold compile (vllm/config/compilation.py@v0.11.1 on).
 
         The plan counts the cold start, the one a new pod makes. A start that loads an earlier compile
-        from its cache (the log: "Directly load the compiled graph(s)"; `compile_cached`) benchmarks
+        from its cache (the log: "Directly load the compiled graph(s)"; `compiles` false) benchmarks
         nothing and allocates neither (vllm/compilation/backends.py@v0.19.1, CompilerManager.compile: a
         cache hit returns the loaded graph before Inductor compiles). A multimodal model's runner
         looks its embeddings up outside the compiled graph and passes them in
@@ -1366,9 +1367,7 @@ class VllmModel(EngineModel):
         uses_inputs_embeds), so its graph has no lookup to time. A public 0.31.0 start of Llama-3.1-8B on
         an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its forward and
         sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph estimate."""
-        # --enforce-eager compiles nothing (vllm/config/vllm.py@v0.13.0: -O0), nor does a cache hit.
-        compiles = not (self.eager or self.compile_cached)
-        if not compiles or not self.release.compile_copies_embedding or arch.vision_encoder is not None:
+        if not self.compiles or not self.release.compile_copies_embedding or arch.vision_encoder is not None:
             return 0
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
         return (vocab + tokens) * arch.hidden_size * weights.compute_bytes
@@ -1564,7 +1563,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
             + "; the plan counts a bound on that estimate (attention buffers and the forward from the "
             "source, the driver's cost per graph from public logs), not the figure itself"
         )
-    if release.compile_copies_embedding and not (build.eager or build.compile_cached):
+    if release.compile_copies_embedding and model.compiles:
         assumptions.append(
             "torch.compile: a cold compile, as a new pod makes, whose kernel timing copies a text model's "
             "embedding table inside the profile; a start that loads its compile from a cache kept across "
