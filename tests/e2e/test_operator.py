@@ -501,10 +501,16 @@ def test_a_deployment_made_by_hand_after_admission_is_never_taken_over(
     status = wait_for(failed, timeout=CONVERGE_SECONDS, message="phase Failed")
     assert f"is taken: Deployment {namespace}/falcon-7b already exists" in status["message"]
     assert "(controlled by nothing)" in status["message"]
-    after = get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace)
+    after = get_json(kubeconfig, "deployment", "falcon-7b", "-n", namespace, "--show-managed-fields")
     assert after is not None
-    assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    # Its spec, labels and owners are as made; only the Deployment controller has written status since
+    # (comparing resourceVersion raced with that write).
+    assert after["metadata"]["generation"] == theirs["metadata"]["generation"]
+    assert after["spec"] == theirs["spec"]
+    assert after["metadata"].get("labels") == theirs["metadata"].get("labels")
     assert "ownerReferences" not in after["metadata"]
+    writers = {entry["manager"] for entry in after["metadata"]["managedFields"]}
+    assert writers <= {"kubectl-create", "kube-controller-manager"}, writers
     assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/web:1"
     # What the check reads: only metadata, from the API server's watch cache, enough to tell whose.
     held = read_metadata(api_client, "Deployment", namespace, "falcon-7b")
