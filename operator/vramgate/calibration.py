@@ -355,6 +355,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
     if _engine(row.get("engine", "")) is Engine.SGLANG:  # its releases' defaults are modelled
         missing = [name for name in missing if name != "gpu_memory_utilization"]
     settings = row.get("other_relevant_settings", "")
+    quoted = settings.lower()  # the log lines the settings quote, matched whatever their case
     missing += [name for name in _BATCH_SETTINGS if _set_but_not_shown(settings, name)]
     if missing:
         return _skip(base, f"{' and '.join(missing)} not in the log")
@@ -394,10 +395,10 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             engine=engine,
             engine_version=engine_version,
             # The install's sampler shows in the log; without that line it is unknown.
-            engine_flashinfer=True if "flashinfer for top-p" in settings.lower() else None,
-            engine_offline="offline llm()" in settings.lower(),
+            engine_flashinfer=True if "flashinfer for top-p" in quoted else None,
+            engine_offline="offline llm()" in quoted,
             engine_eager=_eager(engine, settings),
-            engine_compile_cached=_COMPILE_CACHE_HIT in settings.lower(),
+            engine_compile_cached=_COMPILE_CACHE_HIT in quoted,
             gpu=gpu,
             gpu_count=tensor_parallel,
             pipeline_parallel=pipeline_parallel,
