@@ -372,14 +372,21 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             settings, "max_num_batched_tokens", "chunked_prefill_size", "max_batch_prefill_tokens"
         )
         engine_version = _engine_version(row.get("engine_version", ""))
+        max_num_seqs = _setting(settings, "max_num_seqs", "max_running_requests")
         memory_fraction = _first_number(row["gpu_memory_utilization"])
         if memory_fraction is None:
             gpu_type = gpu or unknown_gpu(round((logged_total or 0) * GIB))
             memory_fraction = engine_model(
                 engine, EngineBuild(engine_version), gpu_type
             ).default_memory_fraction(
-                gpu_type, tensor_parallel, pipeline_parallel, model, max_num_batched_tokens
+                gpu_type, tensor_parallel, pipeline_parallel, model, max_num_batched_tokens, max_num_seqs
             )
+            if memory_fraction is None:
+                return _skip(
+                    base,
+                    "gpu_memory_utilization not in the log, and the release's default for this model is "
+                    "not modelled",
+                )
         request = PlanRequest(
             model=model,
             model_source=row["model_id"],
@@ -404,7 +411,7 @@ def calibrate_row(row: dict[str, str], configs_dir: Path, split: Split = Split.F
             pipeline_parallel=pipeline_parallel,
             memory_fraction=memory_fraction,
             gpu_memory_bytes_override=round(logged_total * GIB) if logged_total else None,
-            max_num_seqs=_setting(settings, "max_num_seqs", "max_running_requests"),
+            max_num_seqs=max_num_seqs,
             max_num_batched_tokens=max_num_batched_tokens,
             block_size=int(block) if block and engine is Engine.VLLM else None,
         )

@@ -194,6 +194,11 @@ class ModelArchitecture:
         return {name: value for name, value in vars(self).items() if name != "_fields_hash"}
 
     @property
+    def is_multimodal(self) -> bool:
+        """The checkpoint carries a vision encoder the engine loads (and may cache images for)."""
+        return self.vision_parameters > 0
+
+    @property
     def is_mla(self) -> bool:
         """Multi-head latent attention: the cache stores a latent, not per-head K and V."""
         return self.kv_lora_rank > 0

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
+from vramgate.sizing.architecture import ModelArchitecture
 from vramgate.sizing.engines import Engine, EngineBuild, engine_model
 from vramgate.sizing.engines.sglang import (
     RELEASES,
@@ -17,7 +18,7 @@ from vramgate.sizing.engines.sglang import (
     release_version,
 )
 from vramgate.sizing.memory import KvLayout, kv_layout, resolve_weight_format
-from vramgate.sizing.units import GIB
+from vramgate.sizing.units import GIB, MIB
 
 
 def _release(version: str) -> SglangRelease:
@@ -59,6 +60,12 @@ def _release(version: str) -> SglangRelease:
         # 0.5.10: 58 piecewise sizes up to 8192 x 8 MiB = 464 MiB more: 13,904 MiB; MLA 1,536 MiB: 14,976
         ("0.5.10", "H100-80GB", 1, 1, False, 0.83),
         ("0.5.10.post1", "H100-80GB", 1, 1, True, 0.816),
+        # 0.5.19, RTX 4090 (24,564 MiB): 512 + 2048 x 1.5 + 24 x 2 + 128 + 42 sizes to 2048 x 8 = 4,096 MiB
+        ("0.5.19", "RTX-4090", 1, 1, False, 0.833),
+        # 0.5.20: chunked prefill 4096, graph batch 48: 512 + 6,144 + 96 + 128 + 50 x 8 = 7,280 MiB
+        ("0.5.20", "RTX-4090", 1, 1, False, 0.704),
+        # graph batch 160 at TP 4: 512 + 6,144 + 320 + 512 + 400 = 7,888 MiB
+        ("0.5.23", "RTX-4090", 4, 1, False, 0.679),
     ],
 )
 def test_default_fraction_follows_the_release(
@@ -67,6 +74,39 @@ def test_default_fraction_follows_the_release(
     release = _release(version)
     fraction = default_memory_fraction(release, find_gpu(gpu).memory_mib, tp, pp, mla)
     assert fraction == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_default_graph_batch_stops_at_the_running_requests_from_0_5_22() -> None:
+    # H100 at TP 1 with --max-running-requests 64: 512 + 12,288 + 64 x 2 + 128 + 464 = 13,520 MiB (0.5.21
+    # keeps the batch at 256: 13,904 MiB)
+    memory = find_gpu("H100-80GB").memory_mib
+    assert default_memory_fraction(_release("0.5.22"), memory, 1, 1, False, None, 64) == 0.834
+    assert default_memory_fraction(_release("0.5.21"), memory, 1, 1, False, None, 64) == 0.83
+    assert default_memory_fraction(_release("0.5.22"), memory, 1, 1, False, None, 512) == 0.83
+
+
+def test_a_multimodal_checkpoint_has_no_modelled_default_fraction_from_0_4_9() -> None:
+    gemma3, llama = load_model("google/gemma-3-27b-it"), load_model("meta-llama/Llama-3.1-8B-Instruct")
+    h100 = find_gpu("H100-80GB")
+    # 0.4.8: a reserve of (9.5 + 4 / 2) GiB, 11,776 MiB, on an H100 at TP 4
+    for version, expected in (("0.4.8", 0.856), ("0.4.9", None), ("0.5.23", None)):
+        model = engine_model(Engine.SGLANG, EngineBuild(version), h100)
+        fraction = model.default_memory_fraction(h100, 4, 1, gemma3)
+        assert fraction == (None if expected is None else pytest.approx(expected))
+        assert model.default_memory_fraction(h100, 4, 1, llama) is not None
+
+
+def test_a_multimodal_checkpoint_gives_its_image_cache_out_of_the_kv_budget_from_0_5_18() -> None:
+    gemma3, llama = load_model("google/gemma-3-27b-it"), load_model("meta-llama/Llama-3.1-8B-Instruct")
+
+    def non_torch(version: str, arch: ModelArchitecture) -> int:
+        model = engine_model(Engine.SGLANG, EngineBuild(version), find_gpu("H100-80GB"))
+        return model.overhead_curve(
+            arch, resolve_weight_format(arch, Precision.BF16), 1, 8192
+        ).non_torch_bytes
+
+    assert non_torch("0.5.18", gemma3) - non_torch("0.5.17", gemma3) == 100 * MIB
+    assert non_torch("0.5.18", llama) == non_torch("0.5.17", llama)
 
 
 def test_a_logged_chunked_prefill_changes_the_reserve_from_0_5_3() -> None:
@@ -86,6 +126,10 @@ def test_a_logged_chunked_prefill_changes_the_reserve_from_0_5_3() -> None:
         ("0.4.7.post1", "B200", 16384),
         ("0.5.3", "A100-40GB", 4096),
         ("0.5.3", "H200", 8192),
+        ("0.5.19", "RTX-4090", 2048),
+        ("0.5.20", "RTX-4090", 4096),
+        ("0.5.20", "L4", 4096),
+        ("0.5.20", "T4", 2048),
     ],
 )
 def test_default_chunked_prefill_follows_the_release(version: str, gpu: str, tokens: int) -> None:
@@ -110,10 +154,11 @@ def test_an_unstated_or_unread_release_is_said() -> None:
     unstated = engine_model(Engine.SGLANG, EngineBuild(None))
     assert unstated.release_label == "0.5.3"
     assert unstated.assumptions == ("SGLang release not stated: the defaults of v0.5.3-cu129 apply",)
-    newer = engine_model(Engine.SGLANG, EngineBuild("0.5.23"))
-    assert newer.release_label == "0.5.23"
+    assert engine_model(Engine.SGLANG, EngineBuild("0.5.23")).assumptions == ()
+    newer = engine_model(Engine.SGLANG, EngineBuild("0.5.24"))
+    assert newer.release_label == "0.5.24"
     assert newer.assumptions == (
-        "SGLang 0.5.23 is newer than the newest release read (0.5.10): the rules of 0.5.10 apply",
+        "SGLang 0.5.24 is newer than the newest release read (0.5.23): the rules of 0.5.23 apply",
     )
     assert engine_model(Engine.SGLANG, EngineBuild("v0.4.6.post2")).release_label == "0.4.6.post2"
 

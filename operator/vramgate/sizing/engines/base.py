@@ -422,8 +422,10 @@ class EngineModel(ABC):
         pipeline_parallel: int,
         arch: ModelArchitecture,
         max_num_batched_tokens: int | None = None,
+        max_num_seqs: int | None = None,
     ) -> float | None:
-        """The memory fraction the engine picks when its command line leaves it out (None: not modelled)."""
+        """The memory fraction the engine picks when its command line leaves it out, given the batch limits
+        the command line sets (None: not modelled)."""
         return None
 
     def expert_padding(self, gpu: GpuType, weights: WeightFormat) -> ExpertPadding | None:
@@ -480,7 +482,7 @@ class EngineModel(ABC):
 
         widest = max(width(hidden, intermediate) for hidden, intermediate in self.mlp_peaks(arch))
         tokens = max_num_batched_tokens
-        non_torch = self.non_torch_bytes
+        non_torch = self.non_torch_bytes + self.kv_budget_reserve_bytes(arch)
         if not self.tensor_parallel_buffers_in_baseline:
             non_torch += self.tensor_parallel_buffer_bytes(tensor_parallel)
         stage_layers = arch.num_layers if layers is None else layers
@@ -605,6 +607,11 @@ class EngineModel(ABC):
     ) -> FreeMemoryRule:
         """What of the memory left free after the profile becomes KV cache (all of it by default)."""
         return ALL_FREE_MEMORY
+
+    def kv_budget_reserve_bytes(self, arch: ModelArchitecture) -> int:
+        """What the engine takes out of its KV budget for buffers it allocates once the pool is sized,
+        per GPU (none by default)."""
+        return 0
 
     def persistent_workspace_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int

@@ -183,6 +183,13 @@ COMMAND_LINE = CommandLine(
             "leave compilation and the piecewise CUDA graphs at their defaults (the plan's reserve holds "
             "those); --disable-cuda-graph and --disable-piecewise-cuda-graph only take memory away",
         ),
+        # server_args.py@v0.5.18 (_handle_mm_feature_transport): a GPU transport's pool, and the flag
+        # that selected it before, come out of the KV budget (mem_cache/kv_cache_configurator.py@v0.5.18)
+        GovernedFlag(
+            ("--mm-feature-transport", "--keep-mm-feature-on-device"),
+            "leave multimodal features on SGLang's default CPU transport: a GPU transport's pool "
+            "(SGLANG_MM_FEATURE_CACHE_MB, 1 GiB) comes out of the KV cache the plan sizes",
+        ),
         GovernedFlag(
             ("--json-model-override-args",),
             "set spec.model.architecture instead (the plan sizes the shape of the model's own config.json)",
@@ -208,6 +215,15 @@ COMMAND_LINE = CommandLine(
         (
             "SGLANG_VLM_CACHE_SIZE_MB",
             "sizes the cache of image embeddings kept on the GPU beside the KV cache (100 MiB by default)",
+        ),
+        # srt/environ.py@v0.5.18: the GPU feature-transport pool, and the legacy switch that selects it
+        (
+            "SGLANG_MM_FEATURE_CACHE_MB",
+            "sizes the multimodal feature pool a GPU transport takes out of the KV cache",
+        ),
+        (
+            "SGLANG_USE_CUDA_IPC_TRANSPORT",
+            "selects the GPU feature transport, whose pool comes out of the KV cache",
         ),
         # srt/environ.py@v0.5.23 (off by default): the pool sized after the CUDA graph capture
         (
@@ -257,6 +273,14 @@ class SglangRelease(ReleaseRow):
     swa_pool_model_types: frozenset[str]
     swa_pool_off_on: int | None
     rotary_table_fp32: bool  # get_rope's cos/sin tables stay fp32 on CUDA (else the compute dtype)
+    # A multimodal checkpoint's default fraction shrinks, by a rule of its vision encoder's shape that is not
+    # modelled: such a start has no default here
+    multimodal_fraction_scaled: bool
+    # The default CUDA graph batch stops at --max-running-requests where that is smaller
+    graph_batch_capped_by_running: bool
+    # Taken out of the KV budget for a multimodal checkpoint: its image-embedding cache, allocated after
+    # the pool is sized (SGLANG_VLM_CACHE_SIZE_MB, which the operator does not let a pod set)
+    multimodal_kv_reserve_bytes: int
 
 
 _NO_LIMIT = 1 << 40
@@ -283,6 +307,9 @@ def _table() -> ReleaseTable[SglangRelease]:
         swa_pool_model_types=frozenset(),
         swa_pool_off_on=None,
         rotary_table_fp32=False,
+        multimodal_fraction_scaled=False,
+        graph_batch_capped_by_running=False,
+        multimodal_kv_reserve_bytes=0,
     )
     table.add(
         (0, 3, 6),
@@ -333,6 +360,14 @@ def _table() -> ReleaseTable[SglangRelease]:
         fraction_rule=FractionRule.RESERVED_BY_MEMORY,
         fraction_above_180gb=None,
         chunked_prefill=((35 * 1024, 2048), (160 * 1024, 8192), (_NO_LIMIT, 16384)),
+    )
+    table.add(
+        (0, 4, 9),
+        "a multimodal checkpoint's default fraction x 0.90; from 0.4.9.post3 x 0.95 x a factor of its "
+        "vision encoder's layers and width",
+        "python/sglang/srt/server_args.py@v0.4.9 (__post_init__: is_multimodal) and @v0.4.9.post3 "
+        "(adjust_mem_fraction_for_vlm); arg_groups/memory_hook.py@v0.5.23 keeps it",
+        multimodal_fraction_scaled=True,
     )
     table.add(
         (0, 4, 9, 3),
@@ -403,13 +438,49 @@ def _table() -> ReleaseTable[SglangRelease]:
         piecewise_graph_reserve=True,
         swa_pool_off_on=None,
     )
+    table.add(
+        (0, 5, 18),
+        "a multimodal checkpoint's image-embedding cache, 100 MiB, comes out of the KV budget",
+        "python/sglang/srt/mem_cache/kv_cache_configurator.py@v0.5.18 (_profile_available_bytes, "
+        "mm_runtime_reservation_gb; SGLANG_VLM_CACHE_SIZE_MB in srt/environ.py; the GPU feature "
+        "transports, which reserve 1 GiB more, are opt-in on one node: server_args.py, "
+        "_handle_mm_feature_transport)",
+        multimodal_kv_reserve_bytes=100 * MIB,
+    )
+    table.add(
+        (0, 5, 20),
+        "from 20 GiB to 35 GiB: chunked prefill 4096, CUDA graph batch 48 below TP 4 and 160 at TP 4",
+        "python/sglang/srt/arg_groups/memory_hook.py@v0.5.20 (handle_gpu_memory_settings)",
+        chunked_prefill=(
+            (20 * 1024, 2048),
+            (60 * 1024, 4096),
+            (160 * 1024, 8192),
+            (_NO_LIMIT, 16384),
+        ),
+        cuda_graph_max_bs=(
+            (20 * 1024, 8, 8),
+            (35 * 1024, 48, 160),
+            (60 * 1024, 32, 160),
+            (160 * 1024, 256, 512),
+            (_NO_LIMIT, 512, 512),
+        ),
+    )
+    table.add(
+        (0, 5, 22),
+        "the default CUDA graph batch stops at --max-running-requests",
+        "python/sglang/srt/arg_groups/memory_hook.py@v0.5.22 (handle_gpu_memory_settings: "
+        "decode_max_bs_is_default)",
+        graph_batch_capped_by_running=True,
+    )
     return table
 
 
 RELEASES = _table().rows
-# The newest release whose defaults were read; later ones (0.5.16 on moved them to
-# srt/arg_groups/memory_hook.py) are planned with its rules and say so.
-NEWEST_READ_VERSION = "0.5.10"
+# The newest release whose defaults and KV budget were read (every release from 0.5.10 to it: server_args.py,
+# then srt/arg_groups/memory_hook.py from 0.5.19, and the KV budget in
+# model_executor/model_runner_kv_cache_mixin.py, then mem_cache/kv_cache_configurator.py from 0.5.16); later
+# ones are planned with its rules and say so.
+NEWEST_READ_VERSION = "0.5.23"
 
 
 def _band(bands: tuple[tuple[int, ...], ...], memory_mib: int) -> tuple[int, ...]:
@@ -442,10 +513,12 @@ def default_memory_fraction(
     pipeline_parallel: int,
     mla: bool,
     chunked_prefill: int | None = None,
+    max_running_requests: int | None = None,
 ) -> float:
     """`--mem-fraction-static` when the command line leaves it out, for a text model without speculative
-    decoding or DP attention (each of which the engine reserves more for); `chunked_prefill` is the
-    command line's `--chunked-prefill-size`, when it sets one."""
+    decoding or DP attention (each of which the engine reserves more for); `chunked_prefill` and
+    `max_running_requests` are the command line's `--chunked-prefill-size` and
+    `--max-running-requests`, when it sets them."""
     rule = release.fraction_rule
     if rule is FractionRule.RESERVED_BY_MEMORY:
         parallel = tensor_parallel * pipeline_parallel
@@ -461,6 +534,8 @@ def default_memory_fraction(
     if rule is FractionRule.RESERVED_BY_BATCH:
         chunked = chunked_prefill or default_chunked_prefill(release, memory_mib)
         graph_bs = _band(release.cuda_graph_max_bs, memory_mib)[1 if tensor_parallel < 4 else 2]
+        if release.graph_batch_capped_by_running and max_running_requests is not None:
+            graph_bs = min(graph_bs, max_running_requests)
         reserved = (
             512 + max(chunked, 2048) * 1.5 + graph_bs * 2 + tensor_parallel * pipeline_parallel / 8 * 1024
         )
@@ -545,8 +620,12 @@ class SglangModel(EngineModel):
         pipeline_parallel: int,
         arch: ModelArchitecture,
         max_num_batched_tokens: int | None = None,
-    ) -> float:
-        """The release's `--mem-fraction-static` on `gpu` when the command line leaves it out."""
+        max_num_seqs: int | None = None,
+    ) -> float | None:
+        """The release's `--mem-fraction-static` on `gpu` when the command line leaves it out (None for a
+        multimodal checkpoint where the release scales it by a rule not modelled)."""
+        if arch.is_multimodal and self.release.multimodal_fraction_scaled:
+            return None
         return default_memory_fraction(
             self.release,
             gpu.memory_mib,
@@ -554,7 +633,12 @@ class SglangModel(EngineModel):
             pipeline_parallel,
             arch.is_mla,
             max_num_batched_tokens,
+            max_num_seqs,
         )
+
+    def kv_budget_reserve_bytes(self, arch: ModelArchitecture) -> int:
+        """A multimodal checkpoint's image-embedding cache, from the releases that size the pool around it."""
+        return self.release.multimodal_kv_reserve_bytes if arch.is_multimodal else 0
 
     def loaded_buffer_bytes(self, arch: ModelArchitecture, weights: WeightFormat) -> int:
         """get_rope's cos/sin tables, built on the GPU while the model loads, one per distinct rope
