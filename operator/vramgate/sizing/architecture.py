@@ -27,7 +27,9 @@ _UNGATED_MLP_FAMILIES = frozenset(
 # Families whose `sliding_window`, when set, applies to every layer.
 _ALL_LAYERS_SLIDING_FAMILIES = frozenset({"mistral", "mixtral", "phi3", "starcoder2"})
 # Families with q/k/v projection biases (params only; they are tiny but make counts exact).
-_QKV_BIAS_FAMILIES = frozenset({"qwen2", "qwen2_moe"})
+_QKV_BIAS_FAMILIES = frozenset(
+    {"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"}
+)
 # Defaults of the transformers config classes, for keys their config.json files leave out. Any family
 # not listed inherits PretrainedConfig's tie_word_embeddings=True.
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -329,6 +331,76 @@ def load_config_file(path: Path) -> dict[str, Any]:
     return config
 
 
+@dataclass(frozen=True)
+class _QwenVisionTower:
+    """How one Qwen-VL generation builds its vision tower from `vision_config` (vllm/model_executor/models/
+    qwen2_vl.py, qwen2_5_vl.py and qwen3_vl.py@v0.13.0: Qwen2VisionTransformer, Qwen2_5_VisionTransformer,
+    Qwen3_VisionTransformer)."""
+
+    width_key: str  # the tower's own width; Qwen2-VL's `hidden_size` is the projector's output
+    layer_norm: bool  # LayerNorm (weight and bias), else RMSNorm (weight)
+    gated_mlp: bool  # gate, up and down projections, else fc1 and fc2; all with biases
+    patch_bias: bool  # the Conv3d patch embedding has a bias
+    learned_positions: bool  # `num_position_embeddings` learned rows of the width
+    default_patch: int
+
+
+_QWEN3_VL_TOWER = _QwenVisionTower("hidden_size", True, False, True, True, 16)
+_QWEN_VISION_TOWERS = {
+    "qwen2_vl": _QwenVisionTower("embed_dim", True, False, False, False, 14),
+    "qwen2_5_vl": _QwenVisionTower("hidden_size", False, True, False, False, 14),
+    "qwen3_vl": _QWEN3_VL_TOWER,
+    "qwen3_vl_moe": _QWEN3_VL_TOWER,
+}
+
+
+def _qwen_vision_parameters(
+    tower: _QwenVisionTower, vision_config: Mapping[str, Any], text_hidden: int, source: str
+) -> int:
+    """A Qwen-VL vision tower's parameters: `depth` blocks (two norms, q/k/v and the output projection with
+    biases, the MLP), the Conv3d patch embedding over `temporal_patch_size` frames, learned positions on
+    Qwen3-VL, and the patch merger (a norm, then two linear layers with biases from the
+    `spatial_merge_size`² merged patches into the language model), with one more merger per deepstack
+    layer on Qwen3-VL. Exact against the published totals less their text decoders: Qwen2-VL-7B's
+    675,759,104, Qwen2.5-VL-7B's 676,550,144 and Qwen3-VL-8B's 576,388,336."""
+    read = _ConfigReader(vision_config, f"{source}: vision_config")
+    width = read.integer(tower.width_key, limit="hidden_size")
+    layers = read.integer("depth", limit="num_layers")
+    if tower.width_key == "embed_dim":
+        ratio = read.get("mlp_ratio") or 4
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 64:
+            raise SizingError(f"{read.source}: mlp_ratio", f"{ratio!r} is not a number from 0 to 64")
+        mlp = int(width * ratio)
+        out = read.integer("hidden_size", default=text_hidden, limit="hidden_size")
+    else:
+        mlp = read.integer("intermediate_size", limit="intermediate_size")
+        out = read.integer("out_hidden_size", default=text_hidden, limit="hidden_size")
+    patch = read.integer("patch_size", default=tower.default_patch, limit="head_dim")
+    frames = read.integer("temporal_patch_size", default=2, limit="head_dim")
+    channels = read.integer("in_channels", "in_chans", default=3, limit="head_dim")
+    merge = read.integer("spatial_merge_size", default=2, limit="head_dim")
+    norm = 2 if tower.layer_norm else 1  # parameters per element of a norm
+    mlp_params = (3 * width * mlp + 2 * mlp if tower.gated_mlp else 2 * width * mlp + mlp) + width
+    block = 2 * norm * width + 3 * width * width + 3 * width + width * width + width + mlp_params
+    merged = width * merge * merge
+    merger_linears = merged * merged + merged + merged * out + out
+    deepstack = len(read.integers("deepstack_visual_indexes", limit="num_layers"))
+    positions = (
+        read.integer("num_position_embeddings", limit="max_position_embeddings") * width
+        if tower.learned_positions
+        else 0
+    )
+    return (
+        layers * block
+        + channels * frames * patch * patch * width
+        + (width if tower.patch_bias else 0)
+        + positions
+        + norm * width
+        + merger_linears
+        + deepstack * (norm * merged + merger_linears)
+    )
+
+
 class _ConfigReader:
     """Reads integer fields under any of their family-specific names, with errors naming the key."""
 
@@ -478,7 +550,7 @@ def architecture_from_config(
         native_dtype=native_dtype,
         quantization=quantization_from_config(config.get("quantization_config"), source),
         max_position_embeddings=max_position or None,
-        vision_parameters=_vision_parameters(config.get("vision_config"), hidden, source),
+        vision_parameters=_vision_parameters(config, hidden, source),
         vision_encoder=_vision_encoder(config, source),
         rotary_table_positions=_rotary_tables(read, family, max_position, sliding_layers),
         rotary_dim=_rotary_dim(read, qk_rope_head_dim or head_dim),
@@ -537,16 +609,23 @@ def _moe_shape(
     return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
 
 
-def _vision_parameters(vision_config: Any, text_hidden: int, source: str) -> int:
+def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str) -> int:
     """Parameters of a multimodal checkpoint's ViT encoder (SigLIP, CLIP, Pixtral's) and its projector.
 
     Per layer: q/k/v/o with biases, a two-matrix MLP with biases and two layer norms; then the patch
     convolution, learned positions when the config has an image size (Pixtral's rotary ones have none), a
     final norm, and one linear projection into the language model's hidden size with its norm. Exact for
     gemma-3's SigLIP (27,432,406,640 with the text decoder); projectors with a second layer (llava's MLP)
-    add a little more.
+    add a little more. Qwen-VL's towers, whose config counts layers as `depth`, are counted by
+    `_qwen_vision_parameters`.
     """
-    if not isinstance(vision_config, Mapping) or not vision_config.get("num_hidden_layers"):
+    vision_config = config.get("vision_config")
+    if not isinstance(vision_config, Mapping):
+        return 0
+    tower = _QWEN_VISION_TOWERS.get(str(config.get("model_type") or ""))
+    if tower is not None:
+        return _qwen_vision_parameters(tower, vision_config, text_hidden, source)
+    if not vision_config.get("num_hidden_layers"):
         return 0
     read = _ConfigReader(vision_config, f"{source}: vision_config")
     hidden = read.integer("hidden_size", limit="hidden_size")

@@ -985,7 +985,7 @@ def _to_plan(
         weights_format=evaluator.weights.label,
         engine=request.engine,
         engine_release=chosen.engine.release_label,
-        assumptions=[*chosen.engine.assumptions, *assumptions],
+        assumptions=[*chosen.engine.assumptions, *chosen.engine.model_assumptions(arch), *assumptions],
         gpu_type=chosen.gpu.name,
         gpu_product=chosen.gpu.product,
         gpu_count=gpus,

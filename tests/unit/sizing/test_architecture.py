@@ -76,6 +76,57 @@ def test_a_multimodal_checkpoint_counts_its_vision_encoder_and_projector() -> No
     assert architecture_from_config(text_only, "text").vision_parameters == 0
 
 
+def test_qwen25_vl_counts_its_vision_tower_exactly() -> None:
+    qwen = load_model("Qwen/Qwen2.5-VL-7B-Instruct")
+    # 32 blocks of 2 RMSNorms (2,560), q/k/v (4,919,040), the output projection (1,639,680) and the gated MLP
+    # (13,140,920); the Conv3d patch embedding 3 x 2 x 14 x 14 x 1280; the merger: its RMSNorm, 5120 x 5120
+    # and 5120 x 3584 with biases
+    assert qwen.vision_parameters == 32 * 19_702_200 + 1_505_280 + 1_280 + 26_219_520 + 18_353_664
+    assert parameter_groups(qwen).total == 8_292_166_656  # the published total
+    assert qwen.is_multimodal and qwen.qkv_bias and qwen.vision_encoder is None  # dynamic resolution
+
+
+@pytest.mark.parametrize(
+    ("model_type", "vision_config", "expected"),
+    [
+        # Qwen2-VL-7B: LayerNorms, fc1/fc2 at mlp_ratio 4 (19,677,440 a block); `hidden_size` is the merger's
+        # output; patch embedding 1,505,280; merger 2,560 + 26,219,520 + 18,353,664
+        (
+            "qwen2_vl",
+            {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "hidden_size": 3584, "in_chans": 3},
+            32 * 19_677_440 + 1_505_280 + 2_560 + 26_219_520 + 18_353_664,
+        ),
+        # Qwen3-VL-8B: LayerNorms, fc1/fc2 (15,239,504 a block), a biased 16 x 16 patch embedding
+        # (1,770,624), 2,304 learned positions of 1152, the merger (2,304 + 21,238,272 + 18,878,464) and
+        # three deepstack mergers with a LayerNorm over the 4,608 merged features (40,125,952 each)
+        (
+            "qwen3_vl",
+            {
+                "depth": 27,
+                "hidden_size": 1152,
+                "intermediate_size": 4304,
+                "out_hidden_size": 4096,
+                "patch_size": 16,
+                "num_position_embeddings": 2304,
+                "deepstack_visual_indexes": [8, 16, 24],
+            },
+            27 * 15_239_504 + 1_770_624 + 2_654_208 + 2_304 + 21_238_272 + 18_878_464 + 3 * 40_125_952,
+        ),
+    ],
+)
+def test_qwen_vl_towers_are_counted_by_generation(
+    model_type: str, vision_config: dict[str, object], expected: int
+) -> None:
+    config = {**LLAMA_LIKE, "model_type": model_type, "vision_config": vision_config}
+    assert architecture_from_config(config, model_type).vision_parameters == expected
+
+
+def test_a_qwen_vl_tower_without_its_depth_is_one_clear_error() -> None:
+    config = {**LLAMA_LIKE, "model_type": "qwen2_5_vl", "vision_config": {"hidden_size": 1280}}
+    with pytest.raises(SizingError, match="vision_config: missing 'depth'"):
+        architecture_from_config(config, "qwen")
+
+
 def test_gemma3s_encoder_profile_shape_comes_from_its_vision_config() -> None:
     gemma = load_model("google/gemma-3-27b-it")
     encoder = gemma.vision_encoder

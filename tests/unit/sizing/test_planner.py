@@ -364,6 +364,20 @@ def test_the_plan_says_which_release_it_applied_and_what_it_assumed() -> None:
     assert any("not stated" in note for note in unstated.assumptions)
 
 
+def test_a_vision_encoder_whose_profile_is_not_modelled_is_said() -> None:
+    """Qwen2.5-VL's dynamic-resolution tower (its largest dummy image is the processor's setting) and any
+    tower under V0; gemma-3's fixed-size one is modelled from V1 on."""
+
+    def said(model: str, version: str) -> bool:
+        notes = plan(request(model, engine_version=version, max_seq_len=8192, concurrency=1)).assumptions
+        return any("vision encoder" in note and "not modelled" in note for note in notes)
+
+    assert said("Qwen/Qwen2.5-VL-7B-Instruct", "0.19.0")
+    assert said("google/gemma-3-27b-it", "0.6.4")
+    assert not said("google/gemma-3-27b-it", "0.19.0")
+    assert not said("meta-llama/Llama-3.1-8B-Instruct", "0.19.0")
+
+
 def test_tgi_2_plans_the_pool_its_warmup_leaves_free_less_its_wiggle_room() -> None:
     """TGI 2.2.0 keeps 95% of the memory free after warm-up and adds back the warm-up batch's blocks: two
     requests of 4095 tokens for the default 4145-token prefill, 2 x 256 blocks of 16 x 128 KiB = 1 GiB."""

@@ -608,6 +608,10 @@ class EngineModel(ABC):
         """What of the memory left free after the profile becomes KV cache (all of it by default)."""
         return ALL_FREE_MEMORY
 
+    def model_assumptions(self, arch: ModelArchitecture) -> tuple[str, ...]:
+        """What the plan of `arch` on this engine leaves unmodelled, for its assumptions (none by default)."""
+        return ()
+
     def kv_budget_reserve_bytes(self, arch: ModelArchitecture) -> int:
         """What the engine takes out of its KV budget for buffers it allocates once the pool is sized,
         per GPU (none by default)."""

@@ -1352,6 +1352,21 @@ class VllmModel(EngineModel):
         peak = images * (pixels + vision.patches_per_image * mlp * element)
         return EncoderProfile(peak_bytes=peak, held_bytes=images * (pixels + embeddings))
 
+    def model_assumptions(self, arch: ModelArchitecture) -> tuple[str, ...]:
+        """A multimodal checkpoint whose encoder profile is not modelled says so: dynamic-resolution towers
+        (Qwen-VL, Pixtral), whose largest dummy image is the processor's setting, not config.json's, and
+        every tower under V0, whose dummy sequences carry the images."""
+        modelled = (
+            arch.vision_encoder is not None and self.release.encoder_batch is not EncoderBatch.NOT_PROFILED
+        )
+        if not arch.is_multimodal or modelled:
+            return ()
+        return (
+            f"vLLM runs {arch.name}'s vision encoder on its largest dummy images before sizing the KV cache, "
+            "at a peak not modelled, so the cache can come out smaller than planned (the encoder's weights "
+            "are counted)",
+        )
+
     def compile_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
     ) -> int:
