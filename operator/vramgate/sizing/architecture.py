@@ -51,9 +51,64 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
             "deepseek_v3",
             "gpt_neox",
             "gpt_oss",
+            "llama4_text",
         )
     },
 }
+
+
+# Families whose MoE layers add shared experts of an expert's size that the config does not count
+# (Llama4TextMoe: one shared expert beside the routed ones, transformers' modeling_llama4.py)
+_SHARED_EXPERTS = {"llama4_text": 1}
+# Families whose layers keep a per-sequence recurrent state (state-space, linear or lightning attention,
+# short convolutions) beside or instead of an attention KV cache: engines size that state per sequence, not
+# per token, which the sizing does not model. Configs of other families are told apart by the keys below.
+_RECURRENT_FAMILIES = frozenset(
+    {
+        "mamba",
+        "mamba2",
+        "falcon_mamba",
+        "jamba",
+        "zamba",
+        "zamba2",
+        "bamba",
+        "falcon_h1",
+        "nemotron_h",
+        "granitemoehybrid",
+        "qwen3_next",
+        "plamo2",
+        "lfm2",
+        "lfm2_moe",
+        "minimax",
+        "minimax_text_01",
+        "minimax_m1",
+        "recurrent_gemma",
+        "rwkv",
+        "rwkv5",
+        "rwkv6",
+        "rwkv7",
+        "xlstm",
+        "kimi_linear",
+    }
+)
+# Keys that only configs with such layers write: the layer pattern of a hybrid, or the state's shape
+_RECURRENT_KEYS = (
+    "hybrid_override_pattern",
+    "full_attention_interval",
+    "attn_layer_period",
+    "layers_block_type",
+    "block_types",
+    "attn_type_list",
+    "linear_attn_config",
+    "linear_num_key_heads",
+    "ssm_cfg",
+    "ssm_state_size",
+    "mamba_d_state",
+    "mamba_n_heads",
+    "conv_L_cache",
+)
+# The layer types of `layer_types` whose cache is attention's
+_ATTENTION_LAYER_TYPES = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
 
 
 # The largest shape the sizing core accepts, per field: generous past any published model (Llama-3.1-405B:
@@ -481,6 +536,7 @@ def architecture_from_config(
     if isinstance(text_config, Mapping) and "num_hidden_layers" not in config:
         merged.update(text_config)
     family = str(merged.get("model_type") or "custom")
+    _refuse_recurrent_layers(merged, family, source)
     defaults = _FAMILY_DEFAULTS.get(family, {"tie_word_embeddings": True})
     read = _ConfigReader({**defaults, **{k: v for k, v in merged.items() if v is not None}}, source)
 
@@ -493,6 +549,7 @@ def architecture_from_config(
     kv_heads = _kv_heads(read, family, heads)
     vocab = read.integer("vocab_size", "padded_vocab_size", limit="vocab_size")
     intermediate = read.integer(
+        "intermediate_size_mlp",  # Llama-4's dense layers; its `intermediate_size` is an expert's
         "intermediate_size",
         "ffn_hidden_size",
         "n_inner",
@@ -557,6 +614,33 @@ def architecture_from_config(
     )
 
 
+def _refuse_recurrent_layers(config: Mapping[str, Any], family: str, source: str) -> None:
+    """One clear error for a model whose layers keep recurrent state: planned as attention alone, its cache
+    per token would be counted for every layer and its per-sequence state not at all."""
+    unmodelled = "which the sizing does not model (it plans attention KV caches only)"
+    if family in _RECURRENT_FAMILIES:
+        raise SizingError(
+            f"{source}: model_type",
+            f"{family!r} keeps per-sequence recurrent state (state-space or linear-attention layers), "
+            f"{unmodelled}",
+        )
+    key = next((key for key in _RECURRENT_KEYS if config.get(key) is not None), None)
+    if key is not None:
+        raise SizingError(
+            f"{source}: {key}",
+            f"{key} describes state-space or linear-attention layers, {unmodelled}",
+        )
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list):
+        other = sorted({str(kind) for kind in layer_types} - _ATTENTION_LAYER_TYPES)
+        if other:
+            raise SizingError(
+                f"{source}: layer_types",
+                f"layer types {', '.join(other)} are not attention "
+                f"({' or '.join(sorted(_ATTENTION_LAYER_TYPES))}), {unmodelled}",
+            )
+
+
 def _kv_heads(read: _ConfigReader, family: str, heads: int) -> int:
     """KV heads under every family's spelling; Falcon's depends on which decoder it uses."""
     if family == "falcon" or read.get("multi_query") is not None:
@@ -589,19 +673,27 @@ _NO_MOE = _MoeShape(0, 0, 0, 0)
 def _moe_shape(
     read: _ConfigReader, family: str, layers: int, num_experts: int, intermediate: int
 ) -> _MoeShape:
-    """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral and gpt-oss terms."""
-    expert_size = read.integer("moe_intermediate_size", default=intermediate, limit="moe_intermediate_size")
-    shared = read.integer("n_shared_experts", required=False, limit="num_experts") * expert_size
+    """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral, gpt-oss and
+    Llama-4 terms."""
+    expert_size = read.integer(
+        "moe_intermediate_size", "intermediate_size", default=intermediate, limit="moe_intermediate_size"
+    )
+    shared_experts = read.integer("n_shared_experts", required=False, limit="num_experts")
+    shared = (shared_experts or _SHARED_EXPERTS.get(family, 0)) * expert_size
     shared += read.integer(
         "shared_expert_intermediate_size", required=False, limit="shared_expert_intermediate_size"
     )
     first_dense = read.integer("first_k_dense_replace", required=False, limit="num_layers")
-    step = read.integer("decoder_sparse_step", "moe_layer_freq", default=1) or 1
+    step = read.integer("decoder_sparse_step", "moe_layer_freq", "interleave_moe_layer_step", default=1) or 1
     dense_only = read.integers("mlp_only_layers", limit="num_layers")
+    listed = (
+        read.integers("moe_layers", limit="num_layers") if isinstance(read.get("moe_layers"), list) else None
+    )
     moe_layers = sum(
         1
         for index in range(layers)
-        if index >= first_dense and (index + 1) % step == 0 and index not in dense_only
+        if (index in listed if listed is not None else index >= first_dense and (index + 1) % step == 0)
+        and index not in dense_only
     )
     experts_per_token = read.integer(
         "num_experts_per_tok", "experts_per_token", "moe_topk", default=1, limit="num_experts_per_token"

@@ -127,6 +127,67 @@ def test_a_qwen_vl_tower_without_its_depth_is_one_clear_error() -> None:
         architecture_from_config(config, "qwen")
 
 
+LLAMA4_TEXT = {
+    "model_type": "llama4_text",
+    "hidden_size": 5120,
+    "num_hidden_layers": 48,
+    "num_attention_heads": 40,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 202048,
+    "intermediate_size": 8192,
+    "intermediate_size_mlp": 16384,
+    "num_experts_per_tok": 1,
+    "attention_chunk_size": 8192,
+}
+
+
+@pytest.mark.parametrize(
+    ("experts", "step", "expected"),
+    [
+        # Scout: 48 MoE layers of attention (62,914,560), 16 experts and one shared expert of 3 x 5120 x
+        # 8192, a router of 5120 x 16 and two norms; untied 202,048 x 5120 embeddings and lm_head
+        (16, 1, 48 * (62_914_560 + 17 * 125_829_120 + 81_920 + 10_240) + 5_120 + 2_068_971_520),
+        # Maverick: every second layer MoE (128 experts, a shared one), the others dense at 3 x 5120 x 16384
+        (
+            128,
+            2,
+            48 * (62_914_560 + 10_240)
+            + 24 * (129 * 125_829_120 + 655_360)
+            + 24 * 251_658_240
+            + 5_120
+            + 2_068_971_520,
+        ),
+    ],
+)
+def test_llama4_counts_its_shared_expert_and_dense_layers(experts: int, step: int, expected: int) -> None:
+    config = {**LLAMA4_TEXT, "num_local_experts": experts, "interleave_moe_layer_step": step}
+    llama4 = architecture_from_config(config, "llama4")
+    assert parameter_groups(llama4).total == expected
+    assert llama4.num_moe_layers == 48 // step
+    # transformers writes chunked local attention into layer_types: attention, as much as a full layer
+    chunked = {**config, "layer_types": ["chunked_attention", "chunked_attention", "chunked_attention"] * 16}
+    assert parameter_groups(architecture_from_config(chunked, "llama4")).total == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"model_type": "qwen3_next", "full_attention_interval": 4}, "config.json: model_type"),
+        (
+            {"model_type": "custom_hybrid", "hybrid_override_pattern": "M-M*-"},
+            "config.json: hybrid_override_pattern",
+        ),
+        ({"layer_types": ["linear_attention", "full_attention"]}, "config.json: layer_types"),
+        ({"model_type": "mamba2", "num_heads": 80, "state_size": 128}, "config.json: model_type"),
+    ],
+)
+def test_a_model_with_recurrent_layers_is_one_clear_error(config: dict[str, object], field: str) -> None:
+    with pytest.raises(SizingError, match="which the sizing does not model") as raised:
+        architecture_from_config({**LLAMA_LIKE, **config}, "hybrid")
+    assert raised.value.field == field
+
+
 def test_gemma3s_encoder_profile_shape_comes_from_its_vision_config() -> None:
     gemma = load_model("google/gemma-3-27b-it")
     encoder = gemma.vision_encoder
