@@ -207,6 +207,8 @@ class ModelArchitecture:
     qk_rope_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["qk_rope_head_dim"]))
     qk_nope_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["qk_nope_head_dim"]))
     v_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["v_head_dim"]))
+    # DeepSeek's sparse attention (V3.2): the key width its lightning indexer caches per token (0: none)
+    index_head_dim: int = field(default=0, metadata=bounded(ge=0, le=SHAPE_LIMITS["head_dim"]))
     sliding_window: int | None = field(
         default=None, metadata=bounded(gt=0, le=SHAPE_LIMITS["sliding_window"])
     )
@@ -602,6 +604,10 @@ def architecture_from_config(
         qk_rope_head_dim=qk_rope_head_dim,
         qk_nope_head_dim=read.integer("qk_nope_head_dim", required=False, limit="qk_nope_head_dim"),
         v_head_dim=read.integer("v_head_dim", required=False, limit="v_head_dim"),
+        # transformers' DeepseekV32Config: the indexer is there when `index_topk` is
+        index_head_dim=read.integer("index_head_dim", default=128, limit="head_dim")
+        if read.get("index_topk") is not None
+        else 0,
         sliding_window=window,
         num_sliding_window_layers=sliding_layers,
         native_dtype=native_dtype,

@@ -309,6 +309,30 @@ def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: Pipel
     )
 
 
+# Sparse MLA (DeepSeek-V3.2) in fp8 and its lightning indexer's keys: fp8 values with an fp32 scale per block
+# of this many, the rotary part of the latent kept in bf16 (vllm/v1/attention/backends/mla/flashmla_sparse.py
+# and DeepseekV32IndexerCache in model_executor/models/deepseek_v2.py@v0.19.1; SGLang's DSATokenToKVPool in
+# srt/mem_cache/memory_pool.py@v0.5.23, the same sizes)
+FP8_SCALE_BLOCK = 128
+_FP32_BYTES = 4
+_BF16_BYTES = 2
+
+
+def _indexer_key_bytes(arch: ModelArchitecture) -> int:
+    """The indexer's cached key of one token in one layer, the same on every GPU (none without sparse MLA)."""
+    return arch.index_head_dim + arch.index_head_dim // FP8_SCALE_BLOCK * _FP32_BYTES
+
+
+def _mla_entry_bytes(arch: ModelArchitecture, element_bytes: int, alignment: int) -> int:
+    """One token's latent and rotary key; sparse MLA in fp8 stores the rotary key in bf16 and an fp32 scale
+    per 128 latent elements (656 bytes for DeepSeek-V3.2, against 576 for plain fp8)."""
+    if arch.index_head_dim and element_bytes == 1:
+        scales = ceil_div(arch.kv_lora_rank, FP8_SCALE_BLOCK) * _FP32_BYTES
+        return arch.kv_lora_rank + scales + arch.qk_rope_head_dim * _BF16_BYTES
+    latent = arch.kv_lora_rank + arch.qk_rope_head_dim
+    return ceil_div(latent, alignment) * alignment * element_bytes
+
+
 def kv_bytes_per_token_per_layer(
     arch: ModelArchitecture,
     element_bytes: int,
@@ -320,14 +344,13 @@ def kv_bytes_per_token_per_layer(
 
     MLA caches the compressed latent plus the rotary key, the same on every GPU, its elements rounded up
     to a multiple of `mla_latent_alignment` where the engine aligns the entry, unless the engine keeps it
-    as full K and V per head of `mla_head_size` (vLLM before 0.7.1); others cache K and V for the KV heads
-    the GPU holds.
+    as full K and V per head of `mla_head_size` (vLLM before 0.7.1); sparse MLA adds its indexer's key.
+    Others cache K and V for the KV heads the GPU holds.
     """
     head_dim = arch.head_dim
     if arch.is_mla:
         if mla_head_size is None:
-            latent = arch.kv_lora_rank + arch.qk_rope_head_dim
-            return ceil_div(latent, mla_latent_alignment) * mla_latent_alignment * element_bytes
+            return _mla_entry_bytes(arch, element_bytes, mla_latent_alignment) + _indexer_key_bytes(arch)
         head_dim = mla_head_size
     kv_heads_per_gpu = max(1, arch.num_kv_heads // tensor_parallel)
     return 2 * kv_heads_per_gpu * head_dim * element_bytes

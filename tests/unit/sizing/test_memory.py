@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from vramgate.sizing import Precision, find_gpu, load_model
-from vramgate.sizing.architecture import parameter_groups
+from vramgate.sizing.architecture import architecture_from_config, parameter_groups
 from vramgate.sizing.engines import Engine, EngineBuild, engine_model
 from vramgate.sizing.memory import (
     KvSafetyMargin,
@@ -62,6 +62,34 @@ def test_tensor_parallel_splits_kv_heads_and_replicates_when_fewer_than_gpus() -
 def test_mla_latent_is_replicated_on_every_gpu() -> None:
     lite = load_model("deepseek-ai/DeepSeek-V2-Lite")
     assert kv_bytes_per_token_per_layer(lite, BF16, 2) == (512 + 64) * BF16
+
+
+def test_sparse_mla_caches_its_indexer_key_and_keeps_fp8_scales_and_a_bf16_rotary_key() -> None:
+    # DeepSeek-V3.2's shape: a 512-wide latent, a 64-wide rotary key, an indexer key of 128 (`index_topk`
+    # marks the indexer): 128 fp8 bytes and one fp32 scale, 132 bytes a layer, the same on every GPU
+    config = {
+        "model_type": "deepseek_v32",
+        "hidden_size": 7168,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "vocab_size": 129280,
+        "intermediate_size": 18432,
+        "kv_lora_rank": 512,
+        "q_lora_rank": 1536,
+        "qk_rope_head_dim": 64,
+        "qk_nope_head_dim": 128,
+        "v_head_dim": 128,
+        "index_topk": 2048,
+        "index_head_dim": 128,
+    }
+    sparse = architecture_from_config(config, "v32")
+    assert kv_bytes_per_token_per_layer(sparse, BF16, 8) == (512 + 64) * BF16 + 132
+    # fp8: FlashMLA's sparse format, 512 fp8 bytes, 4 fp32 scales and the rotary key in bf16: 656 bytes
+    assert kv_bytes_per_token_per_layer(sparse, 1, 8) == 512 + 4 * 4 + 64 * 2 + 132
+    dense = architecture_from_config({k: v for k, v in config.items() if k != "index_topk"}, "v3")
+    assert dense.index_head_dim == 0
+    assert kv_bytes_per_token_per_layer(dense, 1, 8) == 512 + 64
 
 
 def test_sequences_take_whole_blocks() -> None:
