@@ -519,8 +519,10 @@ class _ConfigReader:
             or value != int(value)
             or not lowest <= value <= highest
         ):
+            # A per-layer list (gemma-3n's intermediate_size) is named, not printed whole
+            shown = f"a list of {len(value)} values" if isinstance(value, list) else repr(value)
             raise SizingError(
-                f"{self.source}: {key}", f"{value!r} is not an integer from {lowest} to {highest:,}"
+                f"{self.source}: {key}", f"{shown} is not an integer from {lowest} to {highest:,}"
             )
         return int(value)
 

@@ -170,6 +170,13 @@ def test_llama4_counts_its_shared_expert_and_dense_layers(experts: int, step: in
     assert parameter_groups(architecture_from_config(chunked, "llama4")).total == expected
 
 
+def test_a_per_layer_list_is_named_not_printed() -> None:
+    config = {**LLAMA_LIKE, "intermediate_size": [16384] * 35}  # gemma-3n's per-layer MLP widths
+    with pytest.raises(SizingError) as raised:
+        architecture_from_config(config, "per-layer")
+    assert raised.value.message == "a list of 35 values is not an integer from 0 to 10,000,000"
+
+
 @pytest.mark.parametrize(
     ("config", "field"),
     [
