@@ -399,13 +399,51 @@ class _QwenVisionTower:
     gated_mlp: bool  # gate, up and down projections, else fc1 and fc2; all with biases
     patch_bias: bool  # the Conv3d patch embedding has a bias
     learned_positions: bool  # `num_position_embeddings` learned rows of the width
-    default_patch: int
+    # transformers' vision config defaults (Qwen2VLVisionConfig, Qwen2_5_VLVisionConfig, Qwen3VLVisionConfig)
+    # for the keys a config.json leaves out
+    defaults: Mapping[str, Any]
 
 
-_QWEN3_VL_TOWER = _QwenVisionTower("hidden_size", True, False, True, True, 16)
+_SHARED_TOWER_DEFAULTS = {"in_channels": 3, "spatial_merge_size": 2, "temporal_patch_size": 2}
+_QWEN3_VL_TOWER = _QwenVisionTower(
+    "hidden_size",
+    layer_norm=True,
+    gated_mlp=False,
+    patch_bias=True,
+    learned_positions=True,
+    defaults={
+        **_SHARED_TOWER_DEFAULTS,
+        "depth": 27,
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "patch_size": 16,
+        "num_position_embeddings": 2304,
+        "deepstack_visual_indexes": [8, 16, 24],
+    },
+)
 _QWEN_VISION_TOWERS = {
-    "qwen2_vl": _QwenVisionTower("embed_dim", True, False, False, False, 14),
-    "qwen2_5_vl": _QwenVisionTower("hidden_size", False, True, False, False, 14),
+    "qwen2_vl": _QwenVisionTower(
+        "embed_dim",
+        layer_norm=True,
+        gated_mlp=False,
+        patch_bias=False,
+        learned_positions=False,
+        defaults={**_SHARED_TOWER_DEFAULTS, "depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "patch_size": 14},
+    ),
+    "qwen2_5_vl": _QwenVisionTower(
+        "hidden_size",
+        layer_norm=False,
+        gated_mlp=True,
+        patch_bias=False,
+        learned_positions=False,
+        defaults={
+            **_SHARED_TOWER_DEFAULTS,
+            "depth": 32,
+            "hidden_size": 3584,
+            "intermediate_size": 3420,
+            "patch_size": 14,
+        },
+    ),
     "qwen3_vl": _QWEN3_VL_TOWER,
     "qwen3_vl_moe": _QWEN3_VL_TOWER,
 }
@@ -420,11 +458,12 @@ def _qwen_vision_parameters(
     `spatial_merge_size`² merged patches into the language model), with one more merger per deepstack
     layer on Qwen3-VL. Exact against the published totals less their text decoders: Qwen2-VL-7B's
     675,759,104, Qwen2.5-VL-7B's 676,550,144 and Qwen3-VL-8B's 576,388,336."""
-    read = _ConfigReader(vision_config, f"{source}: vision_config")
+    stated = {key: value for key, value in vision_config.items() if value is not None}
+    read = _ConfigReader({**tower.defaults, **stated}, f"{source}: vision_config")
     width = read.integer(tower.width_key, limit="hidden_size")
     layers = read.integer("depth", limit="num_layers")
     if tower.width_key == "embed_dim":
-        ratio = read.get("mlp_ratio") or 4
+        ratio = read.get("mlp_ratio")
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 64:
             raise SizingError(f"{read.source}: mlp_ratio", f"{ratio!r} is not a number from 0 to 64")
         mlp = int(width * ratio)
@@ -432,10 +471,10 @@ def _qwen_vision_parameters(
     else:
         mlp = read.integer("intermediate_size", limit="intermediate_size")
         out = read.integer("out_hidden_size", default=text_hidden, limit="hidden_size")
-    patch = read.integer("patch_size", default=tower.default_patch, limit="head_dim")
-    frames = read.integer("temporal_patch_size", default=2, limit="head_dim")
-    channels = read.integer("in_channels", "in_chans", default=3, limit="head_dim")
-    merge = read.integer("spatial_merge_size", default=2, limit="head_dim")
+    patch = read.integer("patch_size", limit="head_dim")
+    frames = read.integer("temporal_patch_size", limit="head_dim")
+    channels = read.integer("in_chans", "in_channels", limit="head_dim")
+    merge = read.integer("spatial_merge_size", limit="head_dim")
     norm = 2 if tower.layer_norm else 1  # parameters per element of a norm
     mlp_params = (3 * width * mlp + 2 * mlp if tower.gated_mlp else 2 * width * mlp + mlp) + width
     block = 2 * norm * width + 3 * width * width + 3 * width + width * width + width + mlp_params

@@ -121,10 +121,14 @@ def test_qwen_vl_towers_are_counted_by_generation(
     assert architecture_from_config(config, model_type).vision_parameters == expected
 
 
-def test_a_qwen_vl_tower_without_its_depth_is_one_clear_error() -> None:
-    config = {**LLAMA_LIKE, "model_type": "qwen2_5_vl", "vision_config": {"hidden_size": 1280}}
-    with pytest.raises(SizingError, match="vision_config: missing 'depth'"):
-        architecture_from_config(config, "qwen")
+def test_a_qwen_vl_tower_takes_transformers_defaults_for_what_its_config_leaves_out() -> None:
+    # A config written with only the keys that differ from Qwen2_5_VLVisionConfig's defaults counts as the
+    # full one (its width, 1280, is not the class default, 3584)
+    partial = {"hidden_size": 1280, "in_chans": 3, "out_hidden_size": 3584, "tokens_per_second": 2}
+    config = {**LLAMA_LIKE, "model_type": "qwen2_5_vl", "vision_config": partial}
+    assert architecture_from_config(config, "qwen").vision_parameters == 676_550_144
+    with pytest.raises(SizingError, match=r"vision_config: depth: 'deep' is not an integer"):
+        architecture_from_config({**config, "vision_config": {**partial, "depth": "deep"}}, "qwen")
 
 
 LLAMA4_TEXT = {
