@@ -1379,9 +1379,13 @@ class VllmModel(EngineModel):
         cache hit returns the loaded graph before Inductor compiles). A multimodal model's runner
         looks its embeddings up outside the compiled graph and passes them in
         (vllm/v1/worker/gpu_model_runner.py@v0.19.0, _preprocess; v1/worker/gpu/model_runner.py@v0.29.0,
-        uses_inputs_embeds), so its graph has no lookup to time. A public 0.31.0 start of Llama-3.1-8B on
-        an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its forward and
-        sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph estimate."""
+        uses_inputs_embeds), so its graph has no lookup to time. The plan drops the copy where it models that
+        encoder's own profile (gemma-3), which then bounds the activation from below; where it does not
+        (Qwen-VL: `model_assumptions` says so), the copy stays counted, smaller than the encoder peak it
+        stands beside, rather than leave that activation at the text forward alone. A public 0.31.0 start of
+        Llama-3.1-8B on an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its
+        forward and sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph
+        estimate."""
         if not self.compiles or not self.release.compile_copies_embedding or arch.vision_encoder is not None:
             return 0
         vocab = ceil_div(arch.vocab_size, tensor_parallel)
