@@ -460,21 +460,21 @@ def _qwen_vision_parameters(
     675,759,104, Qwen2.5-VL-7B's 676,550,144 and Qwen3-VL-8B's 576,388,336."""
     stated = {key: value for key, value in vision_config.items() if value is not None}
     read = _ConfigReader({**tower.defaults, **stated}, f"{source}: vision_config")
-    width = read.integer(tower.width_key, limit="hidden_size")
-    layers = read.integer("depth", limit="num_layers")
+    width = read.integer(tower.width_key, limit="hidden_size", lowest=1)
+    layers = read.integer("depth", limit="num_layers", lowest=1)
     if tower.width_key == "embed_dim":
         ratio = read.get("mlp_ratio")
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 64:
             raise SizingError(f"{read.source}: mlp_ratio", f"{ratio!r} is not a number from 0 to 64")
         mlp = int(width * ratio)
-        out = read.integer("hidden_size", default=text_hidden, limit="hidden_size")
+        out = read.integer("hidden_size", default=text_hidden, limit="hidden_size", lowest=1)
     else:
-        mlp = read.integer("intermediate_size", limit="intermediate_size")
-        out = read.integer("out_hidden_size", default=text_hidden, limit="hidden_size")
-    patch = read.integer("patch_size", limit="head_dim")
-    frames = read.integer("temporal_patch_size", limit="head_dim")
-    channels = read.integer("in_chans", "in_channels", limit="head_dim")
-    merge = read.integer("spatial_merge_size", limit="head_dim")
+        mlp = read.integer("intermediate_size", limit="intermediate_size", lowest=1)
+        out = read.integer("out_hidden_size", default=text_hidden, limit="hidden_size", lowest=1)
+    patch = read.integer("patch_size", limit="head_dim", lowest=1)
+    frames = read.integer("temporal_patch_size", limit="head_dim", lowest=1)
+    channels = read.integer("in_chans", "in_channels", limit="head_dim", lowest=1)
+    merge = read.integer("spatial_merge_size", limit="head_dim", lowest=1)
     norm = 2 if tower.layer_norm else 1  # parameters per element of a norm
     mlp_params = (3 * width * mlp + 2 * mlp if tower.gated_mlp else 2 * width * mlp + mlp) + width
     block = 2 * norm * width + 3 * width * width + 3 * width + width * width + width + mlp_params

@@ -129,6 +129,9 @@ def test_a_qwen_vl_tower_takes_transformers_defaults_for_what_its_config_leaves_
     assert architecture_from_config(config, "qwen").vision_parameters == 676_550_144
     with pytest.raises(SizingError, match=r"vision_config: depth: 'deep' is not an integer"):
         architecture_from_config({**config, "vision_config": {**partial, "depth": "deep"}}, "qwen")
+    for key in ("hidden_size", "patch_size", "spatial_merge_size", "depth"):
+        with pytest.raises(SizingError, match=rf"vision_config: {key}: 0 is not an integer from 1 to"):
+            architecture_from_config({**config, "vision_config": {**partial, key: 0}}, "qwen")
 
 
 LLAMA4_TEXT = {
