@@ -163,9 +163,10 @@ def _setting(settings: str, *names: str) -> int | None:
 
 def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuType | None:
     """The catalog GPU a log names ("NVIDIA A100 80GB", "NVIDIA Tesla T4"); a GPU the log does not name
-    ("not stated ...") is None: it is planned as the CLI plans a GPU known only by its memory (the logged
-    total, and the assumptions that leave the smaller KV cache). A named GPU the catalog lacks is an
-    error, not a guess: its kernels and padding rules are unknown."""
+    ("not stated ...") or one the catalog lacks ("NVIDIA RTX A6000") is None: it is planned as the CLI
+    plans a GPU known only by its memory (the logged total, and the assumptions that leave the smaller KV
+    cache where its kernels and padding rules decide), never as a guessed catalog type. Without a logged
+    total there is nothing to plan it by: an error."""
     text = description.lower()
     best: tuple[int, GpuType] | None = None
     for gpu in catalog.gpu_catalog().values():
@@ -176,8 +177,6 @@ def gpu_from_description(description: str, cuda_total_gib: float | None) -> GpuT
             best = (len(tokens), gpu)
     if best is not None:
         return best[1]
-    if not text.startswith("not "):
-        raise SizingError("gpu_model", f"{description!r} is not in the GPU catalog")
     if cuda_total_gib is None:
         raise SizingError("gpu_model", f"{description!r} names no catalog GPU and no total memory is logged")
     return None

@@ -132,9 +132,11 @@ def test_an_unnamed_gpu_is_not_guessed_from_its_total() -> None:
     assert gpu_from_description("not stated (80GB-class)", 79.18) is None
 
 
-def test_a_named_gpu_missing_from_the_catalog_is_not_guessed() -> None:
-    with pytest.raises(SizingError, match="not in the GPU catalog"):
-        gpu_from_description("NVIDIA GeForce RTX 4080", 15.99)
+def test_a_named_gpu_missing_from_the_catalog_is_planned_by_its_logged_memory() -> None:
+    # as a user with that card plans it: by its memory, with the assumptions that leave the smaller cache
+    assert gpu_from_description("NVIDIA GeForce RTX 4080", 15.99) is None
+    with pytest.raises(SizingError, match="names no catalog GPU and no total memory is logged"):
+        gpu_from_description("NVIDIA GeForce RTX 4080", None)
 
 
 def _row(**changes: str) -> dict[str, str]:
