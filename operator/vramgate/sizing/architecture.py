@@ -149,9 +149,9 @@ _IMAGE_TOKENS_DEFAULTS = {"gemma3": 256}
 
 @dataclass(frozen=True, kw_only=True)
 class VisionEncoder:
-    """A fixed-resolution ViT encoder as an engine profiles it: each image is `image_size` pixels square
-    in `channels`, cut into patches the encoder layers see as tokens (hidden wide, an MLP intermediate wide),
-    and the projector hands the language model `image_tokens` embeddings per image."""
+    """A ViT encoder as an engine profiles it: each image is `image_size` pixels square in `channels`, cut
+    into patches the encoder layers see as tokens (hidden wide, an MLP intermediate wide), and the projector
+    hands the language model `image_tokens` embeddings per image."""
 
     hidden_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["hidden_size"]))
     intermediate_size: int = field(metadata=bounded(ge=0, le=SHAPE_LIMITS["intermediate_size"]))
@@ -159,6 +159,9 @@ class VisionEncoder:
     patch_size: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["image_size"]))
     channels: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["head_dim"]))
     image_tokens: int = field(metadata=bounded(gt=0, le=SHAPE_LIMITS["max_position_embeddings"]))
+    gated_mlp: bool = False  # gate and up projections, then their product: three intermediate-wide tensors
+    # Qwen-VL: the image size is the processor's setting, taken at the official checkpoints'
+    dynamic_resolution: bool = False
 
     def __post_init__(self) -> None:
         check(self)
@@ -449,19 +452,32 @@ _QWEN_VISION_TOWERS = {
 }
 
 
-def _qwen_vision_parameters(
-    tower: _QwenVisionTower, vision_config: Mapping[str, Any], text_hidden: int, source: str
-) -> int:
-    """A Qwen-VL vision tower's parameters: `depth` blocks (two norms, q/k/v and the output projection with
-    biases, the MLP), the Conv3d patch embedding over `temporal_patch_size` frames, learned positions on
-    Qwen3-VL, and the patch merger (a norm, then two linear layers with biases from the
-    `spatial_merge_size`² merged patches into the language model), with one more merger per deepstack
-    layer on Qwen3-VL. Exact against the published totals less their text decoders: Qwen2-VL-7B's
-    675,759,104, Qwen2.5-VL-7B's 676,550,144 and Qwen3-VL-8B's 576,388,336."""
+@dataclass(frozen=True)
+class _QwenTowerShape:
+    """A Qwen-VL vision tower's sizes, its config's or transformers' defaults."""
+
+    tower: _QwenVisionTower
+    width: int
+    layers: int
+    mlp: int  # the MLP's intermediate width
+    out: int  # the merger's output: the language model's width
+    patch: int
+    frames: int  # temporal_patch_size: frames one patch spans
+    channels: int
+    merge: int  # spatial_merge_size: patches per embedding along each side
+    deepstack: int  # Qwen3-VL's extra mergers
+    positions: int  # learned position rows (Qwen3-VL)
+
+
+def _qwen_tower_shape(config: Mapping[str, Any], text_hidden: int, source: str) -> _QwenTowerShape | None:
+    """The Qwen-VL tower of a config whose family has one (None for any other)."""
+    tower = _QWEN_VISION_TOWERS.get(str(config.get("model_type") or ""))
+    vision_config = config.get("vision_config")
+    if tower is None or not isinstance(vision_config, Mapping):
+        return None
     stated = {key: value for key, value in vision_config.items() if value is not None}
     read = _ConfigReader({**tower.defaults, **stated}, f"{source}: vision_config")
     width = read.integer(tower.width_key, limit="hidden_size", lowest=1)
-    layers = read.integer("depth", limit="num_layers", lowest=1)
     if tower.width_key == "embed_dim":
         ratio = read.get("mlp_ratio")
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 64:
@@ -471,30 +487,52 @@ def _qwen_vision_parameters(
     else:
         mlp = read.integer("intermediate_size", limit="intermediate_size", lowest=1)
         out = read.integer("out_hidden_size", default=text_hidden, limit="hidden_size", lowest=1)
-    patch = read.integer("patch_size", limit="head_dim", lowest=1)
-    frames = read.integer("temporal_patch_size", limit="head_dim", lowest=1)
-    channels = read.integer("in_chans", "in_channels", limit="head_dim", lowest=1)
-    merge = read.integer("spatial_merge_size", limit="head_dim", lowest=1)
+    return _QwenTowerShape(
+        tower=tower,
+        width=width,
+        layers=read.integer("depth", limit="num_layers", lowest=1),
+        mlp=mlp,
+        out=out,
+        patch=read.integer("patch_size", limit="head_dim", lowest=1),
+        frames=read.integer("temporal_patch_size", limit="head_dim", lowest=1),
+        channels=read.integer("in_chans", "in_channels", limit="head_dim", lowest=1),
+        merge=read.integer("spatial_merge_size", limit="head_dim", lowest=1),
+        deepstack=len(read.integers("deepstack_visual_indexes", limit="num_layers")),
+        positions=read.integer("num_position_embeddings", limit="max_position_embeddings")
+        if tower.learned_positions
+        else 0,
+    )
+
+
+def _qwen_vision_parameters(shape: _QwenTowerShape) -> int:
+    """A Qwen-VL vision tower's parameters: `depth` blocks (two norms, q/k/v and the output projection with
+    biases, the MLP), the Conv3d patch embedding over `temporal_patch_size` frames, learned positions on
+    Qwen3-VL, and the patch merger (a norm, then two linear layers with biases from the
+    `spatial_merge_size`² merged patches into the language model), with one more merger per deepstack
+    layer on Qwen3-VL. Exact against the published totals less their text decoders: Qwen2-VL-7B's
+    675,759,104, Qwen2.5-VL-7B's 676,550,144 and Qwen3-VL-8B's 576,388,336."""
+    tower, width, mlp = shape.tower, shape.width, shape.mlp
     norm = 2 if tower.layer_norm else 1  # parameters per element of a norm
     mlp_params = (3 * width * mlp + 2 * mlp if tower.gated_mlp else 2 * width * mlp + mlp) + width
     block = 2 * norm * width + 3 * width * width + 3 * width + width * width + width + mlp_params
-    merged = width * merge * merge
-    merger_linears = merged * merged + merged + merged * out + out
-    deepstack = len(read.integers("deepstack_visual_indexes", limit="num_layers"))
-    positions = (
-        read.integer("num_position_embeddings", limit="max_position_embeddings") * width
-        if tower.learned_positions
-        else 0
-    )
+    merged = width * shape.merge * shape.merge
+    merger_linears = merged * merged + merged + merged * shape.out + shape.out
     return (
-        layers * block
-        + channels * frames * patch * patch * width
+        shape.layers * block
+        + shape.channels * shape.frames * shape.patch * shape.patch * width
         + (width if tower.patch_bias else 0)
-        + positions
+        + shape.positions * width
         + norm * width
         + merger_linears
-        + deepstack * (norm * merged + merger_linears)
+        + shape.deepstack * (norm * merged + merger_linears)
     )
+
+
+# The embeddings of the largest image vLLM's profile encodes for a Qwen-VL model: its processor's max_pixels
+# over the merged patch's area (Qwen2VLProcessingInfo.get_image_size_with_most_features, qwen2_vl.py@v0.19.1).
+# The value is the official checkpoints' preprocessor_config.json (Qwen2/2.5-VL: max_pixels 12,845,056 =
+# 28 x 28 x 16,384; Qwen3-VL: longest_edge 16,777,216 = 32 x 32 x 16,384), a file sizing does not read.
+QWEN_DUMMY_IMAGE_TOKENS = 16384
 
 
 class _ConfigReader:
@@ -655,7 +693,7 @@ def architecture_from_config(
         quantization=quantization_from_config(config.get("quantization_config"), source),
         max_position_embeddings=max_position or None,
         vision_parameters=_vision_parameters(config, hidden, source),
-        vision_encoder=_vision_encoder(config, source),
+        vision_encoder=_vision_encoder(config, hidden, source),
         rotary_table_positions=_rotary_tables(read, family, max_position, sliding_layers),
         rotary_dim=_rotary_dim(read, qk_rope_head_dim or head_dim),
     )
@@ -761,9 +799,9 @@ def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str)
     vision_config = config.get("vision_config")
     if not isinstance(vision_config, Mapping):
         return 0
-    tower = _QWEN_VISION_TOWERS.get(str(config.get("model_type") or ""))
-    if tower is not None:
-        return _qwen_vision_parameters(tower, vision_config, text_hidden, source)
+    qwen = _qwen_tower_shape(config, text_hidden, source)
+    if qwen is not None:
+        return _qwen_vision_parameters(qwen)
     if not vision_config.get("num_hidden_layers"):
         return 0
     read = _ConfigReader(vision_config, f"{source}: vision_config")
@@ -784,10 +822,26 @@ def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str)
     return layers * per_layer + patch_embedding + positions + 2 * hidden + projector
 
 
-def _vision_encoder(config: Mapping[str, Any], source: str) -> VisionEncoder | None:
+def _vision_encoder(config: Mapping[str, Any], text_hidden: int, source: str) -> VisionEncoder | None:
     """The encoder's profile shape, for families whose images are one fixed size and a fixed number of
-    embeddings (`mm_tokens_per_image`: gemma-3). Dynamic-resolution towers (Pixtral, Qwen-VL) and
+    embeddings (`mm_tokens_per_image`: gemma-3), and Qwen-VL's dynamic-resolution towers at the official
+    processor's largest image (`QWEN_DUMMY_IMAGE_TOKENS`). Other dynamic-resolution towers (Pixtral) and
     families whose per-image count was not read are left out."""
+    qwen = _qwen_tower_shape(config, text_hidden, source)
+    if qwen is not None:
+        # The largest image is a grid of merged patches: 16,384 embeddings of merge x merge patches each,
+        # a square of 128 x merge patches a side; a patch spans `frames` frames of `channels`
+        side = math.isqrt(QWEN_DUMMY_IMAGE_TOKENS) * qwen.merge
+        return VisionEncoder(
+            hidden_size=qwen.width,
+            intermediate_size=qwen.mlp,
+            image_size=side * qwen.patch,
+            patch_size=qwen.patch,
+            channels=qwen.channels * qwen.frames,
+            image_tokens=QWEN_DUMMY_IMAGE_TOKENS,
+            gated_mlp=qwen.tower.gated_mlp,
+            dynamic_resolution=True,
+        )
     vision_config = config.get("vision_config")
     family = str(config.get("model_type") or "")
     image_tokens = config.get("mm_tokens_per_image") or _IMAGE_TOKENS_DEFAULTS.get(family)

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from vramgate.sizing import SizingError, load_model
-from vramgate.sizing.architecture import architecture_from_config, parameter_groups, quantization_from_config
+from vramgate.sizing.architecture import (
+    VisionEncoder,
+    architecture_from_config,
+    parameter_groups,
+    quantization_from_config,
+)
 
 LLAMA_LIKE = {
     "model_type": "llama",
@@ -83,7 +88,18 @@ def test_qwen25_vl_counts_its_vision_tower_exactly() -> None:
     # and 5120 x 3584 with biases
     assert qwen.vision_parameters == 32 * 19_702_200 + 1_505_280 + 1_280 + 26_219_520 + 18_353_664
     assert parameter_groups(qwen).total == 8_292_166_656  # the published total
-    assert qwen.is_multimodal and qwen.qkv_bias and qwen.vision_encoder is None  # dynamic resolution
+    assert qwen.is_multimodal and qwen.qkv_bias
+    # vLLM's largest dummy image at the official processor's 16,384 embeddings: 256 x 256 patches of 14
+    assert qwen.vision_encoder == VisionEncoder(
+        hidden_size=1280,
+        intermediate_size=3420,
+        image_size=256 * 14,
+        patch_size=14,
+        channels=3 * 2,
+        image_tokens=16_384,
+        gated_mlp=True,
+        dynamic_resolution=True,
+    )
 
 
 @pytest.mark.parametrize(

@@ -440,6 +440,25 @@ def test_gemma3s_encoder_profile_holds_its_pixels_and_embeddings_under_the_text_
     assert _vllm("0.6.5").encoder_profile(gemma, fmt, 1, 8192).held_bytes == 0
 
 
+def test_qwen25_vl_encodes_one_image_at_the_official_processors_size() -> None:
+    qwen = load_model("Qwen/Qwen2.5-VL-7B-Instruct")
+    fmt = resolve_weight_format(qwen, Precision.BF16)
+    v1 = _vllm("0.19.0", "H100-80GB")
+    encoder = v1.encoder_profile(qwen, fmt, 1, 8192)
+    # One image of 16,384 embeddings: 128 x 128 merged patches of 2 x 2, so 65,536 patches, each 3 channels
+    # x 2 frames x 14 x 14 bf16 pixels (154,140,672 bytes), and 16,384 x 3584 bf16 embeddings (117,440,512);
+    # the peak: the pixels and every patch's residual, normed input, gate_up (2 x 3420) and product (3420)
+    assert encoder.held_bytes == 154_140_672 + 117_440_512
+    assert encoder.peak_bytes == 154_140_672 + 65_536 * (2 * 1280 + 3 * 3420) * 2
+    # TP 2 splits the intermediate: 1710 wide
+    assert (
+        v1.encoder_profile(qwen, fmt, 2, 8192).peak_bytes == 154_140_672 + 65_536 * (2 * 1280 + 3 * 1710) * 2
+    )
+    # its profile modelled, the runner's embeddings lookup outside the compiled graph copies no table
+    assert v1.compile_profile_bytes(qwen, fmt, 1, 8192) == 0
+    assert v1.compile_profile_bytes(replace(qwen, vision_encoder=None), fmt, 1, 8192) > 0
+
+
 def test_an_encoder_peak_above_the_text_peak_bounds_the_profile() -> None:
     gemma = load_model("google/gemma-3-27b-it")
     fmt = resolve_weight_format(gemma, Precision.BF16)

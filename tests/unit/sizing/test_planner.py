@@ -365,17 +365,22 @@ def test_the_plan_says_which_release_it_applied_and_what_it_assumed() -> None:
 
 
 def test_a_vision_encoder_whose_profile_is_not_modelled_is_said() -> None:
-    """Qwen2.5-VL's dynamic-resolution tower (its largest dummy image is the processor's setting) and any
-    tower under V0; gemma-3's fixed-size one is modelled from V1 on."""
+    """Any tower under V0 (its dummy sequences carry the images); gemma-3's fixed-size one is modelled from
+    V1 on, Qwen2.5-VL's at the official processor's image size, which the plan says."""
 
-    def said(model: str, version: str) -> bool:
-        notes = plan(request(model, engine_version=version, max_seq_len=8192, concurrency=1)).assumptions
-        return any("vision encoder" in note and "not modelled" in note for note in notes)
+    def notes(model: str, version: str) -> list[str]:
+        return plan(request(model, engine_version=version, max_seq_len=8192, concurrency=1)).assumptions
 
-    assert said("Qwen/Qwen2.5-VL-7B-Instruct", "0.19.0")
-    assert said("google/gemma-3-27b-it", "0.6.4")
-    assert not said("google/gemma-3-27b-it", "0.19.0")
-    assert not said("meta-llama/Llama-3.1-8B-Instruct", "0.19.0")
+    def unmodelled(model: str, version: str) -> bool:
+        return any("vision encoder" in note and "not modelled" in note for note in notes(model, version))
+
+    assert unmodelled("google/gemma-3-27b-it", "0.6.4")
+    assert unmodelled("Qwen/Qwen2.5-VL-7B-Instruct", "0.6.4")
+    assert not unmodelled("google/gemma-3-27b-it", "0.19.0")
+    assert not unmodelled("meta-llama/Llama-3.1-8B-Instruct", "0.19.0")
+    qwen = notes("Qwen/Qwen2.5-VL-7B-Instruct", "0.19.0")
+    assert not unmodelled("Qwen/Qwen2.5-VL-7B-Instruct", "0.19.0")
+    assert any("official processor's size (16,384 embeddings)" in note and "32,768" in note for note in qwen)
 
 
 def test_tgi_2_plans_the_pool_its_warmup_leaves_free_less_its_wiggle_room() -> None:

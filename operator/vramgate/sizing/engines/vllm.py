@@ -1335,7 +1335,12 @@ class VllmModel(EngineModel):
 
         The encoder's own peak, with its pixels, is at the MLP of a layer (SiglipEncoderLayer and
         SiglipMLP.forward in model_executor/models/siglip.py@v0.19.0): the residual, the normed input,
-        fc1's output and its activation, over every patch, with TP splitting the intermediate."""
+        fc1's output and its activation, over every patch, with TP splitting the intermediate; a gated MLP
+        holds gate_up's two intermediate-wide halves and their product (Qwen2_5_VisionMLP in
+        qwen2_5_vl.py@v0.19.1). Qwen-VL's largest dummy item is one image at the official processor's size
+        while max_model_len is under twice its embeddings; from there a video of up to 14 such frames
+        outgrows it (Qwen2VLProcessingInfo.get_num_frames_with_most_features), which is not modelled
+        (`model_assumptions`)."""
         vision = arch.vision_encoder
         batch = self.release.encoder_batch
         if vision is None or batch is EncoderBatch.NOT_PROFILED:
@@ -1348,24 +1353,33 @@ class VllmModel(EngineModel):
         element = weights.compute_bytes
         pixels = vision.channels * vision.image_size**2 * element
         embeddings = vision.image_tokens * arch.hidden_size * element
-        mlp = 2 * vision.hidden_size + 2 * ceil_div(vision.intermediate_size, tensor_parallel)
+        copies = 3 if vision.gated_mlp else 2  # intermediate-wide tensors alive at the MLP's peak
+        mlp = 2 * vision.hidden_size + copies * ceil_div(vision.intermediate_size, tensor_parallel)
         peak = images * (pixels + vision.patches_per_image * mlp * element)
         return EncoderProfile(peak_bytes=peak, held_bytes=images * (pixels + embeddings))
 
     def model_assumptions(self, arch: ModelArchitecture) -> tuple[str, ...]:
         """A multimodal checkpoint whose encoder profile is not modelled says so: dynamic-resolution towers
-        (Qwen-VL, Pixtral), whose largest dummy image is the processor's setting, not config.json's, and
-        every tower under V0, whose dummy sequences carry the images."""
-        modelled = (
-            arch.vision_encoder is not None and self.release.encoder_batch is not EncoderBatch.NOT_PROFILED
-        )
-        if not arch.is_multimodal or modelled:
+        other than Qwen-VL's (Pixtral), whose largest dummy image is the processor's setting, not
+        config.json's, and every tower under V0, whose dummy sequences carry the images. Qwen-VL's is
+        modelled at the official processor's image, which the plan says."""
+        vision = arch.vision_encoder
+        if not arch.is_multimodal:
             return ()
-        return (
-            f"vLLM runs {arch.name}'s vision encoder on its largest dummy images before sizing the KV cache, "
-            "at a peak not modelled, so the cache can come out smaller than planned (the encoder's weights "
-            "are counted)",
-        )
+        if vision is None or self.release.encoder_batch is EncoderBatch.NOT_PROFILED:
+            return (
+                f"vLLM runs {arch.name}'s vision encoder on its largest dummy images before sizing the KV "
+                "cache, at a peak not modelled, so the cache can come out smaller than planned (the "
+                "encoder's weights are counted)",
+            )
+        if vision.dynamic_resolution:
+            return (
+                f"vLLM's profile encodes {arch.name}'s largest dummy image at the official processor's "
+                f"size ({vision.image_tokens:,} embeddings); a checkpoint whose processor allows larger "
+                f"images, or a max_model_len of {2 * vision.image_tokens:,} or more, where its dummy video "
+                "of up to 14 such frames is larger, leaves less KV cache than planned",
+            )
+        return ()
 
     def compile_profile_bytes(
         self, arch: ModelArchitecture, weights: WeightFormat, tensor_parallel: int, tokens: int
@@ -1380,8 +1394,8 @@ class VllmModel(EngineModel):
         looks its embeddings up outside the compiled graph and passes them in
         (vllm/v1/worker/gpu_model_runner.py@v0.19.0, _preprocess; v1/worker/gpu/model_runner.py@v0.29.0,
         uses_inputs_embeds), so its graph has no lookup to time. The plan drops the copy where it models that
-        encoder's own profile (gemma-3), which then bounds the activation from below; where it does not
-        (Qwen-VL: `model_assumptions` says so), the copy stays counted, smaller than the encoder peak it
+        encoder's own profile (gemma-3, Qwen-VL), which then bounds the activation from below; where it does
+        not (Pixtral: `model_assumptions` says so), the copy stays counted, smaller than the encoder peak it
         stands beside, rather than leave that activation at the text forward alone. A public 0.31.0 start of
         Llama-3.1-8B on an A100 80GB, not a calibration row, prints 1.44 GiB of peak activation where its
         forward and sampler need under 0.3 GiB: this copy, 0.99 GiB at 2048 tokens, and the CUDA graph
