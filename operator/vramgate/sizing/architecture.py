@@ -787,14 +787,14 @@ def _moe_shape(
 
 
 def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str) -> int:
-    """Parameters of a multimodal checkpoint's ViT encoder (SigLIP, CLIP, Pixtral's) and its projector.
+    """Parameters of a multimodal checkpoint's ViT encoder (SigLIP, CLIP) and its projector.
 
     Per layer: q/k/v/o with biases, a two-matrix MLP with biases and two layer norms; then the patch
-    convolution, learned positions when the config has an image size (Pixtral's rotary ones have none), a
-    final norm, and one linear projection into the language model's hidden size with its norm. Exact for
-    gemma-3's SigLIP (27,432,406,640 with the text decoder); projectors with a second layer (llava's MLP)
-    add a little more. Qwen-VL's towers, whose config counts layers as `depth`, are counted by
-    `_qwen_vision_parameters`.
+    convolution, learned positions when the config has an image size, a final norm, and one linear
+    projection into the language model's hidden size with its norm. Exact for gemma-3's SigLIP
+    (27,432,406,640 with the text decoder); projectors with a second layer (llava's MLP) add a little more.
+    Qwen-VL's towers, whose config counts layers as `depth`, and Pixtral's are counted by
+    `_qwen_vision_parameters` and `_pixtral_vision_parameters`.
     """
     vision_config = config.get("vision_config")
     if not isinstance(vision_config, Mapping):
@@ -804,6 +804,8 @@ def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str)
         return _qwen_vision_parameters(qwen)
     if not vision_config.get("num_hidden_layers"):
         return 0
+    if vision_config.get("model_type") == "pixtral":
+        return _pixtral_vision_parameters(config, vision_config, text_hidden, source)
     read = _ConfigReader(vision_config, f"{source}: vision_config")
     hidden = read.integer("hidden_size", limit="hidden_size")
     layers = read.integer("num_hidden_layers", limit="num_layers")
@@ -820,6 +822,35 @@ def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str)
     patch_embedding = channels * patch * patch * hidden + hidden
     projector = hidden * text_hidden + hidden
     return layers * per_layer + patch_embedding + positions + 2 * hidden + projector
+
+
+def _pixtral_vision_parameters(
+    config: Mapping[str, Any], vision_config: Mapping[str, Any], text_hidden: int, source: str
+) -> int:
+    """Pixtral's tower (transformers' PixtralVisionModel; vllm/model_executor/models/pixtral.py@v0.19.1,
+    PixtralHFVisionModel) and its projector. Per layer: q/k/v/o without biases, a gated MLP without biases
+    and two RMSNorms; a patch convolution without bias and a pre-norm; 2D rotary positions, so no learned
+    ones. Mistral-3 (Mistral3MultiModalProjector) projects through an RMSNorm, a patch merger of
+    `spatial_merge_size`² patches and two linear layers, llava (Pixtral-12B) through the two linear layers
+    alone; `multimodal_projector_bias` (Mistral-3: off by default, llava: on) gives them biases. Exact for
+    Mistral-Small-3.1-24B: 438,958,080, its published total 24,011,361,280 less the text decoder."""
+    read = _ConfigReader(vision_config, f"{source}: vision_config")
+    hidden = read.integer("hidden_size", default=1024, limit="hidden_size", lowest=1)
+    layers = read.integer("num_hidden_layers", limit="num_layers")
+    intermediate = read.integer("intermediate_size", default=4096, limit="intermediate_size")
+    patch = read.integer("patch_size", default=16, limit="head_dim", lowest=1)
+    channels = read.integer("num_channels", default=3, limit="head_dim")
+    tower = layers * (4 * hidden * hidden + 3 * hidden * intermediate + 2 * hidden)
+    tower += channels * patch * patch * hidden + hidden
+    wrapper = _ConfigReader(config, source)
+    mistral3 = config.get("model_type") == "mistral3"
+    bias_set = config.get("multimodal_projector_bias")
+    bias = bool(bias_set) if isinstance(bias_set, bool) else not mistral3
+    projector = hidden * text_hidden + text_hidden * text_hidden + (2 * text_hidden if bias else 0)
+    if mistral3:
+        merge = wrapper.integer("spatial_merge_size", default=2, limit="head_dim", lowest=1)
+        projector += hidden + hidden * merge * merge * hidden
+    return tower + projector
 
 
 def _vision_encoder(config: Mapping[str, Any], text_hidden: int, source: str) -> VisionEncoder | None:

@@ -137,6 +137,28 @@ def test_qwen_vl_towers_are_counted_by_generation(
     assert architecture_from_config(config, model_type).vision_parameters == expected
 
 
+PIXTRAL = {"model_type": "pixtral", "hidden_size": 1024, "num_hidden_layers": 24, "intermediate_size": 4096}
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "patch", "expected"),
+    [
+        # Mistral-Small-3.1: 24 layers of q/k/v/o (4 x 1024²), a gated MLP (3 x 1024 x 4096) and two RMSNorms;
+        # a 14 x 14 patch convolution and the pre-norm; the projector's RMSNorm, a 2 x 2 patch merger
+        # (4096 x 1024) and 1024 x 5120 and 5120 x 5120 without biases: its total less the text decoder
+        ({"model_type": "mistral3"}, 14, 24 * 16_779_264 + 602_112 + 1_024 + 1_024 + 4_194_304 + 31_457_280),
+        # Pixtral-12B as llava: 16 x 16 patches, the two linear layers alone, with biases
+        ({"model_type": "llava"}, 16, 24 * 16_779_264 + 786_432 + 1_024 + 31_457_280 + 10_240),
+    ],
+)
+def test_pixtral_counts_its_gated_unbiased_tower_and_its_wrapper_projector(
+    wrapper: dict[str, object], patch: int, expected: int
+) -> None:
+    text = {**LLAMA_LIKE, "model_type": "mistral", "hidden_size": 5120}
+    config = {**wrapper, "text_config": text, "vision_config": {**PIXTRAL, "patch_size": patch}}
+    assert architecture_from_config(config, "pixtral").vision_parameters == expected
+
+
 def test_a_qwen_vl_tower_takes_transformers_defaults_for_what_its_config_leaves_out() -> None:
     # A config written with only the keys that differ from Qwen2_5_VLVisionConfig's defaults counts as the
     # full one (its width, 1280, is not the class default, 3584)
