@@ -1338,8 +1338,9 @@ class VllmModel(EngineModel):
         fc1's output and its activation, over every patch, with TP splitting the intermediate; a gated MLP
         holds gate_up's two intermediate-wide halves and their product (Qwen2_5_VisionMLP in
         qwen2_5_vl.py@v0.19.1). Qwen-VL's largest dummy item is one image at the official processor's size
-        while max_model_len is under twice its embeddings; from there a video of up to 14 such frames
-        outgrows it (Qwen2VLProcessingInfo.get_num_frames_with_most_features), which is not modelled
+        while max_model_len is under twice its embeddings; from there a video of up to 14 such frames (16
+        before 0.11.0, qwen2_vl.py _MAX_FRAMES_PER_VIDEO) outgrows it
+        (Qwen2VLProcessingInfo.get_num_frames_with_most_features), which is not modelled
         (`model_assumptions`)."""
         vision = arch.vision_encoder
         batch = self.release.encoder_batch
@@ -1377,7 +1378,7 @@ class VllmModel(EngineModel):
                 f"vLLM's profile encodes {arch.name}'s largest dummy image at the official processor's "
                 f"size ({vision.image_tokens:,} embeddings); a checkpoint whose processor allows larger "
                 f"images, or a max_model_len of {2 * vision.image_tokens:,} or more, where its dummy video "
-                "of up to 14 such frames is larger, leaves less KV cache than planned",
+                "of up to 14 such frames (16 before 0.11) is larger, leaves less KV cache than planned",
             )
         return ()
 
