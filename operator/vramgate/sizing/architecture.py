@@ -479,10 +479,7 @@ def _qwen_tower_shape(config: Mapping[str, Any], text_hidden: int, source: str) 
     read = _ConfigReader({**tower.defaults, **stated}, f"{source}: vision_config")
     width = read.integer(tower.width_key, limit="hidden_size", lowest=1)
     if tower.width_key == "embed_dim":
-        ratio = read.get("mlp_ratio")
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 64:
-            raise SizingError(f"{read.source}: mlp_ratio", f"{ratio!r} is not a number from 0 to 64")
-        mlp = int(width * ratio)
+        mlp = int(width * _positive_number(read.get("mlp_ratio"), f"{read.source}: mlp_ratio", 64))
         out = read.integer("hidden_size", default=text_hidden, limit="hidden_size", lowest=1)
     else:
         mlp = read.integer("intermediate_size", limit="intermediate_size", lowest=1)
@@ -533,6 +530,13 @@ def _qwen_vision_parameters(shape: _QwenTowerShape) -> int:
 # The value is the official checkpoints' preprocessor_config.json (Qwen2/2.5-VL: max_pixels 12,845,056 =
 # 28 x 28 x 16,384; Qwen3-VL: longest_edge 16,777,216 = 32 x 32 x 16,384), a file sizing does not read.
 QWEN_DUMMY_IMAGE_TOKENS = 16384
+
+
+def _positive_number(value: object, field: str, highest: int) -> float:
+    """A ratio or factor a config gives: a number above 0 and at most `highest`, else one clear error."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= highest:
+        raise SizingError(field, f"{value!r} is not a number from 0 to {highest}")
+    return value
 
 
 class _ConfigReader:
@@ -659,6 +663,7 @@ def architecture_from_config(
         limit="max_position_embeddings",
     )
     qk_rope_head_dim = read.integer("qk_rope_head_dim", required=False, limit="qk_rope_head_dim")
+    qwen_tower = _qwen_tower_shape(config, hidden, source)  # its weights and its profile both read it
     return ModelArchitecture(
         name=name,
         family=family,
@@ -692,8 +697,8 @@ def architecture_from_config(
         native_dtype=native_dtype,
         quantization=quantization_from_config(config.get("quantization_config"), source),
         max_position_embeddings=max_position or None,
-        vision_parameters=_vision_parameters(config, hidden, source),
-        vision_encoder=_vision_encoder(config, hidden, source),
+        vision_parameters=_vision_parameters(config, qwen_tower, hidden, source),
+        vision_encoder=_vision_encoder(config, qwen_tower, source),
         rotary_table_positions=_rotary_tables(read, family, max_position, sliding_layers),
         rotary_dim=_rotary_dim(read, qk_rope_head_dim or head_dim),
     )
@@ -786,20 +791,21 @@ def _moe_shape(
     return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
 
 
-def _vision_parameters(config: Mapping[str, Any], text_hidden: int, source: str) -> int:
+def _vision_parameters(
+    config: Mapping[str, Any], qwen: _QwenTowerShape | None, text_hidden: int, source: str
+) -> int:
     """Parameters of a multimodal checkpoint's ViT encoder (SigLIP, CLIP) and its projector.
 
     Per layer: q/k/v/o with biases, a two-matrix MLP with biases and two layer norms; then the patch
     convolution, learned positions when the config has an image size, a final norm, and one linear
     projection into the language model's hidden size with its norm. Exact for gemma-3's SigLIP
     (27,432,406,640 with the text decoder); projectors with a second layer (llava's MLP) add a little more.
-    Qwen-VL's towers, whose config counts layers as `depth`, and Pixtral's are counted by
+    Qwen-VL's towers (`qwen`, read by `_qwen_tower_shape`) and Pixtral's are counted by
     `_qwen_vision_parameters` and `_pixtral_vision_parameters`.
     """
     vision_config = config.get("vision_config")
     if not isinstance(vision_config, Mapping):
         return 0
-    qwen = _qwen_tower_shape(config, text_hidden, source)
     if qwen is not None:
         return _qwen_vision_parameters(qwen)
     if not vision_config.get("num_hidden_layers"):
@@ -853,12 +859,13 @@ def _pixtral_vision_parameters(
     return tower + projector
 
 
-def _vision_encoder(config: Mapping[str, Any], text_hidden: int, source: str) -> VisionEncoder | None:
+def _vision_encoder(
+    config: Mapping[str, Any], qwen: _QwenTowerShape | None, source: str
+) -> VisionEncoder | None:
     """The encoder's profile shape, for families whose images are one fixed size and a fixed number of
     embeddings (`mm_tokens_per_image`: gemma-3), and Qwen-VL's dynamic-resolution towers at the official
     processor's largest image (`QWEN_DUMMY_IMAGE_TOKENS`). Other dynamic-resolution towers (Pixtral) and
     families whose per-image count was not read are left out."""
-    qwen = _qwen_tower_shape(config, text_hidden, source)
     if qwen is not None:
         # The largest image is a grid of merged patches: 16,384 embeddings of merge x merge patches each,
         # a square of 128 x merge patches a side; a patch spans `frames` frames of `channels`
@@ -923,11 +930,7 @@ def _rotary_positions(read: _ConfigReader, scaling: Mapping[str, Any], max_posit
     kind = str(scaling.get("rope_type") or scaling.get("type") or "default")
     if kind not in _STRETCHED_ROPES | _ORIGINAL_STRETCHED_ROPES:
         return max_position
-    factor = scaling.get("factor")
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 0 < factor <= MAX_ROPE_FACTOR:
-        raise SizingError(
-            f"{read.source}: rope factor", f"{factor!r} is not a number from 0 to {MAX_ROPE_FACTOR}"
-        )
+    factor = _positive_number(scaling.get("factor"), f"{read.source}: rope factor", MAX_ROPE_FACTOR)
     base = max_position
     if kind in _ORIGINAL_STRETCHED_ROPES:
         original = _ConfigReader(scaling, f"{read.source}: rope")

@@ -313,22 +313,20 @@ def _stage_groups(arch: ModelArchitecture, groups: ParameterGroups, stage: Pipel
 # of this many, the rotary part of the latent kept in bf16 (vllm/v1/attention/backends/mla/flashmla_sparse.py
 # and DeepseekV32IndexerCache in model_executor/models/deepseek_v2.py@v0.19.1; SGLang's DSATokenToKVPool in
 # srt/mem_cache/memory_pool.py@v0.5.23, the same sizes)
-FP8_SCALE_BLOCK = 128
-_FP32_BYTES = 4
-_BF16_BYTES = 2
+_FP8_SCALE_BLOCK = 128
 
 
 def _indexer_key_bytes(arch: ModelArchitecture) -> int:
     """The indexer's cached key of one token in one layer, the same on every GPU (none without sparse MLA)."""
-    return arch.index_head_dim + arch.index_head_dim // FP8_SCALE_BLOCK * _FP32_BYTES
+    return arch.index_head_dim + arch.index_head_dim // _FP8_SCALE_BLOCK * DTYPE_BYTES["fp32"]
 
 
 def _mla_entry_bytes(arch: ModelArchitecture, element_bytes: int, alignment: int) -> int:
     """One token's latent and rotary key; sparse MLA in fp8 stores the rotary key in bf16 and an fp32 scale
     per 128 latent elements (656 bytes for DeepSeek-V3.2, against 576 for plain fp8)."""
-    if arch.index_head_dim and element_bytes == 1:
-        scales = ceil_div(arch.kv_lora_rank, FP8_SCALE_BLOCK) * _FP32_BYTES
-        return arch.kv_lora_rank + scales + arch.qk_rope_head_dim * _BF16_BYTES
+    if arch.index_head_dim and element_bytes == DTYPE_BYTES["fp8"]:
+        scales = ceil_div(arch.kv_lora_rank, _FP8_SCALE_BLOCK) * DTYPE_BYTES["fp32"]
+        return arch.kv_lora_rank + scales + arch.qk_rope_head_dim * DTYPE_BYTES["bf16"]
     latent = arch.kv_lora_rank + arch.qk_rope_head_dim
     return ceil_div(latent, alignment) * alignment * element_bytes
 
