@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vramgate.sizing import GpuType, gpu_catalog
-from vramgate.sizing.catalog import catalog_entries
+from vramgate.sizing.catalog import catalog_entries, gpu_name_key
 from vramgate.sizing.errors import OutOfBoundsError
 from vramgate.sizing.units import GIB, MIB
 
@@ -81,17 +81,11 @@ def _quantity(value: object) -> int:
         return 0
 
 
-def _normalized_product(product: str) -> str:
-    """Older GFD releases leave out the NVIDIA- prefix (A100-SXM4-40GB); match either way."""
-    lowered = product.lower()
-    return lowered.removeprefix("nvidia-")
-
-
 def catalog_type_for(product: str) -> GpuType | None:
     """The catalog GPU type a `nvidia.com/gpu.product` label names, if any."""
-    wanted = _normalized_product(product)
+    wanted = gpu_name_key(product)
     for gpu in gpu_catalog().values():
-        if _normalized_product(gpu.product) == wanted:
+        if gpu_name_key(gpu.product) == wanted:
             return gpu
     return None
 

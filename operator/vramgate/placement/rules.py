@@ -17,6 +17,7 @@ from typing import Any
 
 from vramgate.placement.inventory import GPU_RESOURCE, GpuTarget, Inventory, TargetKind
 from vramgate.sizing import GpuType, Plan, PlanRequest, SizingError, find_gpu, gpu_catalog, plan
+from vramgate.sizing.catalog import gpu_name_key
 from vramgate.sizing.planner import TENSOR_PARALLEL_SIZES
 from vramgate.sizing.units import MIB
 
@@ -133,17 +134,17 @@ class _Field:
 
     def resolve(self, wanted: str) -> GpuType | None:
         """A type by the name the user wrote: a target's name or node label, or a catalog type."""
-        lowered = wanted.lower()
+        key = gpu_name_key(wanted)
         if self.mode is PlacementMode.CLUSTER:
             for t in self.targets:
-                if lowered in (t.name.lower(), t.gpu.product.lower()):
+                if key in (gpu_name_key(t.name), gpu_name_key(t.gpu.product)):
                     return t.gpu
             try:
                 known = find_gpu(wanted)
             except SizingError:
                 return None
             return next((t.gpu for t in self.targets if t.gpu.name == known.name), None)
-        return next((g for g in self.catalog if lowered in (g.name.lower(), g.product.lower())), None)
+        return next((g for g in self.catalog if key in (gpu_name_key(g.name), gpu_name_key(g.product))), None)
 
 
 def resolve_mode(policy: PlacementPolicy, inventory: Inventory | None) -> PlacementMode:

@@ -9,6 +9,7 @@ import PyYAML at all.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -176,12 +177,19 @@ def find_model(model_id: str) -> CatalogModel:
     return found
 
 
+def gpu_name_key(name: str) -> str:
+    """How a GPU name is compared: case-insensitive; spaces as dashes, so nvidia-smi's product name
+    ("NVIDIA H100 80GB HBM3") reads as the node label GPU Feature Discovery derives from it; and without
+    the NVIDIA- prefix, which older GFD releases leave out (A100-SXM4-40GB)."""
+    return re.sub(r"[\s_]+", "-", name.strip().lower()).removeprefix("nvidia-")
+
+
 def find_gpu(name: str) -> GpuType:
-    """A GPU type by short name or node-label product value, case-insensitive."""
+    """A GPU type by short name, node-label product value or nvidia-smi product name."""
     catalog = gpu_catalog()
-    wanted = name.lower()
+    wanted = gpu_name_key(name)
     for gpu in catalog.values():
-        if wanted in (gpu.name.lower(), gpu.product.lower()):
+        if wanted in (gpu_name_key(gpu.name), gpu_name_key(gpu.product)):
             return gpu
     known = [gpu.name for gpu in catalog.values()]
     raise SizingError(

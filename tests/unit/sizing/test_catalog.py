@@ -81,6 +81,19 @@ def test_gpu_catalog_covers_the_common_types_with_node_labels() -> None:
         assert gpu.product.replace("-", "").isalnum()
         assert gpu.cuda_total_bytes < gpu.memory_bytes
     assert find_gpu("nvidia-a10g").name == "A10G"  # the node label works too
+
+
+@pytest.mark.parametrize(
+    ("written", "name"),
+    [
+        ("NVIDIA H100 80GB HBM3", "H100-80GB"),  # nvidia-smi's product name
+        ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        ("A100-SXM4-40GB", "A100-40GB"),  # an older GFD label, without the NVIDIA- prefix
+        ("  nvidia geforce rtx 4090 ", "RTX-4090"),
+    ],
+)
+def test_a_gpu_is_found_by_the_name_nvidia_smi_prints(written: str, name: str) -> None:
+    assert find_gpu(written).name == name
     assert len(gpu_catalog()) >= len(REQUIRED_GPUS)
 
 
