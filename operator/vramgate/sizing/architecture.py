@@ -57,6 +57,9 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Sub-configs that hold attention and MLP shapes (DBRX's DbrxAttentionConfig and DbrxFFNConfig, MPT's
+# attn_config); a top-level key of the same name wins.
+_NESTED_SHAPE_CONFIGS = ("attn_config", "ffn_config")
 # Families whose MoE layers add shared experts of an expert's size that the config does not count
 # (Llama4TextMoe: one shared expert beside the routed ones, transformers' modeling_llama4.py)
 _SHARED_EXPERTS = {"llama4_text": 1}
@@ -620,6 +623,9 @@ def architecture_from_config(
     merged: dict[str, Any] = dict(config)
     if isinstance(text_config, Mapping) and "num_hidden_layers" not in config:
         merged.update(text_config)
+    for nested in _NESTED_SHAPE_CONFIGS:
+        if isinstance(config.get(nested), Mapping):
+            merged = {**config[nested], **merged}
     family = str(merged.get("model_type") or "custom")
     _refuse_recurrent_layers(merged, family, source)
     defaults = _FAMILY_DEFAULTS.get(family, {"tie_word_embeddings": True})
@@ -744,6 +750,7 @@ def _kv_heads(read: _ConfigReader, family: str, heads: int) -> int:
         "num_kv_heads",
         "n_head_kv",
         "multi_query_group_num",
+        "kv_n_heads",
         default=heads,
         limit="num_kv_heads",
     )
@@ -763,18 +770,34 @@ _NO_MOE = _MoeShape(0, 0, 0, 0)
 def _moe_shape(
     read: _ConfigReader, family: str, layers: int, num_experts: int, intermediate: int
 ) -> _MoeShape:
-    """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral, gpt-oss and
-    Llama-4 terms."""
+    """Which layers are MoE and how big each expert is, in DeepSeek, Qwen-MoE, Mixtral, gpt-oss, Llama-4,
+    DBRX and ERNIE-4.5 terms."""
     expert_size = read.integer(
         "moe_intermediate_size", "intermediate_size", default=intermediate, limit="moe_intermediate_size"
     )
-    shared_experts = read.integer("n_shared_experts", required=False, limit="num_experts")
+    shared_experts = read.integer(
+        "n_shared_experts", "moe_num_shared_experts", required=False, limit="num_experts"
+    )
     shared = (shared_experts or _SHARED_EXPERTS.get(family, 0)) * expert_size
     shared += read.integer(
         "shared_expert_intermediate_size", required=False, limit="shared_expert_intermediate_size"
     )
-    first_dense = read.integer("first_k_dense_replace", required=False, limit="num_layers")
-    step = read.integer("decoder_sparse_step", "moe_layer_freq", "interleave_moe_layer_step", default=1) or 1
+    first_dense = read.integer(
+        "first_k_dense_replace", "moe_layer_start_index", required=False, limit="num_layers"
+    )
+    # ERNIE-4.5's last MoE layer; its default, -1, is the last layer (Ernie4_5_MoeConfig.__post_init__)
+    last_moe = read.get("moe_layer_end_index")
+    last = layers - 1 if last_moe in (None, -1) else read.integer("moe_layer_end_index", limit="num_layers")
+    step = (
+        read.integer(
+            "decoder_sparse_step",
+            "moe_layer_freq",
+            "interleave_moe_layer_step",
+            "moe_layer_interval",
+            default=1,
+        )
+        or 1
+    )
     dense_only = read.integers("mlp_only_layers", limit="num_layers")
     listed = (
         read.integers("moe_layers", limit="num_layers") if isinstance(read.get("moe_layers"), list) else None
@@ -782,11 +805,21 @@ def _moe_shape(
     moe_layers = sum(
         1
         for index in range(layers)
-        if (index in listed if listed is not None else index >= first_dense and (index + 1) % step == 0)
+        if (
+            index in listed
+            if listed is not None
+            else first_dense <= index <= last and (index + 1) % step == 0
+        )
         and index not in dense_only
     )
     experts_per_token = read.integer(
-        "num_experts_per_tok", "experts_per_token", "moe_topk", default=1, limit="num_experts_per_token"
+        "num_experts_per_tok",
+        "experts_per_token",
+        "moe_topk",
+        "moe_top_k",
+        "moe_k",
+        default=1,
+        limit="num_experts_per_token",
     )
     return _MoeShape(experts_per_token, expert_size, shared, moe_layers)
 

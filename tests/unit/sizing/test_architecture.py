@@ -215,6 +215,59 @@ def test_llama4_counts_its_shared_expert_and_dense_layers(experts: int, step: in
     assert parameter_groups(architecture_from_config(chunked, "llama4")).total == expected
 
 
+ERNIE_45_MOE = {  # baidu/ERNIE-4.5-21B-A3B-PT's shape, in Ernie4_5_MoeConfig's keys
+    "model_type": "ernie4_5_moe",
+    "hidden_size": 2560,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 20,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "moe_intermediate_size": 1536,
+    "moe_num_experts": 64,
+    "moe_k": 6,
+    "moe_num_shared_experts": 2,
+    "moe_layer_start_index": 1,
+    "moe_layer_end_index": -1,
+    "moe_layer_interval": 1,
+    "vocab_size": 103424,
+    "tie_word_embeddings": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "moe_layers"),
+    [({}, 27), ({"moe_layer_end_index": 13}, 13), ({"moe_layer_interval": 2}, 14)],
+)
+def test_ernie_moe_layers_shared_experts_and_top_k(overrides: dict[str, int], moe_layers: int) -> None:
+    ernie = architecture_from_config({**ERNIE_45_MOE, **overrides}, "ernie")
+    assert (ernie.num_moe_layers, ernie.num_experts_per_token) == (moe_layers, 6)
+    assert ernie.shared_expert_intermediate_size == 2 * 1536  # two shared experts of an expert's width
+    groups = parameter_groups(ernie)
+    assert groups.dense_mlp == (28 - moe_layers) * 3 * 2560 * 12288
+    assert groups.experts == moe_layers * 64 * 3 * 2560 * 1536
+    assert groups.shared_experts == moe_layers * 3 * 2560 * 3072
+
+
+def test_dbrx_reads_its_attention_and_ffn_sub_configs() -> None:
+    dbrx = architecture_from_config(
+        {
+            "model_type": "dbrx",
+            "d_model": 6144,
+            "n_layers": 40,
+            "n_heads": 48,
+            "vocab_size": 100352,
+            "tie_word_embeddings": False,
+            "attn_config": {"kv_n_heads": 8, "clip_qkv": 8},
+            "ffn_config": {"ffn_hidden_size": 10752, "moe_num_experts": 16, "moe_top_k": 4},
+        },
+        "dbrx",
+    )
+    assert (dbrx.num_kv_heads, dbrx.num_experts, dbrx.num_experts_per_token) == (8, 16, 4)
+    assert dbrx.num_moe_layers == 40 and dbrx.moe_intermediate_size == 10752
+    assert parameter_groups(dbrx).experts == 40 * 16 * 3 * 6144 * 10752  # w1, v1 and w2 per expert
+
+
 def test_a_per_layer_list_is_named_not_printed() -> None:
     config = {**LLAMA_LIKE, "intermediate_size": [16384] * 35}  # gemma-3n's per-layer MLP widths
     with pytest.raises(SizingError) as raised:
