@@ -25,8 +25,8 @@ from vramgate.sizing.units import MIB
 # never measured (measured ones lose 0.6-1.7%: H100 0.6%, A100 1.1%, L40S 1.3%, T4 1.7%).
 _UNMEASURED_RESERVE = 0.012
 # Streaming multiprocessors taken for a GPU whose count is not known: the most of any current NVIDIA GPU,
-# the RTX PRO 6000 Blackwell's 188 (its datasheet's 24,064 CUDA cores at 128 per SM), more than any catalog
-# GPU. Buffers an engine sizes per SM are then never smaller than the real ones.
+# the RTX PRO 6000 Blackwell's 188 (its datasheet's 24,064 CUDA cores at 128 per SM), as many as any catalog
+# GPU has. Buffers an engine sizes per SM are then never smaller than the real ones.
 ASSUMED_SM_COUNT = 188
 
 

@@ -61,10 +61,10 @@ def test_free_gpus_are_allocatable_minus_bound_unfinished_pods() -> None:
 
 
 def test_unknown_product_is_sized_from_its_memory_label_and_says_so() -> None:
-    [target] = Inventory.from_objects([gpu_node("x", "NVIDIA-RTX-A6000", 49140, 2)]).targets()
-    assert not target.catalogued and target.name == "NVIDIA-RTX-A6000"
-    assert target.gpu.memory_mib == 49140
-    assert "not in the catalog: sized from its nvidia.com/gpu.memory label (49140 MiB)" in target.note
+    [target] = Inventory.from_objects([gpu_node("x", "NVIDIA-RTX-A5000", 24564, 2)]).targets()
+    assert not target.catalogued and target.name == "NVIDIA-RTX-A5000"
+    assert target.gpu.memory_mib == 24564
+    assert "not in the catalog: sized from its nvidia.com/gpu.memory label (24564 MiB)" in target.note
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_a_node_with_labels_no_gpu_has_is_left_out_and_the_others_still_place(
     labels: dict[str, str], allocatable: dict[str, str]
 ) -> None:
     """One node's odd labels once made every placement fail (a GpuType out of bounds, or int('foo'))."""
-    odd = gpu_node("odd", "NVIDIA-RTX-A6000", 49140, 1, **allocatable)
+    odd = gpu_node("odd", "NVIDIA-RTX-A5000", 24564, 1, **allocatable)
     odd["metadata"]["labels"].update(labels)
     targets = Inventory.from_objects([gpu_node("good", "NVIDIA-L4", 23034, 1), odd]).targets()
     assert "L4" in [target.name for target in targets]
