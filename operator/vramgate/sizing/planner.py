@@ -790,6 +790,12 @@ def plan(
             for gpu, count in options(lambda gpu: gpu.name == pinned.name)
             if request.gpu_count in (None, count)
         ]
+    elif not alternatives:
+        # Only the choice is wanted: options in ascending price up to the cheapest fit decide it as the
+        # whole field would; all of them are evaluated only when none fits (the closest miss is reported).
+        every = options(lambda gpu: True)
+        wanted = [option for option in every if request.gpu_count in (None, option[1])]
+        field = _up_to_cheapest_fit(evaluator, wanted) or [evaluator.evaluate(*option) for option in every]
     else:
         field = [evaluator.evaluate(*option) for option in options(lambda gpu: True)]
     allowed = [

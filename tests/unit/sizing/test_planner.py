@@ -16,6 +16,7 @@ from vramgate.sizing import (
     find_gpu,
     gpu_catalog,
     load_model,
+    model_catalog,
     plan,
 )
 from vramgate.sizing.engines import Engine
@@ -152,6 +153,30 @@ def test_a_refusal_without_the_field_suggests_what_the_whole_field_would(
     assert not whole.fits and not lean.fits
     assert lean.suggestions == whole.suggestions and lean.reasons == whole.reasons
     assert lean.alternatives == [] and whole.alternatives
+
+
+@pytest.mark.parametrize("model", sorted(model_catalog()))
+@pytest.mark.parametrize(("concurrency", "gpu_count"), [(16, None), (256, None), (64, 2)])
+def test_an_unpinned_plan_without_the_field_chooses_what_the_whole_field_would(
+    model: str, concurrency: int, gpu_count: int | None
+) -> None:
+    """Without the field the planner stops at the cheapest option that fits, in ascending price; the
+    plan must be the whole field's, fitting or refused (every catalog model, large batches refused)."""
+    arch = model_catalog()[model].architecture()
+    wanted = request(
+        model,
+        max_seq_len=min(arch.max_position_embeddings or 8192, 8192),
+        concurrency=concurrency,
+        gpu_count=gpu_count,
+    )
+    try:
+        whole = plan(wanted)
+    except SizingError as whole_error:
+        with pytest.raises(SizingError) as lean_error:
+            plan(wanted, alternatives=False)
+        assert lean_error.value.message == whole_error.message
+        return
+    assert plan(wanted, alternatives=False) == replace(whole, alternatives=[])
 
 
 def replanned_suggestions(refused: PlanRequest) -> list[dict[str, str]]:
