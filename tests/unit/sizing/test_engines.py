@@ -817,18 +817,34 @@ def test_tgi_pr_630_builds_count_only_torchs_reserved_peak_against_98_percent() 
     assert built.activation_bytes == shipped.activation_bytes  # the same warm-up forward and logits
 
 
-def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_blocks() -> None:
-    # Llama 3.1 8B: 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token. A 4145-token
-    # warm-up at max_input_tokens 4095 is two requests, each holding 4096 - 1 tokens: 2 x 256 blocks of 16.
+@pytest.mark.parametrize(
+    ("version", "prefill", "added_back"),
+    [
+        ("2.0.4", 4145, GIB),  # every block the warm-up allocated
+        # From 2.1 only the requests still running after prefill: the 50-token one asks for 4046 more
+        # tokens, the full one (4095 tokens) for one, and has finished
+        ("2.2.0", 4145, GIB // 2),
+        ("2.4.1", 8190, 0),  # two full requests, both finished
+    ],
+)
+def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_blocks(
+    version: str, prefill: int, added_back: int
+) -> None:
+    # Llama 3.1 8B: 32 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 128 KiB a token. A warm-up of up
+    # to 8190 tokens at max_input_tokens 4095 is two requests, each holding 4096 - 1 tokens: 2 x 256 blocks
+    # of 16.
     layout = kv_layout(load_model(LLAMA_8B), 2, 1, 16)
-    rule = _tgi("2.2.0").free_memory_rule(layout, 4096, 4145)
+    model = _tgi(version)
+    rule = model.free_memory_rule(layout, 4096, prefill)
+    kept = round(model.release.free_kept * 10_000)
     assert rule.profile_kv_bytes == 2 * 256 * 16 * 128 * 1024 == GIB
-    assert rule.pool(3 * GIB) == 2 * GIB * 9_500 // 10_000 + GIB
+    assert rule.added_back_bytes == added_back
+    assert rule.pool(3 * GIB) == 2 * GIB * kept // 10_000 + added_back
     assert rule.free_for(rule.pool(3 * GIB)) <= 3 * GIB
     for pool in (GIB, 2 * GIB + 12_345, 7 * GIB):
         free = rule.free_for(pool)
         assert rule.pool(free) >= pool > rule.pool(free - 1)
-    assert _tgi("3.3.5").free_memory_rule(layout, 4096, 4145).pool(3 * GIB) == 3 * GIB
+    assert _tgi("3.3.5").free_memory_rule(layout, 4096, prefill).pool(3 * GIB) == 3 * GIB
 
 
 def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
@@ -844,12 +860,15 @@ def test_tgi_counts_its_context_and_warmup_inside_the_fraction() -> None:
     assert a100.non_torch_bytes == l4.non_torch_bytes == measured  # the L4's smaller context is not known
     # the H100's context is (132 - 108) SMs x 2048 threads x 2 KiB above the A100's
     assert h100.non_torch_bytes == measured + 24 * 2048 * 2 * KIB
-    overhead = _tgi("3.3.5").overhead(llama, fmt, 1, scheduling)
+    overhead = _tgi("2.4.1").overhead(llama, fmt, 1, scheduling)
     # the layer's MLP peak, 4096 x 2 x (7 x 4096 + 4 x 14336) bytes, then the prefill logprobs'
     # 4096 x 128256 x 2 in segments of their own; no row per --max-concurrent-requests
     # and the hidden-wide block the allocator keeps between the larger ones (2 x 4096 widths, below)
     forward, logits = 4096 * 2 * (7 * 4096 + 4 * 14336), 4096 * 128256 * 2
     assert overhead.activation_bytes == forward + logits + 4096 * 2 * 2 * 4096
+    # from 3.0 the warm-up's prefill logprobs are dropped: no vocab-wide tensor per token
+    no_logprobs = _tgi("3.3.5").overhead(llama, fmt, 1, scheduling)
+    assert no_logprobs.activation_bytes == forward + 4096 * 2 * 2 * 4096
 
 
 def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
@@ -889,7 +908,9 @@ def test_a_release_newer_than_the_newest_read_is_said() -> None:
     assert _tgi("3.3.7").assumptions == ()
 
 
-@pytest.mark.parametrize("free_memory", [ALL_FREE_MEMORY, FreeMemoryRule(9_500, GIB)])
+@pytest.mark.parametrize(
+    "free_memory", [ALL_FREE_MEMORY, FreeMemoryRule(9_500, GIB, GIB), FreeMemoryRule(9_500, GIB, GIB // 2)]
+)
 @pytest.mark.parametrize("margin", [NO_KV_SAFETY_MARGIN, KvSafetyMargin(150, GIB // 3)])
 @pytest.mark.parametrize("engine", list(Engine))
 def test_the_largest_batch_is_the_arithmetic_answer_to_the_same_question(
@@ -974,22 +995,25 @@ def test_v0_releases_that_read_used_memory_count_the_blocks_the_profile_left_res
     assert fixed == {"0.2.4": 0, "0.3.1": 4096 * 2 * 5120, "0.6.3": 4096 * 2 * 5120, "0.6.4": 0, "0.8.0": 0}
 
 
-def test_tgi_warmup_holds_the_logits_of_every_prefill_token() -> None:
+def test_tgi_warmup_holds_the_logits_of_every_prefill_token_until_3() -> None:
     llama = load_model(LLAMA_8B)
     fmt = resolve_weight_format(llama, Precision.BF16)
     logits = 4096 * 128256 * 2
     reserved, live = _replayed(LLAMA_8B, 32, 1, False)
     forward = (reserved - live) * 4096 * 2  # what the forward leaves reserved beyond its live peak
-    assert _tgi("3.3.5").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == logits + forward
+    assert _tgi("2.4.1").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == logits + forward
     # before 2.4 log_softmax writes a second vocab-wide tensor
     assert _tgi("2.2.0").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == 2 * logits + forward
+    # from 3.0 the server drops the warm-up's prefill logprobs unless REQUEST_LOGPROBS is set
+    assert _tgi("3.0.0").overhead_curve(llama, fmt, 1, 4096).fixed_activation_bytes == forward
     # with TP the head's shard has a segment of its own beside the gathered logits
     reserved, live = _replayed(LLAMA_8B, 32, 2, False)
     forward = (reserved - live) * 4096 * 2
     assert (
-        _tgi("3.3.5").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
+        _tgi("2.4.1").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes
         == logits + logits // 2 + forward
     )
+    assert _tgi("3.3.5").overhead_curve(llama, fmt, 2, 4096).fixed_activation_bytes == forward
 
 
 def _replayed(model: str, layers: int, tensor_parallel: int, recorded: bool) -> tuple[int, int]:

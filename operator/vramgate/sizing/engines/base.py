@@ -152,24 +152,28 @@ class Launch:
 @dataclass(frozen=True)
 class FreeMemoryRule:
     """How much of the memory left free after the engine's profile becomes KV cache: all of it, or
-    `kept_per_10k` of it plus the KV blocks the profile batch itself held (counted as used memory, then
-    added back whole), as TGI 1.4.1-2.4 size their cache. Integer arithmetic, so `pool(free_for(p)) >= p`."""
+    `kept_per_10k` of it plus KV blocks added back: the profile batch held `profile_kv_bytes` of blocks
+    (counted as used memory), of which `added_back_bytes` are added back, as TGI 1.4.1-2.4 size their
+    cache. Integer arithmetic, so `pool(free_for(p)) >= p`."""
 
     kept_per_10k: int = 10_000
     profile_kv_bytes: int = 0
+    added_back_bytes: int = 0
 
     def pool(self, free_bytes: int) -> int:
         """The KV pool from `free_bytes`: the fraction's memory less weights and the engine's overhead."""
-        if self.kept_per_10k == 10_000:
+        if self.kept_per_10k == 10_000 and self.added_back_bytes == self.profile_kv_bytes:
             return free_bytes
-        return (free_bytes - self.profile_kv_bytes) * self.kept_per_10k // 10_000 + self.profile_kv_bytes
+        return (free_bytes - self.profile_kv_bytes) * self.kept_per_10k // 10_000 + self.added_back_bytes
 
     def free_for(self, pool_bytes: int) -> int:
         """The least free memory whose pool holds `pool_bytes`."""
-        if self.kept_per_10k == 10_000 or pool_bytes <= 0:
+        if self.kept_per_10k == 10_000 and self.added_back_bytes == self.profile_kv_bytes:
+            return pool_bytes
+        if pool_bytes <= 0:
             return pool_bytes
         return (
-            ceil_div((pool_bytes - self.profile_kv_bytes) * 10_000, self.kept_per_10k) + self.profile_kv_bytes
+            ceil_div((pool_bytes - self.added_back_bytes) * 10_000, self.kept_per_10k) + self.profile_kv_bytes
         )
 
 
@@ -311,13 +315,13 @@ class OverheadCurve:
             return self.budget_for(margin.pool_for(n * sequence_bytes), n) <= budget_bytes
 
         # pool_for(kv) is (kv + absolute) / kept: a sequence costs sequence / kept, the margin comes first;
-        # the engine turns only free_kept of the free memory (less its profile's blocks) into the pool.
+        # the engine turns only free_kept of the free memory (less its profile's blocks) into the pool, and
+        # adds back the blocks it says.
         kept = (10_000 - margin.relative_per_10k) / 10_000
         free_kept = self.free_memory.kept_per_10k / 10_000
         per_seq = sequence_bytes / kept / free_kept
-        profile_kv = self.free_memory.profile_kv_bytes
         room = budget_bytes - self.non_torch_bytes - margin.absolute_bytes / kept / free_kept
-        room -= profile_kv - profile_kv / free_kept
+        room -= self.free_memory.profile_kv_bytes - self.free_memory.added_back_bytes / free_kept
         if self.activation_inside:
             room -= self.fixed_activation_bytes
             if self.cuda_graphs.inside:  # the graphs at their most: the estimate stays at or below the answer

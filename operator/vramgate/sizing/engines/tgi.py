@@ -76,6 +76,11 @@ COMMAND_LINE = CommandLine(
         GovernedFlag(("--dtype",), "set spec.model.precision instead"),
         GovernedFlag(("--kv-cache-dtype",), "set spec.model.kvCacheDtype instead"),
         GovernedFlag(("--cuda-graphs",), "the plan sizes the default CUDA graphs"),
+        # From 3.0 warm-up computes only each request's last logits; with prefill logprobs, every token's
+        GovernedFlag(
+            ("--enable-prefill-logprobs",),
+            "the plan sizes the warm-up without prefill logprobs (3.0's default)",
+        ),
         # Passed to the shards as ROPE_SCALING and ROPE_FACTOR: a stretched context the plan does not read
         # from the model's config.json, as vLLM's --rope-scaling
         GovernedFlag(
@@ -97,6 +102,7 @@ COMMAND_LINE = CommandLine(
             "TGI_WIGGLE_ROOM",
             "sets the share of free memory the warm-up leaves to KV blocks, which the plan takes",
         ),
+        ("REQUEST_LOGPROBS", "makes warm-up hold every prefill token's logits, which the plan leaves out"),
     ),
 )
 RUNTIME = EngineRuntime(
@@ -117,6 +123,13 @@ def development_build(version: tuple[int, ...]) -> tuple[int, ...]:
     ((0, 9, 3, 1) for 0.9.4.dev; TGI tags no fourth number). A build of an x.y.0 keeps the release's."""
     major, minor, patch = version[:3]
     return (major, minor, patch - 1, 1) if patch > 0 else version
+
+
+class AddedBack(Enum):
+    """Which of the warm-up batch's KV blocks TGI adds back after measuring the free memory."""
+
+    ALLOCATED = "every block the warm-up batch allocated"
+    RUNNING = "the blocks of the requests still running after the warm-up's prefill"
 
 
 class Warmup(Enum):
@@ -141,8 +154,13 @@ class Release(ReleaseRow):
     torch_reserved_only: bool
     free_kept: float  # share of the free memory made KV blocks (the 5% wiggle room of 1.4.1-2.4)
     warmup: Warmup
-    logits_copies: int  # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output
+    # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output; none where the server
+    # drops the warm-up's prefill logprobs (only each request's last token reaches the head)
+    logits_copies: int
     allreduce_outputs_reserved: bool  # TP all-reduces record their outputs on NCCL's stream
+    # the warm-up's KV blocks added back to the free memory's: all it allocated, or only those of the
+    # requests still running after its prefill (a request whose max_new_tokens is 1 has finished)
+    added_back: AddedBack
     block_size: int  # tokens per KV block of the default attention: paged 16, FlashInfer 1
     fallback_families: frozenset[str]  # model types the launcher moves off the default attention
     fallback_by_compute_capability: bool  # the fallback is paged (16) below compute capability 8
@@ -167,6 +185,7 @@ def _table() -> tuple[Release, ...]:
         warmup=Warmup.FIXED_4096,
         logits_copies=2,
         allreduce_outputs_reserved=True,
+        added_back=AddedBack.ALLOCATED,
         block_size=16,
         fallback_families=frozenset(),
         fallback_by_compute_capability=False,
@@ -195,6 +214,14 @@ def _table() -> tuple[Release, ...]:
         "warm-up prefills max_input_tokens + 50 by default",
         "launcher/src/main.rs@v2.0.0",
         warmup=Warmup.INPUT_PLUS_50,
+    )
+    add(
+        (2, 1, 0),
+        "the blocks added back are those of the warm-up batch generate_token returns, which drops the "
+        "requests that finished at prefill (every full one: max_new_tokens = max_total - max_input = 1)",
+        "server/text_generation_server/models/flash_causal_lm.py@v2.1.0 (warmup: batch.num_blocks), "
+        "router/client/src/v3/client.rs@v2.1.0 (warmup requests)",
+        added_back=AddedBack.RUNNING,
     )
     add(
         (2, 2, 0),
@@ -230,12 +257,16 @@ def _table() -> tuple[Release, ...]:
     add(
         (3, 0, 0),
         "the wiggle room scales the fraction (free above (1 - fraction x 0.95) x total, all kept); the "
-        "launcher sizes warm-up from the GPU's FLOP/s",
-        "server/text_generation_server/models/flash_causal_lm.py@v3.0.0, "
-        "server/text_generation_server/models/globals.py@v3.0.0, launcher/src/main.rs@v3.0.0",
+        "launcher sizes warm-up from the GPU's FLOP/s; the server drops prefill logprobs unless "
+        "REQUEST_LOGPROBS (--enable-prefill-logprobs) is set, so warm-up computes each request's last "
+        "logits only",
+        "server/text_generation_server/models/flash_causal_lm.py@v3.0.0 (FlashCausalLMBatch.from_tokenized, "
+        "PR #2797), server/text_generation_server/models/globals.py@v3.0.0, launcher/src/main.rs@v3.0.0",
         fraction_wiggle=0.95,
         free_kept=1.0,
         warmup=Warmup.COMPUTE_OPTIMAL,
+        logits_copies=0,
+        added_back=AddedBack.ALLOCATED,
     )
     add(
         (3, 1, 0),
@@ -487,17 +518,19 @@ class TgiModel(EngineModel):
     ) -> int:
         """Warm-up asks for prefill logprobs (router/client/src/client.rs@v0.9.4 to
         backends/client/src/v3/client.rs@v3.3.5): the logits of every warm-up token, vocab wide in the
-        model's dtype, and log_softmax's output beside them before 2.4. Each is larger than any segment the
-        forward pass reserved, and the caching allocator does not merge segments, so they add to the
-        forward's peak. With TP the head computes its shard into a tensor of its own before gathering
-        (TensorParallelHead.forward in utils/layers.py@v0.9.4, layers/tensor_parallel.py@v2.2.0). TGI reads
+        model's dtype, and log_softmax's output beside them before 2.4; from 3.0 the server drops them
+        unless asked to (`logits_copies` 0), so only each request's last token reaches the head. Each is
+        larger than any segment the forward pass reserved, and the caching allocator does not merge
+        segments, so they add to the forward's peak. With TP the head computes its shard into a tensor of
+        its own before gathering (TensorParallelHead.forward in utils/layers.py@v0.9.4,
+        layers/tensor_parallel.py@v2.2.0). TGI reads
         used memory after warm-up, so what the caching allocator keeps reserved beyond the forward's live
         peak counts too (see `_replay_forward`); MoE layers are not replayed, and count only the all-reduce
         outputs a release before 1.4.1 leaves recorded on NCCL's stream (two per layer and the
         embedding's)."""
         element = weights.compute_bytes
         logits = tokens * arch.vocab_size * element * self.release.logits_copies
-        if tensor_parallel > 1:
+        if tensor_parallel > 1 and self.release.logits_copies:
             logits += tokens * arch.vocab_size * element // tensor_parallel
         recorded = tensor_parallel > 1 and self.release.allreduce_outputs_reserved
         if arch.is_moe:
@@ -508,16 +541,21 @@ class TgiModel(EngineModel):
     def free_memory_rule(
         self, layout: KvLayout, max_model_len: int, max_num_batched_tokens: int
     ) -> FreeMemoryRule:
-        """Releases 1.4.1-2.4 keep `free_kept` of the free memory after warm-up and add back the blocks of
+        """Releases 1.4.1-2.4 keep `free_kept` of the free memory after warm-up and add back KV blocks of
         the warm-up batch: one request per `max_input_tokens` (the plan's length - 1) of the prefill, each
         holding `max_total_tokens - 1` tokens (router/client/src/client.rs@v1.4.1, warmup; FlashCausalLMBatch
-        .from_pb@v1.4.1)."""
-        if self.release.free_kept == 1.0:
-            return ALL_FREE_MEMORY
+        .from_pb@v1.4.1). From 2.1 only the last, partial request is still running to be added back: a
+        full one asks for one new token and finishes at prefill."""
         input_tokens = max(max_model_len - 1, 1)
         requests = ceil_div(max_num_batched_tokens, input_tokens)
-        warmup_kv = requests * layout.bytes_per_sequence(input_tokens, max_num_batched_tokens)
-        return FreeMemoryRule(round(self.release.free_kept * 10_000), warmup_kv)
+        if self.release.added_back is AddedBack.ALLOCATED:
+            running = requests
+        else:  # only a last, partial request asks for more than one new token
+            running = 1 if max_num_batched_tokens % input_tokens else 0
+        if self.release.free_kept == 1.0 and running == requests:
+            return ALL_FREE_MEMORY
+        sequence = layout.bytes_per_sequence(input_tokens, max_num_batched_tokens)
+        return FreeMemoryRule(round(self.release.free_kept * 10_000), requests * sequence, running * sequence)
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
         """`fraction x total`, scaled by TGI_WIGGLE_ROOM from 3.0."""
