@@ -13,7 +13,7 @@ from vramgate.sizing.architecture import ModelArchitecture, architecture_from_co
 from vramgate.sizing.catalog import unknown_gpu
 from vramgate.sizing.engines import Engine, EngineBuild, Launch, Scheduling, definition, engine_model
 from vramgate.sizing.engines.base import ALL_FREE_MEMORY, FreeMemoryRule
-from vramgate.sizing.engines.tgi import TgiModel, _replay_forward
+from vramgate.sizing.engines.tgi import TgiModel, _launcher_vram_tokens, _replay_forward
 from vramgate.sizing.engines.vllm import MARLIN_MXFP4, RELEASES, Sampler, VllmModel, _replay_v0_forward
 from vramgate.sizing.memory import (
     NO_KV_SAFETY_MARGIN,
@@ -885,6 +885,34 @@ def test_tgi_3_warms_up_with_the_launchers_compute_optimal_batch() -> None:
     )
     assert _tgi("2.4.0").default_scheduling(h100.cuda_total_bytes, h100, 8192).max_num_batched_tokens == 8241
     assert _tgi("1.4.0").default_scheduling(h100.cuda_total_bytes, h100, 8192).max_num_batched_tokens == 4096
+
+
+@pytest.mark.parametrize(
+    ("gpu", "version", "tflops"),
+    [
+        ("H200", "3.0.1", None),  # the launcher learnt the H200, A40 and A100 40GB in 3.1.0
+        ("H200", "3.1.0", 989),
+        ("A40", "3.0.1", None),
+        ("A40", "3.3.5", 149),
+        ("A100-40GB", "3.3.5", 312),
+        ("L40", "3.0.1", 181),
+        ("H100-NVL", "3.3.5", 900),
+        ("H100-PCIe", "3.3.5", None),  # nvidia-smi says "NVIDIA H100 PCIe": no key matches
+        # its table's "nvidia-4090" and "nvidia-t4" match no name nvidia-smi prints
+        ("RTX-4090", "3.3.5", None),
+        ("T4", "3.3.5", None),
+    ],
+)
+def test_tgi_3_knows_a_cards_flops_by_the_name_nvidia_smi_gives_it(
+    gpu: str, version: str, tflops: int | None
+) -> None:
+    llama, card = load_model(LLAMA_8B), find_gpu(gpu)
+    optimal = 4096 if tflops is None else tflops * 10**12 // 15_032_385_536
+    # capped by the launcher's VRAM estimate on the smaller cards
+    allowed = _launcher_vram_tokens(llama, card, 1, 1.0)
+    expected = min(optimal, allowed) if allowed is not None else optimal
+    scheduling = _tgi(version).default_scheduling(card.cuda_total_bytes, card, 8192, llama, 1, 1.0)
+    assert scheduling.max_num_batched_tokens == expected
 
 
 def test_an_unstated_tgi_release_is_the_default_images() -> None:

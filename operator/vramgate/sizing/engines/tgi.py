@@ -154,6 +154,7 @@ class Release(ReleaseRow):
     torch_reserved_only: bool
     free_kept: float  # share of the free memory made KV blocks (the 5% wiggle room of 1.4.1-2.4)
     warmup: Warmup
+    launcher_cards: tuple[tuple[str, int], ...]  # (card name, fp16 TFLOP/s) the launcher sizes warm-up by
     # vocab-wide tensors of every warm-up token: the logits, and log_softmax's output; none where the server
     # drops the warm-up's prefill logprobs (only each request's last token reaches the head)
     logits_copies: int
@@ -164,6 +165,32 @@ class Release(ReleaseRow):
     block_size: int  # tokens per KV block of the default attention: paged 16, FlashInfer 1
     fallback_families: frozenset[str]  # model types the launcher moves off the default attention
     fallback_by_compute_capability: bool  # the fallback is paged (16) below compute capability 8
+
+
+# The cards the launcher knows, by the name it reads (nvidia-smi's gpu_name, spaces as dashes, lower case:
+# compute_type in launcher/src/main.rs, the node label GPU Feature Discovery derives, lower-cased), and
+# their dense fp16 TFLOP/s (ComputeType::f16_flop). "nvidia-4090" and "nvidia-t4" match no card nvidia-smi
+# names ("NVIDIA GeForce RTX 4090", "Tesla T4"): those cards, as every other, get the 4096-token default.
+_CARDS_3_0 = (
+    ("nvidia-4090", 82),
+    ("nvidia-t4", 65),
+    ("nvidia-l4", 121),
+    ("nvidia-l40", 181),
+    ("nvidia-l40s", 363),
+    ("nvidia-a10g", 125),
+    ("nvidia-h100-80gb-hbm3", 900),
+    ("nvidia-a100-sxm4-80gb", 312),
+    ("nvidia-a100", 312),
+)
+_CARDS_3_1 = (
+    *_CARDS_3_0,
+    ("nvidia-a40", 149),
+    ("nvidia-h100-nvl", 900),
+    ("nvidia-h100", 900),
+    ("nvidia-a100-sxm4-40gb", 312),
+    ("nvidia-a100-80gb-pcie", 312),
+    ("nvidia-h200", 989),
+)
 
 
 def _table() -> tuple[Release, ...]:
@@ -183,6 +210,7 @@ def _table() -> tuple[Release, ...]:
         torch_reserved_only=True,
         free_kept=1.0,
         warmup=Warmup.FIXED_4096,
+        launcher_cards=(),
         logits_copies=2,
         allreduce_outputs_reserved=True,
         added_back=AddedBack.ALLOCATED,
@@ -265,14 +293,17 @@ def _table() -> tuple[Release, ...]:
         fraction_wiggle=0.95,
         free_kept=1.0,
         warmup=Warmup.COMPUTE_OPTIMAL,
+        launcher_cards=_CARDS_3_0,
         logits_copies=0,
         added_back=AddedBack.ALLOCATED,
     )
     add(
         (3, 1, 0),
-        "TGI_WIGGLE_ROOM defaults to 0.93",
-        "server/text_generation_server/models/globals.py@v3.1.0",
+        "TGI_WIGGLE_ROOM defaults to 0.93; the launcher knows the A40, H100 NVL and PCIe, A100 40GB and "
+        "PCIe and H200 (PRs #2837, #2941)",
+        "server/text_generation_server/models/globals.py@v3.1.0, launcher/src/main.rs@v3.1.0 (Gpu::from)",
         fraction_wiggle=0.93,
+        launcher_cards=_CARDS_3_1,
     )
     add(
         (3, 3, 0),
@@ -288,20 +319,6 @@ RELEASES = _table()
 FIRST_RELEASE = next(row for row in RELEASES if len(row.first) == 3)
 # The newest release whose source was read: the last row holds up to it.
 NEWEST_READ_VERSION = "3.3.7"
-# The launcher's dense fp16 FLOP/s per card (launcher/src/main.rs@v3.3.5, ComputeType::f16_flop); other
-# cards get no compute estimate and the 4096-token default.
-F16_TFLOPS = {
-    "RTX-4090": 82,
-    "T4": 65,
-    "L4": 121,
-    "L40S": 363,
-    "A10G": 125,
-    "A100-40GB": 312,
-    "A100-80GB": 312,
-    "A100-80GB-PCIe": 312,
-    "H100-80GB": 900,
-    "H200": 989,
-}
 LAUNCHER_VRAM_WIGGLE = 0.95  # the launcher's own estimate (ComputeType::vram), whatever the server's
 
 
@@ -470,8 +487,9 @@ class TgiModel(EngineModel):
             batched = max_model_len - 1 + 50
         else:
             batched = 4096
+            cards = dict(self.release.launcher_cards)
             # A GPU known only by its memory may be the fastest card the launcher knows.
-            tflops = max(F16_TFLOPS.values()) if gpu.name == UNKNOWN_GPU else F16_TFLOPS.get(gpu.name)
+            tflops = max(cards.values()) if gpu.name == UNKNOWN_GPU else cards.get(gpu.product.lower())
             if arch is not None and tflops is not None:
                 optimal = tflops * 10**12 * tensor_parallel // _launcher_flops_per_token(arch)
                 batched = optimal if optimal > 100 else batched
