@@ -275,7 +275,9 @@ def _gib_to_bytes(value: float | None) -> int | None:
 @click.option(
     "--engine-version", help="Engine release (e.g. 0.11.0); vLLM's memory profile differs by release."
 )
-@click.option("--gpu", help="Pin the GPU type (see `vramgate gpus`).")
+@click.option(
+    "--gpu", help="Pin the GPU type: a catalog name, node label or nvidia-smi name (see `vramgate gpus`)."
+)
 @click.option(
     "--gpu-count", type=click.IntRange(1, MAX_GPUS_PER_REPLICA), help="Pin the GPU count (tensor parallel)."
 )

@@ -560,7 +560,8 @@ _GPU_RULES = (
 _GPU_TYPE_DESCRIPTION = (
     "GPU type: a catalog name or node-label product ("
     + ", ".join(gpu.name for gpu in gpu_catalog().values())
-    + "), a product the cluster's nodes carry, or a MIG profile of one (A100-40GB-MIG-1g.5gb)."
+    + "), a product the cluster's nodes carry (nvidia-smi's name works too), or a MIG profile of one "
+    "(A100-40GB-MIG-1g.5gb)."
 )
 
 

@@ -73,6 +73,13 @@ def test_tensor_parallelism_stays_inside_one_node() -> None:
     assert placed.placement.nodes == placed.plan.pipeline_parallel == 2
 
 
+@pytest.mark.parametrize("written", ["L4", "NVIDIA-L4", "NVIDIA L4", "nvidia l4"])
+def test_a_preference_names_a_present_type_by_catalog_label_or_nvidia_smi_name(written: str) -> None:
+    placed = place(request(), inventory=cluster(), preferences=[Preference(written)])
+    assert placed.plan.fits and placed.plan.gpu_type == "L4"
+    assert placed.plan.gpu_product == "NVIDIA-L4"  # the node selector is the label, whatever was written
+
+
 def test_a_full_type_is_skipped_by_a_preference_list_with_the_reason_in_numbers() -> None:
     inventory = cluster(gpu_pod("a10g-1", 4))  # both A10G nodes full now
     placed = place(
