@@ -287,7 +287,7 @@ def _table() -> tuple[Release, ...]:
         "the wiggle room scales the fraction (free above (1 - fraction x 0.95) x total, all kept); the "
         "launcher sizes warm-up from the GPU's FLOP/s; the server drops prefill logprobs unless "
         "REQUEST_LOGPROBS (--enable-prefill-logprobs) is set, so warm-up computes each request's last "
-        "logits only",
+        "logits only; every warm-up block is added back (batch.num_blocks, read before the prefill)",
         "server/text_generation_server/models/flash_causal_lm.py@v3.0.0 (FlashCausalLMBatch.from_tokenized, "
         "PR #2797), server/text_generation_server/models/globals.py@v3.0.0, launcher/src/main.rs@v3.0.0",
         fraction_wiggle=0.95,
@@ -299,8 +299,8 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (3, 1, 0),
-        "TGI_WIGGLE_ROOM defaults to 0.93; the launcher knows the A40, H100 NVL and PCIe, A100 40GB and "
-        "PCIe and H200 (PRs #2837, #2941)",
+        "TGI_WIGGLE_ROOM defaults to 0.93; the launcher knows the A40, H100 NVL, A100 40GB, A100 80GB PCIe "
+        "and H200 (PRs #2837, #2941)",
         "server/text_generation_server/models/globals.py@v3.1.0, launcher/src/main.rs@v3.1.0 (Gpu::from)",
         fraction_wiggle=0.93,
         launcher_cards=_CARDS_3_1,
