@@ -43,7 +43,7 @@ from vramgate.sizing import (
 )
 from vramgate.sizing.architecture import SHAPE_LIMITS
 from vramgate.sizing.engines import definition
-from vramgate.sizing.engines.base import parse_version
+from vramgate.sizing.engines.base import LATEST_PATCH, parse_version
 from vramgate.sizing.engines.options import (
     GPU_VISIBILITY_VARIABLES,
     MEMORY_VARIABLES,
@@ -1209,8 +1209,11 @@ def _check_engine_version(spec: LLMDeploymentSpec) -> None:
     """Refuse an engineVersion that contradicts a release the image tag names: the tag's release is the
     one that runs, so a plan for another would size memory by the wrong rules."""
     stated, tag = spec.runtime.engine_version, spec.runtime.image_tag()
-    tagged = parse_version(tag)
-    if stated is not None and tagged is not None and parse_version(stated) != tagged:
+    tagged, release = parse_version(tag), parse_version(stated)
+    # A minor tag (text-generation-inference:2.0) runs one of that minor's patches.
+    if tagged is not None and release is not None and LATEST_PATCH in (tagged[2], release[2]):
+        tagged, release = tagged[:2], release[:2]
+    if stated is not None and tagged is not None and release != tagged:
         raise SpecError(
             "spec.runtime.engineVersion",
             f"{stated!r} contradicts the image tag {tag!r}, the release that runs; leave engineVersion out, "

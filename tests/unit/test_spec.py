@@ -46,6 +46,25 @@ def test_the_image_tag_is_the_engine_version_unless_one_is_given() -> None:
     assert to_plan_request(parse_spec(spec(runtime={"image": "registry:5000/vllm"}))).engine_version is None
 
 
+@pytest.mark.parametrize(
+    ("image", "stated", "agrees"),
+    [
+        ("ghcr.io/huggingface/text-generation-inference:2.0", "2.0.4", True),  # a minor tag runs a patch
+        ("ghcr.io/huggingface/text-generation-inference:2.0.4", "2.0", True),
+        ("ghcr.io/huggingface/text-generation-inference:2.0", "2.1.0", False),
+        ("ghcr.io/huggingface/text-generation-inference:2.0.4", "2.0.3", False),
+    ],
+)
+def test_an_engine_version_must_agree_with_the_release_the_tag_names(
+    image: str, stated: str, agrees: bool
+) -> None:
+    raw = spec(runtime={"engine": "tgi", "image": image, "engineVersion": stated})
+    if agrees:
+        assert to_plan_request(parse_spec(raw)).engine_version == stated
+    else:
+        assert field_of(raw) == "spec.runtime.engineVersion"
+
+
 def test_source_defaults_to_the_model_name() -> None:
     assert parse_spec(spec()).model_source == "tiiuae/falcon-7b"
     custom = spec(model={"name": "tiiuae/falcon-7b", "source": "s3://models/falcon"})

@@ -915,6 +915,17 @@ def test_tgi_3_knows_a_cards_flops_by_the_name_nvidia_smi_gives_it(
     assert scheduling.max_num_batched_tokens == expected
 
 
+def test_a_minor_tag_takes_the_rules_of_its_newest_patch() -> None:
+    """text-generation-inference:1.4 follows 1.4's newest patch: 1.4.1's 5% wiggle room, not 1.4.0's rule."""
+    tagged = _tgi("ghcr.io/huggingface/text-generation-inference:1.4")
+    assert tagged.release.first == (1, 4, 1) and tagged.release.free_kept == 0.95
+    assert tagged.release_label == "1.4.x"
+    assert _tgi("1.4.0").release.first == (0, 9, 4)
+    # vLLM's 0.6 is 0.6.4's row onwards, not 0.6.0's
+    assert _vllm("0.6").release == _vllm("0.6.6").release != _vllm("0.6.0").release
+    assert _vllm("0.6").release_label == "0.6.x (V0 engine)"
+
+
 def test_an_unstated_tgi_release_is_the_default_images() -> None:
     assert _tgi(None).release_label == "3.3.5" and _tgi(None).assumptions
     assert _tgi("latest").release_label == "3.3.7"

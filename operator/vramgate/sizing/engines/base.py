@@ -720,16 +720,29 @@ class EngineDefinition:
 _VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 
+# The patch of a release named by its minor version only: an image tag such as
+# text-generation-inference:1.4 follows the newest patch of 1.4, so it takes the rules of the last row of 1.4.
+LATEST_PATCH = 1 << 30
+
+
 def parse_version(version: str | None) -> tuple[int, ...] | None:
-    """(0, 11, 0) from "0.11.0", "v0.11.0", "0.10.1.1"; None for no version, "latest" and untagged source
-    builds ("0.1.devN")."""
+    """(0, 11, 0) from "0.11.0", "v0.11.0", "0.10.1.1"; (1, 4, LATEST_PATCH) from a minor tag, "1.4"; None
+    for no version, "latest" and untagged source builds ("0.1.devN")."""
     match = _VERSION.search(version or "")
     if match is None:
         return None
-    number = (int(match[1]), int(match[2]), int(match[3] or 0))
+    patch = LATEST_PATCH if match[3] is None else int(match[3])
+    number = (int(match[1]), int(match[2]), patch)
     if number < (0, 2, 0) and "dev" in (version or ""):
         return None
     return number
+
+
+def version_label(version: tuple[int, ...]) -> str:
+    """ "0.11.0" from (0, 11, 0), "1.4.x" from a minor tag's, "0.4.6.post2" from (0, 4, 6, 2)."""
+    major, minor, patch = version[:3]
+    label = f"{major}.{minor}.{'x' if patch == LATEST_PATCH else patch}"
+    return f"{label}.post{version[3]}" if len(version) > 3 else label
 
 
 def beyond_newest_read(engine: str, label: str, version: tuple[int, ...], newest: str) -> tuple[str, ...]:

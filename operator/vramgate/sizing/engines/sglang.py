@@ -23,6 +23,7 @@ from vramgate.sizing.engines.base import (
     beyond_newest_read,
     format_fraction,
     parse_version,
+    version_label,
 )
 from vramgate.sizing.engines.options import (
     EXITS,
@@ -695,12 +696,6 @@ class SglangModel(EngineModel):
         return args
 
 
-def release_label(version: tuple[int, ...]) -> str:
-    """ "0.4.6.post2" from (0, 4, 6, 2)."""
-    label = ".".join(str(part) for part in version[:3])
-    return f"{label}.post{version[3]}" if len(version) > 3 else label
-
-
 def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineModel:
     """The release a build runs, from its stated version or image tag; unstated, the default image's."""
     version = release_version(build.version)
@@ -711,11 +706,11 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         version = release_version(assumed) or RELEASES[-1].first
         said = f" ({stated!r})" if stated else ""
         assumptions.append(f"SGLang release not stated{said}: the defaults of {assumed} apply")
-    assumptions.extend(beyond_newest_read("SGLang", release_label(version), version, NEWEST_READ_VERSION))
+    assumptions.extend(beyond_newest_read("SGLang", version_label(version), version, NEWEST_READ_VERSION))
     model = SglangModel()
     model.compute_capability_major = compute_capability_major
     model.release = next((row for row in reversed(RELEASES) if row.first <= version), RELEASES[0])
-    model.release_label = release_label(version)
+    model.release_label = version_label(version)
     model.assumptions = tuple(assumptions)
     return model
 

@@ -29,6 +29,7 @@ from vramgate.sizing.engines.base import (
     beyond_newest_read,
     format_fraction,
     parse_version,
+    version_label,
 )
 from vramgate.sizing.engines.options import (
     EXITS,
@@ -610,7 +611,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
         assert version is not None
         said = f" ({stated!r})" if stated else ""
         assumptions = (f"TGI release not stated{said}: the rules of {assumed} apply",)
-    model_label = ".".join(str(part) for part in version)
+    model_label = version_label(version)
     if re.search(r"\.dev\d*\b", build.version or ""):
         version, model_label = development_build(version), f"{model_label}.dev"
     rows = [row for row in RELEASES if row.first <= version]

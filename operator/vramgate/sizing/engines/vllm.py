@@ -30,6 +30,7 @@ from vramgate.sizing.engines.base import (
     beyond_newest_read,
     format_fraction,
     parse_version,
+    version_label,
 )
 from vramgate.sizing.engines.options import (
     EXITS,
@@ -1608,9 +1609,7 @@ def _model(build: EngineBuild, compute_capability_major: int | None) -> EngineMo
             "not known whether the install samples with FlashInfer (the vllm/vllm-openai image does): "
             f"the {release.sampler.name.lower()} sampler's larger profile is assumed"
         )
-    model.release_label = ".".join(str(part) for part in version) + (
-        " (V0 engine)" if release.v0_engine else ""
-    )
+    model.release_label = version_label(version) + (" (V0 engine)" if release.v0_engine else "")
     model.assumptions = (
         *beyond_newest_read("vLLM", model.release_label, version, NEWEST_READ_VERSION),
         *assumptions,
