@@ -933,9 +933,33 @@ def _candidate(e: _Evaluation) -> Candidate:
     )
 
 
+# bf16 needs compute capability 8.0: below it vLLM refuses to start with it ("Bfloat16 is only supported on
+# GPUs with compute capability of at least 8.0", vllm/platforms/cuda.py@v0.11.0, check_if_supports_dtype).
+BF16_COMPUTE_CAPABILITY = 8
+
+
+def _runs_fp16(weights: WeightFormat, gpu: GpuType) -> bool:
+    """Whether bf16 compute must run as fp16 on `gpu` (the same bytes: the memory plan holds)."""
+    return weights.compute_dtype == "bf16" and gpu.compute_capability_major < BF16_COMPUTE_CAPABILITY
+
+
+def _fp16_assumption(weights: WeightFormat, gpu: GpuType) -> tuple[str, ...]:
+    """What the plan says when the engines are told fp16 for a bf16 model."""
+    if not _runs_fp16(weights, gpu):
+        return ()
+    return (
+        f"bf16 needs compute capability {BF16_COMPUTE_CAPABILITY}.0 and the {gpu.name} has "
+        f"{gpu.compute_capability}: the engines run the model in fp16 (--dtype float16), the same bytes, so "
+        "the memory plan holds; a model trained in bf16 can overflow fp16's range",
+    )
+
+
 def _engine_args(evaluator: _Evaluator, chosen: _Evaluation) -> dict[str, list[str]]:
     """Arguments for each engine on the chosen GPUs, each engine's fraction computed by its own model."""
     request = evaluator.request
+    weights = evaluator.weights
+    if _runs_fp16(weights, chosen.gpu):
+        weights = replace(weights, compute_dtype="fp16")
     args: dict[str, list[str]] = {}
     for engine in Engine:
         evaluation = (
@@ -951,7 +975,7 @@ def _engine_args(evaluator: _Evaluator, chosen: _Evaluation) -> dict[str, list[s
             memory_fraction=request.memory_fraction or min(evaluation.fraction, evaluation.fraction_cap),
             max_model_len=request.max_seq_len,
             max_num_seqs=max(evaluation.max_batch, 1),
-            weights=evaluation.weights,
+            weights=weights,
             kv_cache_fp8=request.kv_cache_dtype is KvCacheDtype.FP8,
             max_num_batched_tokens=request.max_num_batched_tokens,
             block_size_tokens=request.block_size if request.block_size not in (None, default_block) else None,
@@ -991,7 +1015,12 @@ def _to_plan(
         weights_format=evaluator.weights.label,
         engine=request.engine,
         engine_release=chosen.engine.release_label,
-        assumptions=[*chosen.engine.assumptions, *chosen.engine.model_assumptions(arch), *assumptions],
+        assumptions=[
+            *chosen.engine.assumptions,
+            *chosen.engine.model_assumptions(arch),
+            *assumptions,
+            *_fp16_assumption(evaluator.weights, chosen.gpu),
+        ],
         gpu_type=chosen.gpu.name,
         gpu_product=chosen.gpu.product,
         gpu_count=gpus,

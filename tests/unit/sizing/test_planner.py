@@ -179,6 +179,18 @@ def test_an_unpinned_plan_without_the_field_chooses_what_the_whole_field_would(
     assert plan(wanted, alternatives=False) == replace(whole, alternatives=[])
 
 
+@pytest.mark.parametrize(("gpu", "dtype"), [("T4", "float16"), ("V100-32GB", "float16"), ("L4", "bfloat16")])
+def test_a_bf16_model_runs_fp16_below_compute_capability_8(gpu: str, dtype: str) -> None:
+    """vLLM refuses bf16 below compute capability 8.0 (vllm/platforms/cuda.py@v0.11.0): a T4 or a V100 is
+    told fp16, the same bytes, and the plan says so; an L4 keeps bf16."""
+    result = plan(request("Qwen/Qwen3-0.6B", gpu=find_gpu(gpu), gpu_count=1, max_seq_len=4096, concurrency=8))
+    assert result.fits and result.weights_format == "bf16"
+    for engine in Engine:
+        assert any(arg.endswith(f"dtype={dtype}") or arg == dtype for arg in result.engine_args[engine.value])
+    said = [note for note in result.assumptions if note.startswith("bf16 needs compute capability 8.0")]
+    assert len(said) == (dtype == "float16")
+
+
 def replanned_suggestions(refused: PlanRequest) -> list[dict[str, str]]:
     """The nearest changes found the slow way, independently of how the planner finds them: each change
     planned from scratch on the refused option's GPUs, the other types read from the whole field."""
