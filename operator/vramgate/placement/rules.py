@@ -144,7 +144,7 @@ class _Field:
             except SizingError:
                 return None
             return next((t.gpu for t in self.targets if t.gpu.name == known.name), None)
-        return next((g for g in self.catalog if key in (gpu_name_key(g.name), gpu_name_key(g.product))), None)
+        return next((g for g in self.catalog if g.is_named(key)), None)
 
 
 def resolve_mode(policy: PlacementPolicy, inventory: Inventory | None) -> PlacementMode:

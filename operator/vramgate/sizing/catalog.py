@@ -49,6 +49,11 @@ class GpuType:
     def __post_init__(self) -> None:
         check(self)
 
+    def is_named(self, key: str) -> bool:
+        """Whether a name written for a GPU, as `gpu_name_key` reads it, names this type (by its short
+        name or its node label)."""
+        return key in (gpu_name_key(self.name), gpu_name_key(self.product))
+
     @property
     def compute_capability_major(self) -> int:
         return int(self.compute_capability.split(".")[0])
@@ -189,7 +194,7 @@ def find_gpu(name: str) -> GpuType:
     catalog = gpu_catalog()
     wanted = gpu_name_key(name)
     for gpu in catalog.values():
-        if wanted in (gpu_name_key(gpu.name), gpu_name_key(gpu.product)):
+        if gpu.is_named(wanted):
             return gpu
     known = [gpu.name for gpu in catalog.values()]
     raise SizingError(

@@ -316,7 +316,7 @@ class _Evaluator:
             layout = self.layout(engine, tensor_parallel, stage, block=1)
             self._least_kv[key] = self.request.concurrency * layout.bytes_per_sequence(max_seq_len, 1), layout
         least, layout = self._least_kv[key]
-        return least if engine.free_memory_rule(layout, max_seq_len, 1).kept_per_10k == 10_000 else None
+        return least if engine.free_memory_rule(layout, max_seq_len, 1).keeps_all else None
 
     def valid_tensor_parallel(self, count: int) -> bool:
         """Engines split attention heads evenly; KV heads split evenly or replicate evenly."""

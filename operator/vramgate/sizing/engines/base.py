@@ -160,17 +160,20 @@ class FreeMemoryRule:
     profile_kv_bytes: int = 0
     added_back_bytes: int = 0
 
+    @property
+    def keeps_all(self) -> bool:
+        """Whether every free byte becomes pool: none kept back, every profile block added back."""
+        return self.kept_per_10k == 10_000 and self.added_back_bytes == self.profile_kv_bytes
+
     def pool(self, free_bytes: int) -> int:
         """The KV pool from `free_bytes`: the fraction's memory less weights and the engine's overhead."""
-        if self.kept_per_10k == 10_000 and self.added_back_bytes == self.profile_kv_bytes:
+        if self.keeps_all:
             return free_bytes
         return (free_bytes - self.profile_kv_bytes) * self.kept_per_10k // 10_000 + self.added_back_bytes
 
     def free_for(self, pool_bytes: int) -> int:
         """The least free memory whose pool holds `pool_bytes`."""
-        if self.kept_per_10k == 10_000 and self.added_back_bytes == self.profile_kv_bytes:
-            return pool_bytes
-        if pool_bytes <= 0:
+        if self.keeps_all or pool_bytes <= 0:
             return pool_bytes
         return (
             ceil_div((pool_bytes - self.added_back_bytes) * 10_000, self.kept_per_10k) + self.profile_kv_bytes

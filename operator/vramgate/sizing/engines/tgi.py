@@ -542,11 +542,10 @@ class TgiModel(EngineModel):
         larger than any segment the forward pass reserved, and the caching allocator does not merge
         segments, so they add to the forward's peak. With TP the head computes its shard into a tensor of
         its own before gathering (TensorParallelHead.forward in utils/layers.py@v0.9.4,
-        layers/tensor_parallel.py@v2.2.0). TGI reads
-        used memory after warm-up, so what the caching allocator keeps reserved beyond the forward's live
-        peak counts too (see `_replay_forward`); MoE layers are not replayed, and count only the all-reduce
-        outputs a release before 1.4.1 leaves recorded on NCCL's stream (two per layer and the
-        embedding's)."""
+        layers/tensor_parallel.py@v2.2.0). TGI reads used memory after warm-up, so what the caching
+        allocator keeps reserved beyond the forward's live peak counts too (see `_replay_forward`); MoE
+        layers are not replayed, and count only the all-reduce outputs a release before 1.4.1 leaves
+        recorded on NCCL's stream (two per layer and the embedding's)."""
         element = weights.compute_bytes
         logits = tokens * arch.vocab_size * element * self.release.logits_copies
         if tensor_parallel > 1 and self.release.logits_copies:
