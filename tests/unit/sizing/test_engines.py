@@ -821,10 +821,10 @@ def test_tgi_pr_630_builds_count_only_torchs_reserved_peak_against_98_percent() 
     ("version", "prefill", "added_back"),
     [
         ("2.0.4", 4145, GIB),  # every block the warm-up allocated
-        # From 2.1 only the requests still running after prefill: the 50-token one asks for 4046 more
-        # tokens, the full one (4095 tokens) for one, and has finished
-        ("2.2.0", 4145, GIB // 2),
-        ("2.4.1", 8190, 0),  # two full requests, both finished
+        # From 2.1 generate_token returns the whole batch while any request runs on: the 50-token one asks
+        # for 4046 more tokens, though the full one (4095 tokens) asked for one and has finished
+        ("2.2.0", 4145, GIB),
+        ("2.4.1", 8190, 0),  # two full requests, both finished: no batch is returned
     ],
 )
 def test_tgi_2_keeps_95_percent_of_the_free_memory_and_adds_back_the_warmup_blocks(

@@ -130,7 +130,9 @@ class AddedBack(Enum):
     """Which of the warm-up batch's KV blocks TGI adds back after measuring the free memory."""
 
     ALLOCATED = "every block the warm-up batch allocated"
-    RUNNING = "the blocks of the requests still running after the warm-up's prefill"
+    # generate_token returns no batch when every request stopped, else the whole batch: the router, not
+    # the server, filters the finished requests out
+    UNLESS_ALL_FINISHED = "every block the warm-up batch allocated, none if all its requests finished"
 
 
 class Warmup(Enum):
@@ -160,8 +162,8 @@ class Release(ReleaseRow):
     # drops the warm-up's prefill logprobs (only each request's last token reaches the head)
     logits_copies: int
     allreduce_outputs_reserved: bool  # TP all-reduces record their outputs on NCCL's stream
-    # the warm-up's KV blocks added back to the free memory's: all it allocated, or only those of the
-    # requests still running after its prefill (a request whose max_new_tokens is 1 has finished)
+    # the warm-up's KV blocks added back to the free memory's: all it allocated, or from 2.1 none when
+    # every warm-up request finished at its prefill (one whose max_new_tokens is 1 has)
     added_back: AddedBack
     block_size: int  # tokens per KV block of the default attention: paged 16, FlashInfer 1
     fallback_families: frozenset[str]  # model types the launcher moves off the default attention
@@ -246,11 +248,13 @@ def _table() -> tuple[Release, ...]:
     )
     add(
         (2, 1, 0),
-        "the blocks added back are those of the warm-up batch generate_token returns, which drops the "
-        "requests that finished at prefill (every full one: max_new_tokens = max_total - max_input = 1)",
-        "server/text_generation_server/models/flash_causal_lm.py@v2.1.0 (warmup: batch.num_blocks), "
+        "the blocks added back are batch.num_blocks of the batch generate_token returns: the whole warm-up "
+        "batch, or none when every request finished at its prefill (a full one asks for max_new_tokens = "
+        "max_total - max_input = 1), as generate_token then returns no batch",
+        "server/text_generation_server/models/flash_causal_lm.py@v2.1.0 (warmup: batch.num_blocks; "
+        "generate_token: 'No need to return a batch if we know that all requests stopped'), "
         "router/client/src/v3/client.rs@v2.1.0 (warmup requests)",
-        added_back=AddedBack.RUNNING,
+        added_back=AddedBack.UNLESS_ALL_FINISHED,
     )
     add(
         (2, 2, 0),
@@ -562,18 +566,18 @@ class TgiModel(EngineModel):
         """Releases 1.4.1-2.4 keep `free_kept` of the free memory after warm-up and add back KV blocks of
         the warm-up batch: one request per `max_input_tokens` (the plan's length - 1) of the prefill, each
         holding `max_total_tokens - 1` tokens (router/client/src/client.rs@v1.4.1, warmup; FlashCausalLMBatch
-        .from_pb@v1.4.1). From 2.1 only the last, partial request is still running to be added back: a
-        full one asks for one new token and finishes at prefill."""
+        .from_pb@v1.4.1). From 2.1 none are added back when every request finished at prefill: a full one
+        asks for one new token, so that is when no last, partial request is left to ask for more."""
         input_tokens = max(max_model_len - 1, 1)
         requests = ceil_div(max_num_batched_tokens, input_tokens)
-        if self.release.added_back is AddedBack.ALLOCATED:
-            running = requests
-        else:  # only a last, partial request asks for more than one new token
-            running = 1 if max_num_batched_tokens % input_tokens else 0
-        if self.release.free_kept == 1.0 and running == requests:
+        all_finished = max_num_batched_tokens % input_tokens == 0
+        unless = self.release.added_back is AddedBack.UNLESS_ALL_FINISHED
+        added_back = 0 if unless and all_finished else requests
+        if self.release.free_kept == 1.0 and added_back == requests:
             return ALL_FREE_MEMORY
         sequence = layout.bytes_per_sequence(input_tokens, max_num_batched_tokens)
-        return FreeMemoryRule(round(self.release.free_kept * 10_000), requests * sequence, running * sequence)
+        kept = round(self.release.free_kept * 10_000)
+        return FreeMemoryRule(kept, requests * sequence, added_back * sequence)
 
     def usable_bytes(self, cuda_total_bytes: int, fraction: float, tensor_parallel: int = 1) -> int:
         """`fraction x total`, scaled by TGI_WIGGLE_ROOM from 3.0."""
