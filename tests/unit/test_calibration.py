@@ -312,7 +312,6 @@ def test_targets_are_checked_per_engine_generation() -> None:
 KNOWN_OVER_PROMISES = {
     "R32": "SGLang under Docker on WSL2: 0.93 GiB used before loading, 0.60 GiB above the 3090's context",
     "R57": "gpt-oss-120b on H100, 0.11.0's log format, 1.71 GiB cache: 0.08 GiB the source does not explain",
-    "R55": "TGI main after PR #630 (0.98 x total less torch's reserved peak), 8 GiB KV: 0.09 GiB unexplained",
     "R180": "vLLM 0.7.1 at TP 8 on A100 NVSwitch: 2.10 GiB of non-torch memory logged, NCCL's, 0.41 planned",
     "R182": "vLLM 0.7.3 at TP 8 on H200s: 7.16 GiB of non-torch memory logged, NCCL's, 2.23 GiB planned",
 }
